@@ -1,0 +1,27 @@
+"""memlib: memorisation in self-supervised learning.
+
+Reproducible companion to SSLMem (Wang et al., ICLR 2024) and
+LayerMem/UnitMem (Wang et al., NeurIPS 2024). Score your own encoders::
+
+    import memlib
+    data = memlib.load_dataset("fashion_mnist", "train")
+    res = memlib.sslmem(f, g, data.images[:1000], memlib.SimCLRAugment(size=28))
+    res.score  # per-point memorisation, in [-1, 1]
+"""
+
+from .data.augment import SimCLRAugment, build_augmentation
+from .data.datasets import ImageDataset, load_dataset
+from .data.splits import Splits, make_splits
+from .experiments import PRESETS, get_preset, run_sslmem
+from .memorization import SSLMemResult, alignment_loss, sslmem
+from .methods import METHODS, build_method
+from .models import ENCODERS, build_encoder
+from .training import TrainConfig, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ENCODERS", "METHODS", "PRESETS", "ImageDataset", "SSLMemResult", "SimCLRAugment", "Splits", "TrainConfig",
+    "alignment_loss", "build_augmentation", "build_encoder", "build_method", "get_preset", "load_dataset",
+    "make_splits", "run_sslmem", "sslmem", "train",
+]

@@ -1,0 +1,196 @@
+"""Batched, seeded image augmentations that run on the images' device.
+
+Every augmentation takes raw ``uint8`` images of shape (B, C, H, W) and returns
+``float32`` images in [0, 1] (normalisation happens inside the encoder, so the
+colour operations see real pixel values, not standardised ones — the official
+code got this wrong). Each image in the batch draws its own parameters from an
+explicit :class:`torch.Generator`, so the same generator state gives the same
+views: SSLMem feeds identical views to f and g, and runs are reproducible.
+
+Why not ``torchvision.transforms.v2`` directly: v2 draws one parameter set per
+call, so per-image randomness would need a Python loop over the batch. The
+operations below are the same formulas as ``torchvision.transforms.v2.functional``
+(brightness, contrast, saturation, grayscale are checked against it in the
+tests), vectorised over per-image parameters. Hue is a rotation in YIQ space,
+a close approximation of torchvision's HSV hue shift.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+
+
+class Augmentation(Protocol):
+    """Anything mapping (uint8 images, generator) to float views in [0, 1]."""
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+
+_GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) → float32 in [0, 1]; float input is passed through."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    if not images.is_floating_point():
+        raise TypeError(f"images must be uint8 or float, got dtype {images.dtype}")
+    return images.float()
+
+
+def _uniform(n: int, low: float, high: float, gen, device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=device) * (high - low) + low
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """Luma of RGB images (B, 3, H, W) → (B, 1, H, W)."""
+    w = torch.tensor(_GRAY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return (x * factor.view(-1, 1, 1, 1)).clamp_(0, 1)
+
+
+def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    gray = grayscale(x) if x.shape[1] == 3 else x
+    mean = gray.mean(dim=(-3, -2, -1), keepdim=True)
+    f = factor.view(-1, 1, 1, 1)
+    return (f * x + (1 - f) * mean).clamp_(0, 1)
+
+
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    f = factor.view(-1, 1, 1, 1)
+    return (f * x + (1 - f) * grayscale(x)).clamp_(0, 1)
+
+
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate chroma by ``shift`` turns (in [-0.5, 0.5]) in YIQ space."""
+    m = _RGB2YIQ.to(x.device, x.dtype)
+    minv = torch.linalg.inv(m)
+    yiq = torch.einsum("ij,bjhw->bihw", m, x)
+    angle = shift * 2 * math.pi
+    c, s = torch.cos(angle).view(-1, 1, 1), torch.sin(angle).view(-1, 1, 1)
+    i, q = yiq[:, 1], yiq[:, 2]
+    yiq = torch.stack([yiq[:, 0], c * i - s * q, s * i + c * q], 1)
+    return torch.einsum("ij,bjhw->bihw", minv, yiq).clamp_(0, 1)
+
+
+def random_resized_crop(
+    x: torch.Tensor,
+    size: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    flip_p: float,
+    gen: torch.Generator | None,
+) -> torch.Tensor:
+    """Per-image random crop of relative area in ``scale`` and aspect in ``ratio``,
+    resized to ``size`` (bilinear), with a horizontal flip of probability ``flip_p``.
+    One ``grid_sample`` call for the whole batch."""
+    b, dev = x.shape[0], x.device
+    area = _uniform(b, scale[0], scale[1], gen, dev)
+    log_r = _uniform(b, math.log(ratio[0]), math.log(ratio[1]), gen, dev)
+    r = torch.exp(log_r)
+    w = torch.sqrt(area * r).clamp(max=1.0)  # fraction of the width
+    h = torch.sqrt(area / r).clamp(max=1.0)
+    cx = (torch.rand(b, generator=gen, device=dev) * 2 - 1) * (1 - w)
+    cy = (torch.rand(b, generator=gen, device=dev) * 2 - 1) * (1 - h)
+    flip = torch.rand(b, generator=gen, device=dev) < flip_p
+    sx = torch.where(flip, -w, w)
+    theta = torch.zeros(b, 2, 3, device=dev, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2] = sx, cx
+    theta[:, 1, 1], theta[:, 1, 2] = h, cy
+    grid = F.affine_grid(theta, (b, x.shape[1], size, size), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@dataclass
+class SimCLRAugment:
+    """SimCLR's pipeline (Chen et al. 2020), batched.
+
+    Random resized crop + horizontal flip, colour jitter with probability
+    ``jitter_p`` and random grayscale with probability ``grayscale_p``. On
+    1-channel images the colour operations (saturation, hue, grayscale) are
+    dropped; brightness and contrast are kept.
+
+    Parameters
+    ----------
+    size
+        Output side length in pixels.
+    scale
+        Range of the crop's area as a fraction of the image. SimCLR uses
+        (0.08, 1) at 224 px; on 28–32 px images (0.2, 1) keeps the object.
+    """
+
+    size: int
+    scale: tuple[float, float] = (0.2, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = random_resized_crop(to_float(images), self.size, self.scale, self.ratio, self.flip_p, generator)
+        b, dev, rgb = x.shape[0], x.device, x.shape[1] == 3
+        jitter = (torch.rand(b, generator=generator, device=dev) < self.jitter_p).view(-1, 1, 1, 1)
+        y = adjust_brightness(x.clone(), _uniform(b, 1 - self.brightness, 1 + self.brightness, generator, dev))
+        y = adjust_contrast(y, _uniform(b, 1 - self.contrast, 1 + self.contrast, generator, dev))
+        if rgb:
+            y = adjust_saturation(y, _uniform(b, 1 - self.saturation, 1 + self.saturation, generator, dev))
+            y = adjust_hue(y, _uniform(b, -self.hue, self.hue, generator, dev))
+        x = torch.where(jitter, y, x)
+        if rgb:
+            gray = (torch.rand(b, generator=generator, device=dev) < self.grayscale_p).view(-1, 1, 1, 1)
+            x = torch.where(gray, grayscale(x).expand_as(x), x)
+        return x
+
+
+@dataclass
+class CropFlip:
+    """Random resized crop and horizontal flip only (no colour operations)."""
+
+    size: int
+    scale: tuple[float, float] = (0.2, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return random_resized_crop(to_float(images), self.size, self.scale, self.ratio, self.flip_p, generator)
+
+
+@dataclass
+class GaussianNoise:
+    """Additive Gaussian pixel noise of standard deviation ``std`` (in [0, 1] units)."""
+
+    std: float = 0.05
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = to_float(images)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return (x + self.std * noise).clamp_(0, 1)
+
+
+AUGMENTATIONS: dict[str, Callable[..., Augmentation]] = {
+    "simclr": SimCLRAugment,
+    "crop_flip": CropFlip,
+    "noise": lambda size=None, **kw: GaussianNoise(**kw),
+}
+
+
+def build_augmentation(name: str, size: int, **kwargs) -> Augmentation:
+    """Augmentation by name (one of :data:`AUGMENTATIONS`), for images of side ``size``."""
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"augmentation={name!r} is unknown; choose one of {sorted(AUGMENTATIONS)}")
+    return AUGMENTATIONS[name](size=size, **kwargs)

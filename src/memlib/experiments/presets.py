@@ -1,0 +1,98 @@
+"""Presets: named bundles of sizes and settings for every experiment.
+
+- ``smoke``: seconds on a CPU, for tests and CI. Its numbers mean nothing
+  and every page that shows them says so.
+- ``cpu``: 2 CPU cores, under an hour per section, sized after METHODS.md §5
+  (memorisation only shows once the encoder can fit its own training points:
+  small training sets, many epochs, several seeds per family).
+- ``gpu``: one H100, full Fashion-MNIST.
+- ``paper``: the paper's CIFAR-10 settings (Table 6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings of an SSLMem run. Any field can be overridden by name."""
+
+    name: str
+    dataset: str = "fashion_mnist"
+    arch: str = "resnet_narrow"
+    method: str = "simclr"
+    shared: int | float = 100
+    candidate: int | float = 50
+    extra: int | float | None = None  # defaults to the size of S_C
+    epochs: int = 400
+    batch_size: int = 150
+    lr: float = 1e-3
+    warmup_epochs: int = 10
+    augmentation: str = "simclr"
+    views: int = 5
+    mode: str = "pairwise"
+    models_per_family: int = 4
+    probe_train: int | None = 5000  # None = the whole training split
+    probe_test: int | None = 2000  # None = the whole test split
+    probe_epochs: int = 100
+    eval_every: int = 50
+    score_batch_size: int = 512
+    meaningful: bool = True
+    description: str = ""
+
+    def replace(self, **overrides) -> "Preset":
+        """A copy with some fields changed; unknown names are a clear error."""
+        known = {f.name for f in dataclasses.fields(self)}
+        bad = sorted(set(overrides) - known)
+        if bad:
+            raise ValueError(f"unknown preset field(s) {bad}; known: {sorted(known)}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        name="smoke", shared=64, candidate=32, epochs=2, batch_size=64, warmup_epochs=1, views=3,
+        models_per_family=1, probe_train=512, probe_test=256, probe_epochs=5, eval_every=0, meaningful=False,
+        description="CI smoke test: seconds on a CPU; the numbers are meaningless.",
+    ),
+    "cpu": Preset(
+        name="cpu", shared=100, candidate=50, epochs=400, batch_size=150, warmup_epochs=10, views=5,
+        models_per_family=4, probe_train=5000, probe_test=2000, probe_epochs=100, eval_every=100,
+        description="2 CPU cores: 150 training points per encoder, 400 epochs, 4 encoders per family (METHODS §5).",
+    ),
+    "gpu": Preset(
+        name="gpu", arch="resnet18", shared=50000, candidate=5000, extra=5000, epochs=100, batch_size=512,
+        lr=2e-3, warmup_epochs=10, views=5, models_per_family=1, probe_train=None, probe_test=None,
+        probe_epochs=100, eval_every=10, score_batch_size=2560,
+        description="One H100, full Fashion-MNIST with the paper's proportions (S_S 50k, S_C = S_I = S_E = 5k).",
+    ),
+    "paper": Preset(
+        name="paper", dataset="cifar10", arch="resnet18", shared=40000, candidate=5000, extra=5000, epochs=600,
+        batch_size=1024, lr=2e-3, warmup_epochs=10, views=5, models_per_family=1, probe_train=None,
+        probe_test=None, probe_epochs=90, eval_every=50, score_batch_size=2560,
+        description="The paper's CIFAR-10 settings (Table 6): S_S 40k, S_C = S_I = S_E = 5k, 600 epochs, batch 1024.",
+    ),
+}
+
+
+def get_preset(preset: str | Preset, **overrides) -> Preset:
+    """A preset by name (or as given) with ``overrides`` applied; ``None`` overrides are ignored."""
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"preset={preset!r} is unknown; choose one of {sorted(PRESETS)}")
+        preset = PRESETS[preset]
+    return preset.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def preset_table():
+    """All presets as a DataFrame (one row per preset), for the setup chapter."""
+    import pandas as pd
+
+    cols = ["dataset", "arch", "method", "shared", "candidate", "epochs", "batch_size", "views",
+            "models_per_family", "description"]
+    return pd.DataFrame([{"preset": p.name, **{c: getattr(p, c) for c in cols}} for p in PRESETS.values()]).set_index("preset")

@@ -1,0 +1,236 @@
+"""The SSLMem experiment end to end: splits → train f and g families → score → probe.
+
+Notebooks call :func:`run_sslmem` and only plot what it returns. Trained
+encoders are cached under the cache directory, keyed by a hash of everything
+that determines them (dataset, split, architecture, method, training settings,
+seed), so re-running a notebook, or another notebook with the same
+configuration, reuses them instead of training again; an interrupted
+training resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.augment import build_augmentation
+from ..data.datasets import KNOWN_DATASETS, ImageDataset, load_dataset
+from ..data.splits import SUBSET_LABELS, SUBSETS, Splits, make_splits
+from ..device import resolve_device
+from ..memorization.sslmem import MODES, SSLMemResult, sslmem
+from ..methods import build_method, check_method
+from ..models import ENCODERS, build_encoder, channel_stats
+from ..probing import embed, knn_accuracy, linear_probe
+from ..provenance import provenance
+from ..stats import sslmem_tests
+from ..training import TrainConfig, train
+from ..training.loop import fingerprint
+from .presets import Preset, get_preset
+
+
+def default_cache_dir() -> Path:
+    """``$MEMLIB_CACHE`` if set, else ``~/.cache/memlib/runs``."""
+    return Path(os.environ.get("MEMLIB_CACHE") or Path.home() / ".cache" / "memlib" / "runs")
+
+
+@dataclass
+class SSLMemRun:
+    """Everything one SSLMem run produced (see :func:`run_sslmem`)."""
+
+    preset: Preset
+    seed: int
+    splits: Splits
+    result: SSLMemResult
+    subset: np.ndarray  # subset name of each scored point
+    images: torch.Tensor  # the scored images, uint8, in the order of ``result``
+    labels: np.ndarray
+    classes: list[str]
+    histories: dict[str, list[dict]]
+    probe: pd.DataFrame
+    provenance: dict
+    run_dir: Path
+    timings: dict = field(default_factory=dict)
+
+    def scores(self, kind: str = "score") -> dict[str, np.ndarray]:
+        """Per-subset scores; ``kind`` is ``"score"`` (normalised) or ``"raw"``."""
+        values = getattr(self.result, kind)
+        return {s: values[self.subset == s] for s in SUBSETS}
+
+    def summary(self) -> pd.DataFrame:
+        """Mean, std and count of normalised and raw scores per subset."""
+        rows = []
+        for s in SUBSETS:
+            m = self.subset == s
+            rows.append({"subset": SUBSET_LABELS[s], "n": int(m.sum()),
+                         "mean score": self.result.score[m].mean(), "std score": self.result.score[m].std(ddof=1),
+                         "mean raw": self.result.raw[m].mean(), "mean align f": self.result.align_f[m].mean(),
+                         "mean align g": self.result.align_g[m].mean()})
+        return pd.DataFrame(rows).set_index("subset")
+
+    def tests(self) -> pd.DataFrame:
+        """The paper's one-sided t-tests (Tables 2 and 16) on the normalised scores."""
+        return sslmem_tests(self.scores())
+
+    def order_holds(self) -> bool:
+        """Whether the subset means are ordered S_C > S_E > S_S > S_I."""
+        m = {s: v.mean() for s, v in self.scores().items()}
+        return bool(m["candidate"] > m["extra"] > m["shared"] > m["independent"])
+
+
+def validate(preset: Preset, device: str) -> torch.device:
+    """Check every setting before any compute; raise naming the parameter and the fix."""
+    if preset.dataset not in KNOWN_DATASETS:
+        raise ValueError(f"dataset={preset.dataset!r} is unknown; choose one of {list(KNOWN_DATASETS)}")
+    if preset.arch not in ENCODERS:
+        raise ValueError(f"arch={preset.arch!r} is unknown; choose one of {sorted(ENCODERS)}")
+    check_method(preset.method)
+    if preset.mode not in MODES:
+        raise ValueError(f"mode={preset.mode!r} is unknown; choose one of {MODES}")
+    for name in ("epochs", "batch_size", "views", "models_per_family", "probe_epochs", "score_batch_size"):
+        v = getattr(preset, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{name}={v!r} must be a positive int")
+    if preset.mode == "pairwise" and preset.views < 2:
+        raise ValueError(f"views={preset.views} must be ≥ 2 for mode='pairwise' (pairs of views)")
+    return resolve_device(device)
+
+
+def _model_seed(seed: int, family: str, i: int) -> int:
+    # f and g members get distinct seeds, as independent draws from A(S) and A(S \ x).
+    return seed * 1000 + 2 * i + (family == "g")
+
+
+def run_sslmem(
+    preset: str | Preset = "smoke",
+    device: str = "cpu",
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    data_root: str | Path | None = None,
+    progress: bool = True,
+    **overrides,
+) -> SSLMemRun:
+    """Run the SSLMem experiment of the paper's §4.2 at a preset.
+
+    Parameters
+    ----------
+    preset
+        Preset name (``smoke``, ``cpu``, ``gpu``, ``paper``) or a :class:`Preset`.
+    device
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    seed
+        Seeds the splits and every encoder of both families.
+    cache_dir
+        Where trained encoders and results go (default :func:`default_cache_dir`).
+    data_root
+        Dataset root passed to :func:`~memlib.data.datasets.load_dataset`.
+    progress
+        Show progress bars.
+    **overrides
+        Any :class:`Preset` field, e.g. ``epochs=50`` or ``shared=200``;
+        ``None`` values are ignored (so notebook parameters can default to None).
+
+    Returns
+    -------
+    SSLMemRun
+    """
+    p = get_preset(preset, **overrides)
+    dev = validate(p, device)
+    t_start = time.perf_counter()
+    train_set = load_dataset(p.dataset, "train", root=data_root)
+    test_set = load_dataset(p.dataset, "test", root=data_root)
+    splits = make_splits(len(train_set), len(test_set), p.shared, p.candidate, p.extra, seed=seed,
+                         train_labels=train_set.labels.numpy())
+    mean, std = channel_stats(train_set.images)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    run_key = {"preset": p.to_dict(), "seed": seed, "splits": fingerprint(splits.to_dict())}
+    run_dir = cache / "sslmem" / fingerprint(run_key)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    splits.save(run_dir / "splits.json")
+
+    probe_rng = np.random.default_rng(seed + 12345)
+    probe_tr = _sample(train_set, p.probe_train, probe_rng)
+    probe_te = _sample(test_set, p.probe_test, probe_rng)
+    knn_bank, knn_query = _sample(probe_tr, 2000, probe_rng), _sample(probe_te, 1000, probe_rng)
+
+    def knn_eval(method):
+        enc = method.encoder
+        fb, fq = embed(enc, knn_bank.images, device=dev), embed(enc, knn_query.images, device=dev)
+        return {"knn_acc": knn_accuracy(fb, knn_bank.labels, fq, knn_query.labels)}
+
+    cfg = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, warmup_epochs=min(p.warmup_epochs, p.epochs),
+                      eval_every=p.eval_every, checkpoint_every=max(1, p.epochs // 10))
+    families: dict[str, list] = {"f": [], "g": []}
+    histories: dict[str, list[dict]] = {}
+    t_train = time.perf_counter()
+    for fam, idx in (("f", splits.f_train), ("g", splits.g_train)):
+        for i in range(p.models_per_family):
+            mseed = _model_seed(seed, fam, i)
+            run_config = {"dataset": p.dataset, "arch": p.arch, "method": p.method, "augmentation": p.augmentation,
+                          "train_indices": fingerprint(idx.tolist()), "model_seed": mseed}
+            torch.manual_seed(mseed)
+            enc = build_encoder(p.arch, train_set.channels, train_set.image_size, mean, std)
+            method = build_method(p.method, enc)
+            ckpt = cache / "encoders" / fingerprint({"train": cfg.to_dict(), "run": run_config}) / "checkpoint.pt"
+            res = train(method, train_set.images[idx], train_set.labels[idx],
+                        TrainConfig(**{**cfg.to_dict(), "seed": mseed}), device=dev, checkpoint_path=ckpt,
+                        run_config=run_config, eval_fn=knn_eval, progress=progress, desc=f"{fam}{i}")
+            families[fam].append(method.encoder)
+            histories[f"{fam}{i}"] = res.history
+    t_train = time.perf_counter() - t_train
+
+    scored = {"candidate": train_set.subset(splits.candidate), "shared": train_set.subset(splits.shared),
+              "extra": test_set.subset(splits.extra), "independent": train_set.subset(splits.independent)}
+    images = torch.cat([d.images for d in scored.values()])
+    labels = np.concatenate([d.labels.numpy() for d in scored.values()])
+    subset = np.concatenate([[s] * len(d) for s, d in scored.items()])
+    aug = build_augmentation(p.augmentation, train_set.image_size)
+    t_score = time.perf_counter()
+    result = sslmem(families["f"], families["g"], images, aug, views=p.views, mode=p.mode,
+                    batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
+    t_score = time.perf_counter() - t_score
+
+    t_probe = time.perf_counter()
+    rows = []
+    for fam, encs in families.items():
+        for i, enc in enumerate(encs):
+            ftr, fte = embed(enc, probe_tr.images, device=dev), embed(enc, probe_te.images, device=dev)
+            lp = linear_probe(ftr, probe_tr.labels, fte, probe_te.labels, epochs=p.probe_epochs, seed=seed)
+            rows.append({"encoder": f"{fam}{i}", "family": fam, "linear_acc": lp["test_acc"],
+                         "linear_train_acc": lp["train_acc"],
+                         "knn_acc": knn_accuracy(ftr, probe_tr.labels, fte, probe_te.labels)})
+    probe = pd.DataFrame(rows).set_index("encoder")
+    t_probe = time.perf_counter() - t_probe
+
+    wall = time.perf_counter() - t_start
+    prov = provenance({"preset": p.name, "seed": seed, **p.to_dict()}, dev, wall)
+    run = SSLMemRun(p, seed, splits, result, subset, images, labels, train_set.classes, histories, probe, prov,
+                    run_dir, {"train_s": t_train, "score_s": t_score, "probe_s": t_probe, "total_s": wall})
+    _save(run)
+    return run
+
+
+def _sample(ds: ImageDataset, n: int | None, rng: np.random.Generator) -> ImageDataset:
+    if n is None or n >= len(ds):
+        return ds
+    return ds.subset(np.sort(rng.choice(len(ds), size=n, replace=False)))
+
+
+def _save(run: SSLMemRun) -> None:
+    """Write per-point scores (CSV), summary, tests, probe and provenance (JSON) to the run folder."""
+    r = run.result
+    pd.DataFrame({"subset": run.subset, "label": run.labels, "align_f": r.align_f, "align_g": r.align_g,
+                  "raw": r.raw, "score": r.score}).to_csv(run.run_dir / "scores.csv", index=False)
+    summary = {"summary": run.summary().reset_index().to_dict(orient="records"),
+               "tests": run.tests().to_dict(orient="records"), "probe": run.probe.reset_index().to_dict(orient="records"),
+               "order_holds": run.order_holds(), "timings": run.timings, "provenance": run.provenance,
+               "histories": run.histories}
+    tmp = run.run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1, default=float))
+    tmp.replace(run.run_dir / "summary.json")

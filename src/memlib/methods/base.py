@@ -1,0 +1,35 @@
+"""What every SSL method provides to the training loop."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models.encoder import Encoder
+
+
+class SSLMethod(nn.Module):
+    """An encoder plus the heads and loss of one training method.
+
+    The training loop calls :meth:`training_step` with a batch of raw uint8
+    images, the indices of those images in the dataset (solo-learn style:
+    every batch carries them) and their labels (used only by supervised
+    baselines), plus the generator that draws the augmentations. Subclasses
+    set ``name`` and implement :meth:`training_step`.
+    """
+
+    name: str = "base"
+
+    def __init__(self, encoder: Encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def training_step(
+        self,
+        images: torch.Tensor,
+        indices: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Return a dict with at least ``"loss"`` (a scalar tensor to minimise)."""
+        raise NotImplementedError

@@ -1,0 +1,28 @@
+"""Encoders: ResNets with a small-image stem and timm ViTs, built by name."""
+
+from __future__ import annotations
+
+from .encoder import Encoder, channel_stats, extract_taps, tapped
+from .resnet import SmallImageResNet, resnet18, resnet50, resnet_narrow
+from .vit import ViTEncoder, vit_micro, vit_tiny
+
+ENCODERS = {
+    "resnet_narrow": resnet_narrow,
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "vit_micro": vit_micro,
+    "vit_tiny": vit_tiny,
+}
+
+
+def build_encoder(name: str, in_chans: int, img_size: int, mean=None, std=None) -> Encoder:
+    """Encoder by name (one of :data:`ENCODERS`) for images of ``in_chans`` × ``img_size``²."""
+    if name not in ENCODERS:
+        raise ValueError(f"arch={name!r} is unknown; choose one of {sorted(ENCODERS)}")
+    return ENCODERS[name](in_chans=in_chans, img_size=img_size, mean=mean, std=std)
+
+
+__all__ = [
+    "ENCODERS", "Encoder", "SmallImageResNet", "ViTEncoder", "build_encoder", "channel_stats",
+    "extract_taps", "tapped", "resnet18", "resnet50", "resnet_narrow", "vit_micro", "vit_tiny",
+]

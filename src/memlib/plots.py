@@ -1,0 +1,127 @@
+"""Figures of the papers, from memlib results.
+
+Each function returns a matplotlib Figure that is already closed: it renders
+when returned or glued in a notebook, but is not shown a second time by the
+inline backend, and loops that make many figures do not leak memory.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .data.splits import SUBSET_LABELS, SUBSETS
+
+
+
+def _closed(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        fig = fn(*args, **kwargs)
+        plt.close(fig)
+        return fig
+
+    return wrapper
+
+
+SUBSET_COLORS = {"candidate": "tab:red", "shared": "tab:gray", "extra": "tab:green", "independent": "tab:blue"}
+
+
+@_closed
+def score_distributions(scores: dict[str, np.ndarray], title: str = "", bins: int = 30):
+    """Fig. 2c: histogram of the memorisation scores of each subset, with their means."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    allv = np.concatenate([np.asarray(v) for v in scores.values()])
+    edges = np.linspace(allv.min(), allv.max(), bins + 1)
+    for s in SUBSETS:
+        v = np.asarray(scores[s])
+        ax.hist(v, bins=edges, histtype="step", lw=1.8, color=SUBSET_COLORS[s],
+                label=f"{SUBSET_LABELS[s]} (mean {v.mean():+.3f}, n={len(v)})")
+        ax.axvline(v.mean(), color=SUBSET_COLORS[s], ls="--", lw=1)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_xlabel("memorisation score m (normalised)")
+    ax.set_ylabel("points")
+    ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+@_closed
+def alignment_scatter(align_f: np.ndarray, align_g: np.ndarray, score: np.ndarray, title: str = ""):
+    """Fig. 2a: alignment loss on f vs on g per candidate, coloured by the score."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    lim = [min(align_f.min(), align_g.min()), max(align_f.max(), align_g.max())]
+    sc = ax.scatter(align_f, align_g, c=score, cmap="coolwarm", s=14, vmin=-np.abs(score).max(),
+                    vmax=np.abs(score).max())
+    ax.plot(lim, lim, "k--", lw=0.8, label="f = g")
+    ax.set_xlabel("alignment loss on f (trained with x)")
+    ax.set_ylabel("alignment loss on g (trained without x)")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    fig.colorbar(sc, ax=ax, label="memorisation score")
+    fig.tight_layout()
+    return fig
+
+
+@_closed
+def gallery(images: torch.Tensor, scores: np.ndarray, labels=None, classes=None, k: int = 8, title: str = ""):
+    """Fig. 1: the ``k`` most and ``k`` least memorised images with their scores."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    rows = (("most memorised", order[:k]), ("least memorised", order[::-1][:k]))
+    fig, axes = plt.subplots(2, k, figsize=(1.3 * k, 3.3))
+    for r, (name, idx) in enumerate(rows):
+        for c, i in enumerate(idx):
+            ax = axes[r, c]
+            img = images[i].permute(1, 2, 0).cpu().numpy()
+            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+            lab = "" if labels is None else (classes[labels[i]] if classes else str(labels[i]))
+            ax.set_title(f"{scores[i]:+.2f}\n{lab}", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+@_closed
+def training_curves(histories: dict[str, list[dict]], keys=("loss", "knn_acc")):
+    """Per-epoch training log of each encoder: one panel per key."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name, hist in histories.items():
+            pts = [(e["epoch"], e[key]) for e in hist if key in e]
+            if pts:
+                x, y = zip(*pts)
+                ax.plot(x, y, marker="o" if len(pts) < 15 else None, ms=3, lw=1,
+                        color="tab:red" if name.startswith("f") else "tab:blue", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        axes[0][-1].legend(handles, labels, fontsize=7, frameon=False, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+@_closed
+def class_examples(images: torch.Tensor, labels, classes, per_class: int = 6):
+    """A grid with the first ``per_class`` images of every class (one row per class)."""
+    labels = np.asarray(labels)
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(0.9 * per_class, 0.95 * len(classes)))
+    for c, name in enumerate(classes):
+        idx = np.flatnonzero(labels == c)[:per_class]
+        for j in range(per_class):
+            ax = axes[c, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(idx):
+                img = images[idx[j]].permute(1, 2, 0).cpu().numpy()
+                ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+        axes[c, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+    fig.tight_layout(pad=0.2)
+    return fig

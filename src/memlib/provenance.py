@@ -1,0 +1,83 @@
+"""Provenance of a run: configuration, code version, libraries, hardware, time."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+_LIBS = ("memlib", "torch", "torchvision", "timm", "numpy", "scipy", "statsmodels")
+
+
+def git_commit(path: str | Path | None = None) -> str:
+    """Commit of the repository holding ``path`` (default: memlib's source), ``-dirty`` if
+    it has uncommitted changes, or ``"unknown"`` outside a git checkout."""
+    cwd = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hardware(device: str | torch.device = "cpu") -> str:
+    """One line describing the machine and, for CUDA, the GPU."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    desc = f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        desc += f"; GPU {torch.cuda.get_device_name(torch.device(device))}"
+    return desc
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for lib in _LIBS:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = "not installed"
+    return out
+
+
+def provenance(config: dict | None = None, device: str | torch.device = "cpu", wall_time_s: float | None = None) -> dict:
+    """Everything needed to trace a result back to the run that made it."""
+    return {
+        "config": config or {},
+        "commit": git_commit(),
+        "versions": versions(),
+        "hardware": hardware(device),
+        "device": str(device),
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall_time_s": None if wall_time_s is None else round(float(wall_time_s), 1),
+    }
+
+
+def provenance_markdown(prov: dict) -> str:
+    """A compact markdown table of a provenance dict, for the end of a chapter."""
+    cfg = prov.get("config", {})
+    rows = [
+        ("preset", f"`{cfg.get('preset', cfg.get('name', '?'))}`"),
+        ("seed", str(cfg.get("seed", "?"))),
+        ("memlib commit", f"`{prov['commit']}`"),
+        ("date", prov["date_utc"]),
+        ("hardware", prov["hardware"]),
+        ("device", prov["device"]),
+        ("wall time", "?" if prov.get("wall_time_s") is None else f"{prov['wall_time_s'] / 60:.1f} min"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in prov["versions"].items())),
+    ]
+    return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)

@@ -1,0 +1,101 @@
+"""Statistics for memorisation scores: one-sided t-tests with effect sizes,
+rank agreement (Kendall's τ, overlap@k) and multiple-testing corrections.
+
+Thin wrappers over scipy.stats and statsmodels that return plain dicts /
+DataFrames ready for tables and glue.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+from statsmodels.stats.multitest import multipletests
+
+
+def cohens_d(a, b) -> float:
+    """Cohen's d of ``mean(a) − mean(b)`` with the pooled standard deviation."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    na, nb = len(a), len(b)
+    pooled = np.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
+    return float((a.mean() - b.mean()) / pooled) if pooled > 0 else float("nan")
+
+
+def ttest_greater(a, b) -> dict:
+    """One-sided Welch t-test of H0: mean(a) ≤ mean(b) (alternative: a > b)."""
+    r = st.ttest_ind(a, b, equal_var=False, alternative="greater")
+    return {"t": float(r.statistic), "p": float(r.pvalue), "df": float(r.df), "cohens_d": cohens_d(a, b),
+            "mean_a": float(np.mean(a)), "mean_b": float(np.mean(b))}
+
+
+def ttest_vs_zero(a, alternative: str) -> dict:
+    """One-sample t-test against 0; ``alternative`` is ``"greater"`` or ``"less"``."""
+    a = np.asarray(a, float)
+    r = st.ttest_1samp(a, 0.0, alternative=alternative)
+    sd = a.std(ddof=1)
+    return {"t": float(r.statistic), "p": float(r.pvalue), "df": float(r.df),
+            "cohens_d": float(a.mean() / sd) if sd > 0 else float("nan"), "mean_a": float(a.mean()), "mean_b": 0.0}
+
+
+#: The hypotheses of the SSLMem paper's Table 2 (two-sample) and Table 16 (vs 0),
+#: each as (null hypothesis text, a, b or None, alternative).
+SSLMEM_HYPOTHESES = (
+    ("m(S_C) ≤ m(S_S)", "candidate", "shared", "greater"),
+    ("m(S_C) ≤ m(S_E)", "candidate", "extra", "greater"),
+    ("m(S_S) ≤ m(S_I)", "shared", "independent", "greater"),
+    ("m(S_E) ≤ m(S_I)", "extra", "independent", "greater"),
+    ("m(S_E) ≤ m(S_S)", "extra", "shared", "greater"),
+    ("m(S_C) ≤ 0", "candidate", None, "greater"),
+    ("m(S_I) ≥ 0", "independent", None, "less"),
+    ("m(S_S) ≤ 0", "shared", None, "greater"),
+    ("m(S_E) ≤ 0", "extra", None, "greater"),
+)
+
+
+def sslmem_tests(scores: dict[str, np.ndarray], alpha: float = 0.05) -> pd.DataFrame:
+    """Run the paper's one-sided tests on per-subset scores.
+
+    Parameters
+    ----------
+    scores
+        Maps ``"candidate"``, ``"shared"``, ``"extra"``, ``"independent"`` to
+        per-point scores.
+    alpha
+        Level for the ``reject`` column, after Holm's correction over all rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per null hypothesis: t, p, Holm-adjusted p, Cohen's d, reject.
+    """
+    rows = []
+    for h0, a, b, alt in SSLMEM_HYPOTHESES:
+        r = ttest_greater(scores[a], scores[b]) if b is not None else ttest_vs_zero(scores[a], alt)
+        rows.append({"null hypothesis": h0, **r})
+    df = pd.DataFrame(rows)
+    reject, p_adj, _, _ = multipletests(df["p"], alpha=alpha, method="holm")
+    df["p_holm"], df["reject"] = p_adj, reject
+    return df
+
+
+def kendall_tau(a, b) -> dict:
+    """Kendall's τ-b between two scorings of the same points."""
+    r = st.kendalltau(a, b)
+    return {"tau": float(r.statistic), "p": float(r.pvalue)}
+
+
+def overlap_at_k(a, b, k: int) -> float:
+    """Fraction of the top-k points of scoring ``a`` that are in the top-k of ``b``."""
+    a, b = np.asarray(a), np.asarray(b)
+    if not 1 <= k <= len(a):
+        raise ValueError(f"k={k} must lie in [1, {len(a)}]")
+    ta, tb = np.argsort(-a, kind="stable")[:k], np.argsort(-b, kind="stable")[:k]
+    return len(np.intersect1d(ta, tb)) / k
+
+
+def mean_ci(x, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and its t-based confidence interval."""
+    x = np.asarray(x, float)
+    m, se = x.mean(), st.sem(x) if len(x) > 1 else float("nan")
+    h = se * st.t.ppf((1 + confidence) / 2, len(x) - 1) if len(x) > 1 else float("nan")
+    return float(m), float(m - h), float(m + h)

@@ -1,0 +1,70 @@
+import json
+
+import numpy as np
+import pytest
+
+from memlib.experiments import get_preset, run_sslmem
+from memlib.experiments.sslmem_run import validate
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    import os
+
+    if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        pytest.skip("Fashion-MNIST missing: sudo apt-get install dataset-fashion-mnist")
+    return run_sslmem("smoke", cache_dir=tmp_path_factory.mktemp("cache"),
+                      data_root=tmp_path_factory.mktemp("data"), progress=False)
+
+
+def test_smoke_run_end_to_end(smoke_run):
+    r = smoke_run
+    sizes = r.splits.sizes()
+    assert {s: int((r.subset == s).sum()) for s in sizes} == sizes
+    assert np.all(np.abs(r.result.score) <= 1)
+    assert set(r.tests()["null hypothesis"]) >= {"m(S_C) ≤ m(S_S)", "m(S_E) ≤ m(S_I)"}
+    assert r.probe["linear_acc"].between(0, 1).all()
+    saved = json.loads((r.run_dir / "summary.json").read_text())
+    assert saved["provenance"]["config"]["preset"] == "smoke"
+    assert (r.run_dir / "scores.csv").exists() and (r.run_dir / "splits.json").exists()
+
+
+def test_rerun_reuses_cached_encoders(smoke_run, tmp_path):
+    again = run_sslmem("smoke", cache_dir=smoke_run.run_dir.parents[1], progress=False)
+    np.testing.assert_array_equal(again.result.raw, smoke_run.result.raw)  # same seed → identical scores
+    assert again.timings["train_s"] < smoke_run.timings["train_s"]  # loaded, not retrained
+
+
+@pytest.mark.parametrize("overrides,msg", [
+    (dict(method="byol"), "method='byol' is unknown"),
+    (dict(arch="resnet9"), "arch='resnet9' is unknown"),
+    (dict(dataset="imagenet21k"), "dataset='imagenet21k' is unknown"),
+    (dict(epochs=0), "epochs=0 must be a positive int"),
+    (dict(views=0), "views=0 must be a positive int"),
+    (dict(mode="cosine"), "mode='cosine' is unknown"),
+])
+def test_bad_settings_fail_before_compute(overrides, msg, tmp_path):
+    with pytest.raises(ValueError, match=msg):
+        run_sslmem("smoke", cache_dir=tmp_path / "c", **overrides)
+    assert not (tmp_path / "c").exists()  # nothing written
+
+
+def test_unknown_preset_and_field():
+    with pytest.raises(ValueError, match="preset='huge' is unknown"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match=r"unknown preset field\(s\) \['epoch'\]"):
+        get_preset("smoke", epoch=3)
+
+
+def test_cuda_refused_without_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="no CUDA GPU is available here; use device='cpu'"):
+        validate(get_preset("smoke"), "cuda")
+
+
+def test_impossible_split_sizes(tmp_path):
+    with pytest.raises(ValueError, match="exceeds the 60000 training points"):
+        run_sslmem("smoke", cache_dir=tmp_path / "c", shared=59000, candidate=1000, progress=False)

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+import torch
+
+from memlib.probing import knn_accuracy, linear_probe
+from memlib.stats import cohens_d, kendall_tau, overlap_at_k, sslmem_tests, ttest_greater
+
+
+def test_ttest_direction():
+    rng = np.random.default_rng(0)
+    hi, lo = rng.normal(1, 1, 200), rng.normal(0, 1, 200)
+    assert ttest_greater(hi, lo)["p"] < 1e-6
+    assert ttest_greater(lo, hi)["p"] > 0.99
+    assert cohens_d(hi, lo) == pytest.approx(1.0, abs=0.25)
+
+
+def test_sslmem_tests_table():
+    rng = np.random.default_rng(1)
+    scores = {"candidate": rng.normal(0.3, 0.1, 100), "shared": rng.normal(0, 0.1, 100),
+              "extra": rng.normal(0.1, 0.1, 100), "independent": rng.normal(-0.3, 0.1, 100)}
+    df = sslmem_tests(scores).set_index("null hypothesis")
+    assert df.loc[["m(S_C) ≤ m(S_S)", "m(S_C) ≤ m(S_E)", "m(S_S) ≤ m(S_I)", "m(S_E) ≤ m(S_I)"], "reject"].all()
+    assert (df["p_holm"] >= df["p"]).all()
+    swapped = sslmem_tests({**scores, "candidate": scores["independent"], "independent": scores["candidate"]})
+    assert not swapped.set_index("null hypothesis").loc["m(S_C) ≤ m(S_S)", "reject"]
+
+
+def test_rank_agreement():
+    a = np.arange(50.0)
+    assert kendall_tau(a, a)["tau"] == pytest.approx(1.0)
+    assert kendall_tau(a, -a)["tau"] == pytest.approx(-1.0)
+    assert overlap_at_k(a, a, 10) == 1.0 and overlap_at_k(a, -a, 10) == 0.0
+    with pytest.raises(ValueError, match="k=0"):
+        overlap_at_k(a, a, 0)
+
+
+def test_probes_separate_separable_classes():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 16, generator=g) * 5
+    y = torch.arange(300) % 3
+    x = centres[y] + torch.randn(300, 16, generator=g)
+    assert knn_accuracy(x[:200], y[:200], x[200:], y[200:]) > 0.95
+    assert linear_probe(x[:200], y[:200], x[200:], y[200:], epochs=30)["test_acc"] > 0.95
+    # labels carrying no information: chance level
+    perm = y[torch.randperm(300, generator=g)]
+    assert linear_probe(x[:200], perm[:200], x[200:], perm[200:], epochs=30)["test_acc"] < 0.6
