@@ -80,7 +80,7 @@ display(counts.T)
 glue("fig_examples", plots.class_examples(train_set.images, train_set.labels, train_set.classes), display=False)
 
 # %% [markdown]
-# The dataset `{glue:text}`dataset_name`` has {glue:text}`n_train` training and
+# The dataset {glue:text}`dataset_name` has {glue:text}`n_train` training and
 # {glue:text}`n_test` test images.
 #
 # ```{glue:figure} fig_examples

@@ -74,7 +74,7 @@ for s in SUBSETS:
 # %% [markdown]
 # ## Setup of this run
 #
-# Preset `{glue:text}`preset``: architecture `{glue:text}`arch``, SimCLR,
+# Preset {glue:text}`preset`: architecture {glue:text}`arch`, SimCLR,
 # {glue:text}`epochs` epochs on {glue:text}`n_train_f` training points per
 # encoder, {glue:text}`n_models` encoder(s) per family, K = {glue:text}`views`
 # views per point (pairwise form of eq. 1). Scored subsets: S_C

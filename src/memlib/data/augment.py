@@ -182,6 +182,7 @@ class GaussianNoise:
         return (x + self.std * noise).clamp_(0, 1)
 
 
+#: Augmentations by name.
 AUGMENTATIONS: dict[str, Callable[..., Augmentation]] = {
     "simclr": SimCLRAugment,
     "crop_flip": CropFlip,

@@ -64,6 +64,7 @@ __all__ = [
     "load_dataset",
 ]
 
+#: Names accepted by :func:`load_dataset`.
 KNOWN_DATASETS: tuple[str, ...] = (
     "fashion_mnist",
     "cifar10",

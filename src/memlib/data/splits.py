@@ -1,6 +1,6 @@
 """Seeded SSLMem splits: shared (S_S), candidate (S_C), independent (S_I), extra (S_E).
 
-Encoder f trains on S_S ∪ S_C, encoder g on S_S ∪ S_I (|S_I| = |S_C|, so both
+Encoder f trains on S_S ∪ S_C, encoder g on S_S ∪ S_I (``|S_I| = |S_C|``, so both
 see the same number of points); S_E holds points neither saw (drawn from the
 test split). See METHODS.md §1.
 """
@@ -56,12 +56,12 @@ class Splits:
 
     @property
     def f_train(self) -> np.ndarray:
-        """Training indices of encoder f: S_S ∪ S_C."""
+        """Training indices of encoder f (S_S ∪ S_C)."""
         return np.concatenate([self.shared, self.candidate])
 
     @property
     def g_train(self) -> np.ndarray:
-        """Training indices of encoder g: S_S ∪ S_I."""
+        """Training indices of encoder g (S_S ∪ S_I)."""
         return np.concatenate([self.shared, self.independent])
 
     def sizes(self) -> dict[str, int]:

@@ -121,7 +121,7 @@ def run_sslmem(
     Parameters
     ----------
     preset
-        Preset name (``smoke``, ``cpu``, ``gpu``, ``paper``) or a :class:`Preset`.
+        Preset name (``smoke``, ``cpu``, ``gpu``, ``paper``) or a :class:`~memlib.experiments.presets.Preset`.
     device
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     seed
@@ -133,7 +133,7 @@ def run_sslmem(
     progress
         Show progress bars.
     **overrides
-        Any :class:`Preset` field, e.g. ``epochs=50`` or ``shared=200``;
+        Any :class:`~memlib.experiments.presets.Preset` field, e.g. ``epochs=50`` or ``shared=200``;
         ``None`` values are ignored (so notebook parameters can default to None).
 
     Returns

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .base import SSLMethod
 
+#: Registered methods by name.
 METHODS: dict[str, type[SSLMethod]] = {}
 
 

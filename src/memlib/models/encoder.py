@@ -60,9 +60,11 @@ class Encoder(nn.Module):
         return (x - self.mean) / self.std
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Unpooled features of the normalised input."""
         raise NotImplementedError
 
     def pool(self, feats: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Pool the unpooled features."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
