@@ -132,6 +132,19 @@ glue("p_ci", ttest_greater(run.scores()["candidate"], run.scores()["independent"
 # only by f) against S_I (seen only by g), gives p = {glue:text}`p_ci:.2g`
 # (one-sided, uncorrected).
 #
+# ## Verdicts on the claims
+#
+# The scoreboard's claims S1–S8, decided from the tests above (a `smoke` run
+# decides nothing). The scoreboard page shows these same cells.
+
+# %% tags=["remove-input"]
+claims = run.claims()
+display(claims)
+for cid, row in claims.iterrows():
+    glue(f"claim_{cid}_status", row.status, display=False)
+    glue(f"claim_{cid}_stat", row.statistic, display=False)
+
+# %% [markdown]
 # ## Alignment on f vs g (Fig. 2a)
 
 # %% tags=["remove-input"]

@@ -29,7 +29,7 @@ from ..methods import build_method, check_method
 from ..models import ENCODERS, build_encoder, channel_stats
 from ..probing import embed, knn_accuracy, linear_probe
 from ..provenance import provenance
-from ..stats import sslmem_tests
+from ..stats import mean_ci, sslmem_tests
 from ..training import TrainConfig, train
 from ..training.loop import fingerprint
 from .presets import Preset, get_preset
@@ -77,6 +77,53 @@ class SSLMemRun:
     def tests(self) -> pd.DataFrame:
         """The paper's one-sided t-tests (Tables 2 and 16) on the normalised scores."""
         return sslmem_tests(self.scores())
+
+    def claims(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Verdicts on the scoreboard claims S1–S8 (METHODS.md §1, paper Tables 2 and 16).
+
+        Tests are one-sided Welch / one-sample t-tests on the normalised
+        scores with Holm's correction (:meth:`tests`); S2 ("≈ 0") holds when
+        the 95 % confidence interval of the mean contains 0. A run at a preset
+        that is not ``meaningful`` (``smoke``) never decides a claim.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by claim id, with ``status`` and ``statistic`` strings.
+        """
+        t = self.tests().set_index("null hypothesis")
+        sc = self.scores()
+
+        def test(h0):
+            r = t.loc[h0]
+            stat = f"t = {r.t:.2f}, p = {r.p:.2g} (Holm {r.p_holm:.2g}), d = {r.cohens_d:.2f}"
+            return bool(r.p_holm < alpha), stat
+
+        rows = {}
+        for cid, h0, subset in (("S1", "m(S_C) ≤ 0", "candidate"), ("S4", "m(S_I) ≥ 0", "independent")):
+            ok, stat = test(h0)
+            rows[cid] = (ok, f"mean {sc[subset].mean():+.4f}; {stat}")
+        mean, lo, hi = mean_ci(sc["shared"])
+        rows["S2"] = (lo <= 0 <= hi, f"mean {mean:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}]")
+        pos, stat = test("m(S_E) ≤ 0")
+        below, stat_ce = test("m(S_C) ≤ m(S_E)")
+        rows["S3"] = ((pos, below), f"mean {sc['extra'].mean():+.4f}; vs 0: {stat}; below S_C: {stat_ce}")
+        for cid, h0 in (("S5", "m(S_C) ≤ m(S_S)"), ("S6", "m(S_C) ≤ m(S_E)"), ("S7", "m(S_S) ≤ m(S_I)"),
+                        ("S8", "m(S_E) ≤ m(S_I)")):
+            rows[cid] = test(h0)
+        out = []
+        for cid in sorted(rows):
+            ok, stat = rows[cid]
+            if not self.preset.meaningful:
+                status = f"not reproduced yet ({self.preset.name} run only)"
+            elif isinstance(ok, tuple):
+                status = "reproduced" if all(ok) else "partly reproduced" if any(ok) else "not reproduced"
+            else:
+                status = "reproduced" if ok else "not reproduced"
+            if self.preset.meaningful:
+                status += f" ({self.preset.name}, seed {self.seed})"
+            out.append({"claim": cid, "status": status, "statistic": stat})
+        return pd.DataFrame(out).set_index("claim")
 
     def order_holds(self) -> bool:
         """Whether the subset means are ordered S_C > S_E > S_S > S_I."""
