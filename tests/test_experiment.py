@@ -80,7 +80,8 @@ def _with_scores(run, means, preset):
     raw = np.empty(len(run.subset))
     for s, m in means.items():
         k = run.subset == s
-        raw[k] = rng.normal(m, 0.05, k.sum())
+        x = rng.normal(0, 0.05, k.sum())
+        raw[k] = x - x.mean() + m  # exactly the target mean
     res = dataclasses.replace(run.result, raw=raw, score=normalize_scores(raw))
     return dataclasses.replace(run, result=res, preset=get_preset(preset))
 
