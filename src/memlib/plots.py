@@ -27,6 +27,12 @@ def _closed(fn):
     return wrapper
 
 
+def _show(ax, image: torch.Tensor) -> None:
+    """Draw one uint8 (C, H, W) image, grayscale or RGB."""
+    img = image.permute(1, 2, 0).cpu().numpy()
+    ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+
+
 SUBSET_COLORS = {"candidate": "tab:red", "shared": "tab:gray", "extra": "tab:green", "independent": "tab:blue"}
 
 
@@ -76,8 +82,7 @@ def gallery(images: torch.Tensor, scores: np.ndarray, labels=None, classes=None,
     for r, (name, idx) in enumerate(rows):
         for c, i in enumerate(idx):
             ax = axes[r, c]
-            img = images[i].permute(1, 2, 0).cpu().numpy()
-            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+            _show(ax, images[i])
             lab = "" if labels is None else (classes[labels[i]] if classes else str(labels[i]))
             ax.set_title(f"{scores[i]:+.2f}\n{lab}", fontsize=7)
             ax.set_xticks([])
@@ -120,8 +125,7 @@ def class_examples(images: torch.Tensor, labels, classes, per_class: int = 6):
             ax.set_xticks([])
             ax.set_yticks([])
             if j < len(idx):
-                img = images[idx[j]].permute(1, 2, 0).cpu().numpy()
-                ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+                _show(ax, images[idx[j]])
         axes[c, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
     fig.tight_layout(pad=0.2)
     return fig
