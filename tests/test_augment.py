@@ -55,3 +55,10 @@ def test_simclr_views_seeded_in_range_and_per_image(channels):
 def test_unknown_augmentation():
     with pytest.raises(ValueError, match="augmentation='blur' is unknown"):
         A.build_augmentation("blur", 28)
+
+
+def test_hue_half_turn_is_involution_on_chroma(rgb):
+    # Rotating chroma by +θ then −θ gives the image back (away from clamping).
+    x = rgb * 0.5 + 0.25
+    shift = torch.tensor([0.1, -0.05, 0.2, 0.0])
+    torch.testing.assert_close(A.adjust_hue(A.adjust_hue(x, shift), -shift), x, atol=1e-4, rtol=1e-4)

@@ -31,7 +31,7 @@ class Augmentation(Protocol):
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
 
-_GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
+_GRAY = torch.tensor([0.2989, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R 601-2 luma, as torchvision's
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -49,8 +49,7 @@ def _uniform(n: int, low: float, high: float, gen, device) -> torch.Tensor:
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
     """Luma of RGB images (B, 3, H, W) → (B, 1, H, W)."""
-    w = torch.tensor(_GRAY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
+    return (x * _GRAY.to(x.device, x.dtype)).sum(1, keepdim=True)
 
 
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -70,18 +69,22 @@ def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 
 _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate chroma by ``shift`` turns (in [-0.5, 0.5]) in YIQ space."""
-    m = _RGB2YIQ.to(x.device, x.dtype)
-    minv = torch.linalg.inv(m)
-    yiq = torch.einsum("ij,bjhw->bihw", m, x)
-    angle = shift * 2 * math.pi
-    c, s = torch.cos(angle).view(-1, 1, 1), torch.sin(angle).view(-1, 1, 1)
-    i, q = yiq[:, 1], yiq[:, 2]
-    yiq = torch.stack([yiq[:, 0], c * i - s * q, s * i + c * q], 1)
-    return torch.einsum("ij,bjhw->bihw", minv, yiq).clamp_(0, 1)
+    """Rotate chroma by ``shift`` turns (in [-0.5, 0.5]) in YIQ space.
+
+    One 3×3 colour matrix per image, ``YIQ→RGB · R(θ) · RGB→YIQ``, applied in a
+    single einsum.
+    """
+    angle = shift.to(x.dtype) * 2 * math.pi
+    c, s = torch.cos(angle), torch.sin(angle)
+    rot = torch.zeros(x.shape[0], 3, 3, device=x.device, dtype=x.dtype)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
+    mat = _YIQ2RGB.to(x.device, x.dtype) @ rot @ _RGB2YIQ.to(x.device, x.dtype)
+    return torch.einsum("bij,bjhw->bihw", mat, x).clamp_(0, 1)
 
 
 def random_resized_crop(

@@ -148,7 +148,9 @@ def alignment_loss(
     amp = device.type == "cuda" if amp is None else amp
     n = images.shape[0]
     per_batch = max(1, batch_size // (views + (mode == "clean")))
-    out = np.empty((len(models), n), dtype=np.float64)
+    # Results stay on the device until the end: a .cpu() per batch would sync the GPU each time.
+    out = torch.empty((len(models), n), dtype=torch.float64, device=device)
+    images = images.to(device)
     was_training = [m.training for m in models]
     gen = torch.Generator(device=device)
     iu = torch.triu_indices(views, views, offset=1, device=device)
@@ -157,7 +159,7 @@ def alignment_loss(
             m.eval()
         with torch.inference_mode():
             for start in tqdm(range(0, n, per_batch), desc="alignment", disable=not progress, leave=False):
-                x = images[start : start + per_batch].to(device, non_blocking=True)
+                x = images[start : start + per_batch]
                 b = x.shape[0]
                 gen.manual_seed(seed * 1_000_003 + start)  # draws depend on (seed, position) only
                 v = augmentation(x.repeat_interleave(views, dim=0), gen)
@@ -171,11 +173,11 @@ def alignment_loss(
                     else:
                         clean, rv = r[:b], r[b:].view(b, views, -1)
                         d = (rv - clean[:, None]).norm(dim=-1).mean(1)
-                    out[j, start : start + b] = d.double().cpu().numpy()
+                    out[j, start : start + b] = d
     finally:
         for m, t in zip(models, was_training):
             m.train(t)
-    return out
+    return out.cpu().numpy()
 
 
 def normalize_scores(raw: np.ndarray) -> np.ndarray:
