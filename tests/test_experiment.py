@@ -42,6 +42,8 @@ def test_rerun_reuses_cached_encoders(smoke_run, tmp_path):
     (dict(epochs=0), "epochs=0 must be a positive int"),
     (dict(views=0), "views=0 must be a positive int"),
     (dict(mode="cosine"), "mode='cosine' is unknown"),
+    (dict(augmentation="blur"), "augmentation='blur' is unknown"),
+    (dict(candidate=0), "candidate=0"),
 ])
 def test_bad_settings_fail_before_compute(overrides, msg, tmp_path):
     with pytest.raises(ValueError, match=msg):

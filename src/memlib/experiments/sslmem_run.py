@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.augment import build_augmentation
+from ..data.augment import AUGMENTATIONS, build_augmentation
 from ..data.datasets import KNOWN_DATASETS, ImageDataset, load_dataset
 from ..data.splits import SUBSET_LABELS, SUBSETS, Splits, make_splits
 from ..device import resolve_device
@@ -138,6 +138,8 @@ def validate(preset: Preset, device: str) -> torch.device:
     if preset.arch not in ENCODERS:
         raise ValueError(f"arch={preset.arch!r} is unknown; choose one of {sorted(ENCODERS)}")
     check_method(preset.method)
+    if preset.augmentation not in AUGMENTATIONS:
+        raise ValueError(f"augmentation={preset.augmentation!r} is unknown; choose one of {sorted(AUGMENTATIONS)}")
     if preset.mode not in MODES:
         raise ValueError(f"mode={preset.mode!r} is unknown; choose one of {MODES}")
     for name in ("epochs", "batch_size", "views", "models_per_family", "probe_epochs", "score_batch_size"):
@@ -211,6 +213,8 @@ def run_sslmem(
         fb, fq = embed(enc, knn_bank.images, device=dev), embed(enc, knn_query.images, device=dev)
         return {"knn_acc": knn_accuracy(fb, knn_bank.labels, fq, knn_query.labels)}
 
+    # The same augmentation trains the encoders and measures their alignment (as the paper does).
+    aug = build_augmentation(p.augmentation, train_set.image_size)
     cfg = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, warmup_epochs=min(p.warmup_epochs, p.epochs),
                       eval_every=p.eval_every, checkpoint_every=max(1, p.epochs // 10))
     families: dict[str, list] = {"f": [], "g": []}
@@ -223,7 +227,7 @@ def run_sslmem(
                           "train_indices": fingerprint(idx.tolist()), "model_seed": mseed}
             torch.manual_seed(mseed)
             enc = build_encoder(p.arch, train_set.channels, train_set.image_size, mean, std)
-            method = build_method(p.method, enc)
+            method = build_method(p.method, enc, augmentation=aug)
             ckpt = cache / "encoders" / fingerprint({"train": cfg.to_dict(), "run": run_config}) / "checkpoint.pt"
             res = train(method, train_set.images[idx], train_set.labels[idx],
                         TrainConfig(**{**cfg.to_dict(), "seed": mseed}), device=dev, checkpoint_path=ckpt,
@@ -237,7 +241,6 @@ def run_sslmem(
     images = torch.cat([d.images for d in scored.values()])
     labels = np.concatenate([d.labels.numpy() for d in scored.values()])
     subset = np.concatenate([[s] * len(d) for s, d in scored.items()])
-    aug = build_augmentation(p.augmentation, train_set.image_size)
     t_score = time.perf_counter()
     result = sslmem(families["f"], families["g"], images, aug, views=p.views, mode=p.mode,
                     batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
