@@ -26,6 +26,7 @@ def test_smoke_run_end_to_end(smoke_run):
     assert r.probe["linear_acc"].between(0, 1).all()
     saved = json.loads((r.run_dir / "summary.json").read_text())
     assert saved["provenance"]["config"]["preset"] == "smoke"
+    assert saved["provenance"]["trained_at"] and saved["provenance"]["commit"]
     assert (r.run_dir / "scores.csv").exists() and (r.run_dir / "splits.json").exists()
 
 

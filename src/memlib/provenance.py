@@ -54,11 +54,18 @@ def versions() -> dict[str, str]:
     return out
 
 
-def provenance(config: dict | None = None, device: str | torch.device = "cpu", wall_time_s: float | None = None) -> dict:
-    """Everything needed to trace a result back to the run that made it."""
+def provenance(config: dict | None = None, device: str | torch.device = "cpu", wall_time_s: float | None = None,
+               commit: str | None = None, trained_at: list[str] | None = None) -> dict:
+    """Everything needed to trace a result back to the run that made it.
+
+    ``commit`` is the memlib commit the run started at (taken now if not
+    given); ``trained_at`` lists the commits that trained the encoders it
+    used, which differ when cached encoders were reused.
+    """
     return {
         "config": config or {},
-        "commit": git_commit(),
+        "commit": commit or git_commit(),
+        "trained_at": sorted(set(trained_at)) if trained_at else None,
         "versions": versions(),
         "hardware": hardware(device),
         "device": str(device),
@@ -74,6 +81,7 @@ def provenance_markdown(prov: dict) -> str:
         ("preset", f"`{cfg.get('preset', cfg.get('name', '?'))}`"),
         ("seed", str(cfg.get("seed", "?"))),
         ("memlib commit", f"`{prov['commit']}`"),
+        ("encoders trained at", ", ".join(f"`{c}`" for c in prov.get("trained_at") or []) or "—"),
         ("date", prov["date_utc"]),
         ("hardware", prov["hardware"]),
         ("device", prov["device"]),

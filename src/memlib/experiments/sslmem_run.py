@@ -28,7 +28,7 @@ from ..memorization.sslmem import MODES, SSLMemResult, sslmem
 from ..methods import build_method, check_method
 from ..models import ENCODERS, build_encoder, channel_stats
 from ..probing import embed, knn_accuracy, linear_probe
-from ..provenance import provenance
+from ..provenance import git_commit, provenance
 from ..stats import mean_ci, sslmem_tests
 from ..training import TrainConfig, train
 from ..training.loop import fingerprint
@@ -192,6 +192,7 @@ def run_sslmem(
     p = get_preset(preset, **overrides)
     dev = validate(p, device)
     t_start = time.perf_counter()
+    commit = git_commit()  # at the start: code may change while a long run trains
     train_set = load_dataset(p.dataset, "train", root=data_root)
     test_set = load_dataset(p.dataset, "test", root=data_root)
     splits = make_splits(len(train_set), len(test_set), p.shared, p.candidate, p.extra, seed=seed,
@@ -219,6 +220,7 @@ def run_sslmem(
                       eval_every=p.eval_every, checkpoint_every=max(1, p.epochs // 10))
     families: dict[str, list] = {"f": [], "g": []}
     histories: dict[str, list[dict]] = {}
+    trained_at: list[str] = []
     t_train = time.perf_counter()
     for fam, idx in (("f", splits.f_train), ("g", splits.g_train)):
         for i in range(p.models_per_family):
@@ -234,6 +236,7 @@ def run_sslmem(
                         run_config=run_config, eval_fn=knn_eval, progress=progress, desc=f"{fam}{i}")
             families[fam].append(method.encoder)
             histories[f"{fam}{i}"] = res.history
+            trained_at += res.commits
     t_train = time.perf_counter() - t_train
 
     scored = {"candidate": train_set.subset(splits.candidate), "shared": train_set.subset(splits.shared),
@@ -259,7 +262,7 @@ def run_sslmem(
     t_probe = time.perf_counter() - t_probe
 
     wall = time.perf_counter() - t_start
-    prov = provenance({"preset": p.name, "seed": seed, **p.to_dict()}, dev, wall)
+    prov = provenance({"preset": p.name, "seed": seed, **p.to_dict()}, dev, wall, commit=commit, trained_at=trained_at)
     run = SSLMemRun(p, seed, splits, result, subset, images, labels, train_set.classes, histories, probe, prov,
                     run_dir, {"train_s": t_train, "score_s": t_score, "probe_s": t_probe, "total_s": wall})
     _save(run)

@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from ..methods.base import SSLMethod
+from ..provenance import git_commit
 
 
 class CheckpointMismatch(RuntimeError):
@@ -93,6 +94,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
     resumed_from_epoch: int = 0
+    commits: list[str] = field(default_factory=list)  # memlib commit(s) that trained these weights
 
 
 def _lr_lambda(warmup_steps: int, total_steps: int):
@@ -206,7 +208,7 @@ def train(
     )
     data_gen = torch.Generator().manual_seed(config.seed)
     aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
-    result = TrainResult()
+    result = TrainResult(commits=[git_commit()])
     start_epoch = 0
     path = Path(checkpoint_path) if checkpoint_path is not None else None
     if path is not None and path.exists():
@@ -217,6 +219,8 @@ def train(
         data_gen.set_state(ckpt["data_gen"])
         aug_gen.set_state(ckpt["aug_gen"].to(aug_gen.get_state().device))
         result.history = ckpt["history"]
+        # A resumed run lists every commit that contributed (old checkpoints carry none).
+        result.commits = list(dict.fromkeys(ckpt.get("commits", ["unknown"]) + result.commits))
         start_epoch = result.resumed_from_epoch = ckpt["epoch"]
 
     def save(epoch: int) -> None:
@@ -227,6 +231,7 @@ def train(
                 "fingerprint": fp, "epoch": epoch, "method": method.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "data_gen": data_gen.get_state(), "aug_gen": aug_gen.get_state(),
                 "history": result.history, "train_config": config.to_dict(), "run_config": run_config or {},
+                "commits": result.commits,
             },
             path,
         )
