@@ -43,3 +43,26 @@ def test_executes_at_smoke(path, tmp_path):
     text = json.dumps(outputs)
     assert "meaningless" in text  # smoke pages are labelled as such
     assert "memlib commit" in text  # provenance block
+
+
+@pytest.mark.notebook
+def test_failing_notebook_names_cell_and_leaves_book_untouched(tmp_path, monkeypatch):
+    from memlib.experiments.notebooks import NotebookFailed, run_all
+
+    (tmp_path / "notebooks").mkdir()
+    chapters = tmp_path / "book" / "chapters"
+    chapters.mkdir(parents=True)
+    (chapters / "00_ok.ipynb").write_text("previous")
+    cells = [nbformat.v4.new_code_cell('preset = "smoke"\ndevice = "cpu"\nseed = 0', metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise RuntimeError('planted failure')")]
+    ok = nbformat.v4.new_notebook(cells=cells[:2])
+    bad = nbformat.v4.new_notebook(cells=cells)
+    for nb in (ok, bad):
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(ok, tmp_path / "notebooks" / "00_ok.ipynb")
+    nbformat.write(bad, tmp_path / "notebooks" / "01_bad.ipynb")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NotebookFailed, match=r"01_bad\.ipynb failed in cell \d+ \(RuntimeError: planted failure\)"):
+        run_all("smoke")
+    assert (chapters / "00_ok.ipynb").read_text() == "previous"  # no half-executed book
+    assert not (chapters / "01_bad.ipynb").exists()
