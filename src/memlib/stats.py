@@ -38,13 +38,14 @@ def ttest_vs_zero(a, alternative: str) -> dict:
 
 
 #: The hypotheses of the SSLMem paper's Table 2 (two-sample) and Table 16 (vs 0),
-#: each as (null hypothesis text, a, b or None, alternative).
+#: plus S_C vs S_I, each as (null hypothesis text, a, b or None, alternative).
 SSLMEM_HYPOTHESES = (
     ("m(S_C) ≤ m(S_S)", "candidate", "shared", "greater"),
     ("m(S_C) ≤ m(S_E)", "candidate", "extra", "greater"),
     ("m(S_S) ≤ m(S_I)", "shared", "independent", "greater"),
     ("m(S_E) ≤ m(S_I)", "extra", "independent", "greater"),
     ("m(S_E) ≤ m(S_S)", "extra", "shared", "greater"),
+    ("m(S_C) ≤ m(S_I)", "candidate", "independent", "greater"),  # not in the paper: the most direct check
     ("m(S_C) ≤ 0", "candidate", None, "greater"),
     ("m(S_I) ≥ 0", "independent", None, "less"),
     ("m(S_S) ≤ 0", "shared", None, "greater"),

@@ -64,12 +64,13 @@ class SSLMemRun:
         return {s: values[self.subset == s] for s in SUBSETS}
 
     def summary(self) -> pd.DataFrame:
-        """Mean, std and count of normalised and raw scores per subset."""
+        """Count, mean (with its 95 % CI) and std of normalised scores, and raw means, per subset."""
         rows = []
         for s in SUBSETS:
             m = self.subset == s
-            rows.append({"subset": SUBSET_LABELS[s], "n": int(m.sum()),
-                         "mean score": self.result.score[m].mean(), "std score": self.result.score[m].std(ddof=1),
+            mean, lo, hi = mean_ci(self.result.score[m])
+            rows.append({"subset": SUBSET_LABELS[s], "n": int(m.sum()), "mean score": mean, "ci95 low": lo,
+                         "ci95 high": hi, "std score": self.result.score[m].std(ddof=1),
                          "mean raw": self.result.raw[m].mean(), "mean align f": self.result.align_f[m].mean(),
                          "mean align g": self.result.align_g[m].mean()})
         return pd.DataFrame(rows).set_index("subset")
