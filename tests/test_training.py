@@ -86,3 +86,14 @@ def test_bad_config(kw, msg):
 def test_unknown_method():
     with pytest.raises(ValueError, match="method='byol' is unknown; choose one of"):
         build_method("byol", build_encoder("resnet_narrow", 1, 28))
+
+
+def test_commits_recorded_and_not_added_by_loading(fmnist_small, tmp_path, monkeypatch):
+    import memlib.training.loop as loop
+
+    imgs, path, cfg = fmnist_small.images[:64], tmp_path / "c.pt", TrainConfig(epochs=1, batch_size=64)
+    monkeypatch.setattr(loop, "git_commit", lambda: "aaa")
+    assert train(_method(), imgs, None, cfg, checkpoint_path=path, progress=False).commits == ["aaa"]
+    monkeypatch.setattr(loop, "git_commit", lambda: "bbb")
+    # the run is complete: loading it trains nothing, so "bbb" did not train these weights
+    assert train(_method(), imgs, None, cfg, checkpoint_path=path, progress=False).commits == ["aaa"]

@@ -219,9 +219,10 @@ def train(
         data_gen.set_state(ckpt["data_gen"])
         aug_gen.set_state(ckpt["aug_gen"].to(aug_gen.get_state().device))
         result.history = ckpt["history"]
-        # A resumed run lists every commit that contributed (old checkpoints carry none).
-        result.commits = list(dict.fromkeys(ckpt.get("commits", ["unknown"]) + result.commits))
         start_epoch = result.resumed_from_epoch = ckpt["epoch"]
+        # List every commit that trained these weights; loading a finished run adds none.
+        done_by = ckpt.get("commits", ["unknown"])
+        result.commits = list(dict.fromkeys(done_by + (result.commits if start_epoch < config.epochs else [])))
 
     def save(epoch: int) -> None:
         if path is None:
