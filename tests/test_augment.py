@@ -57,7 +57,7 @@ def test_unknown_augmentation():
         A.build_augmentation("blur", 28)
 
 
-def test_hue_half_turn_is_involution_on_chroma(rgb):
+def test_hue_shift_then_inverse_shift_is_identity(rgb):
     # Rotating chroma by +θ then −θ gives the image back (away from clamping).
     x = rgb * 0.5 + 0.25
     shift = torch.tensor([0.1, -0.05, 0.2, 0.0])

@@ -93,36 +93,38 @@ class SSLMemRun:
             Indexed by claim id, with ``status`` and ``statistic`` strings.
         """
         t = self.tests().set_index("null hypothesis")
-        sc = self.scores()
+        shared = self.summary().loc["S_S"]
 
         def test(h0):
             r = t.loc[h0]
             stat = f"t = {r.t:.2f}, p = {r.p:.2g} (Holm {r.p_holm:.2g}), d = {r.cohens_d:.2f}"
             return bool(r.p_holm < alpha), stat
 
-        rows = {}
-        for cid, h0, subset in (("S1", "m(S_C) ≤ 0", "candidate"), ("S4", "m(S_I) ≥ 0", "independent")):
+        def with_mean(h0):
             ok, stat = test(h0)
-            rows[cid] = (ok, f"mean {sc[subset].mean():+.4f}; {stat}")
-        mean, lo, hi = mean_ci(sc["shared"])
-        rows["S2"] = (lo <= 0 <= hi, f"mean {mean:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}]")
-        pos, stat = test("m(S_E) ≤ 0")
+            return ok, f"mean {t.loc[h0, 'mean_a']:+.4f}; {stat}"
+
+        pos, stat_e = with_mean("m(S_E) ≤ 0")
         below, stat_ce = test("m(S_C) ≤ m(S_E)")
-        rows["S3"] = ((pos, below), f"mean {sc['extra'].mean():+.4f}; vs 0: {stat}; below S_C: {stat_ce}")
-        for cid, h0 in (("S5", "m(S_C) ≤ m(S_S)"), ("S6", "m(S_C) ≤ m(S_E)"), ("S7", "m(S_S) ≤ m(S_I)"),
-                        ("S8", "m(S_E) ≤ m(S_I)")):
-            rows[cid] = test(h0)
+        rows = {
+            "S1": with_mean("m(S_C) ≤ 0"),
+            "S2": (shared["ci95 low"] <= 0 <= shared["ci95 high"],
+                   f"mean {shared['mean score']:+.4f}, 95% CI [{shared['ci95 low']:+.4f}, {shared['ci95 high']:+.4f}]"),
+            "S3": ((pos, below), f"{stat_e.replace('; ', '; vs 0: ', 1)}; below S_C: {stat_ce}"),
+            "S4": with_mean("m(S_I) ≥ 0"),
+            "S5": test("m(S_C) ≤ m(S_S)"),
+            "S6": test("m(S_C) ≤ m(S_E)"),
+            "S7": test("m(S_S) ≤ m(S_I)"),
+            "S8": test("m(S_E) ≤ m(S_I)"),
+        }
         out = []
-        for cid in sorted(rows):
-            ok, stat = rows[cid]
+        for cid, (ok, stat) in rows.items():
             if not self.preset.meaningful:
                 status = f"not reproduced yet ({self.preset.name} run only)"
-            elif isinstance(ok, tuple):
-                status = "reproduced" if all(ok) else "partly reproduced" if any(ok) else "not reproduced"
             else:
-                status = "reproduced" if ok else "not reproduced"
-            if self.preset.meaningful:
-                status += f" ({self.preset.name}, seed {self.seed})"
+                ok = ok if isinstance(ok, tuple) else (ok,)
+                verdict = "reproduced" if all(ok) else "partly reproduced" if any(ok) else "not reproduced"
+                status = f"{verdict} ({self.preset.name}, seed {self.seed})"
             out.append({"claim": cid, "status": status, "statistic": stat})
         return pd.DataFrame(out).set_index("claim")
 
