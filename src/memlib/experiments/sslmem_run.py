@@ -57,6 +57,7 @@ class SSLMemRun:
     provenance: dict
     run_dir: Path
     timings: dict = field(default_factory=dict)
+    encoders: dict[str, list] = field(default_factory=dict, repr=False)  # the trained f and g families
 
     def scores(self, kind: str = "score") -> dict[str, np.ndarray]:
         """Per-subset scores; ``kind`` is ``"score"`` (normalised) or ``"raw"``."""
@@ -159,6 +160,84 @@ def _model_seed(seed: int, family: str, i: int) -> int:
     return seed * 1000 + 2 * i + (family == "g")
 
 
+def train_families(
+    p: Preset,
+    train_set: ImageDataset,
+    splits: Splits,
+    seed: int,
+    device: torch.device,
+    cache: Path,
+    families: tuple[str, ...] = ("f", "g"),
+    eval_fn=None,
+    progress: bool = True,
+) -> tuple[dict[str, list], dict[str, list[dict]], list[str]]:
+    """Train (or load from the cache) the encoders of f's and g's families.
+
+    f's encoders train on ``splits.f_train`` (S_S ∪ S_C), g's on
+    ``splits.g_train`` (S_S ∪ S_I), each from its own seed, with the preset's
+    method, architecture, augmentation and training settings. Checkpoints
+    live under ``cache / "encoders"``, keyed by a fingerprint of everything
+    that determines the encoder, so any experiment asking for the same
+    encoder loads it instead of training again.
+
+    Parameters
+    ----------
+    p
+        The preset (already validated).
+    train_set
+        The dataset's training split.
+    splits
+        The S_S / S_C / S_I / S_E split.
+    seed
+        The run's seed (member seeds derive from it).
+    device
+        Where to train.
+    cache
+        The cache directory.
+    families
+        Which families to train: ``"f"``, ``"g"`` or both.
+    eval_fn
+        Optional ``method → dict`` evaluated during training (e.g. kNN accuracy).
+    progress
+        Show progress bars.
+
+    Returns
+    -------
+    tuple
+        Encoders per family (``{"f": [...], "g": [...]}``), training history
+        per encoder (``"f0"``, …), and the commits that trained them.
+    """
+    bad = sorted(set(families) - {"f", "g"})
+    if bad or not families:
+        raise ValueError(f"families={families!r} must be a non-empty subset of ('f', 'g')")
+    mean, std = channel_stats(train_set.images)
+    aug = build_augmentation(p.augmentation, train_set.image_size)
+    cfg = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, warmup_epochs=min(p.warmup_epochs, p.epochs),
+                      eval_every=p.eval_every, checkpoint_every=max(1, p.epochs // 10))
+    out: dict[str, list] = {fam: [] for fam in families}
+    histories: dict[str, list[dict]] = {}
+    trained_at: list[str] = []
+    for fam, idx in (("f", splits.f_train), ("g", splits.g_train)):
+        if fam not in families:
+            continue
+        for i in range(p.models_per_family):
+            mseed = _model_seed(seed, fam, i)
+            run_config = {"dataset": p.dataset, "arch": p.arch, "method": p.method, "augmentation": p.augmentation,
+                          "train_indices": fingerprint(idx.tolist()), "model_seed": mseed}
+            torch.manual_seed(mseed)
+            enc = build_encoder(p.arch, train_set.channels, train_set.image_size, mean, std)
+            method = build_method(p.method, enc, augmentation=aug)
+            # The checkpoint path is the cache key: keep it stable so trained encoders are reused.
+            ckpt = cache / "encoders" / fingerprint({"train": cfg.to_dict(), "run": run_config}) / "checkpoint.pt"
+            res = train(method, train_set.images[idx], train_set.labels[idx],
+                        TrainConfig(**{**cfg.to_dict(), "seed": mseed}), device=device, checkpoint_path=ckpt,
+                        run_config=run_config, eval_fn=eval_fn, progress=progress, desc=f"{fam}{i}")
+            out[fam].append(method.encoder)
+            histories[f"{fam}{i}"] = res.history
+            trained_at += res.commits
+    return out, histories, trained_at
+
+
 def run_sslmem(
     preset: str | Preset = "smoke",
     device: str = "cpu",
@@ -200,7 +279,6 @@ def run_sslmem(
     test_set = load_dataset(p.dataset, "test", root=data_root)
     splits = make_splits(len(train_set), len(test_set), p.shared, p.candidate, p.extra, seed=seed,
                          train_labels=train_set.labels.numpy())
-    mean, std = channel_stats(train_set.images)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_key = {"preset": p.to_dict(), "seed": seed, "splits": fingerprint(splits.to_dict())}
     run_dir = cache / "sslmem" / fingerprint(run_key)
@@ -219,27 +297,9 @@ def run_sslmem(
 
     # The same augmentation trains the encoders and measures their alignment (as the paper does).
     aug = build_augmentation(p.augmentation, train_set.image_size)
-    cfg = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, warmup_epochs=min(p.warmup_epochs, p.epochs),
-                      eval_every=p.eval_every, checkpoint_every=max(1, p.epochs // 10))
-    families: dict[str, list] = {"f": [], "g": []}
-    histories: dict[str, list[dict]] = {}
-    trained_at: list[str] = []
     t_train = time.perf_counter()
-    for fam, idx in (("f", splits.f_train), ("g", splits.g_train)):
-        for i in range(p.models_per_family):
-            mseed = _model_seed(seed, fam, i)
-            run_config = {"dataset": p.dataset, "arch": p.arch, "method": p.method, "augmentation": p.augmentation,
-                          "train_indices": fingerprint(idx.tolist()), "model_seed": mseed}
-            torch.manual_seed(mseed)
-            enc = build_encoder(p.arch, train_set.channels, train_set.image_size, mean, std)
-            method = build_method(p.method, enc, augmentation=aug)
-            ckpt = cache / "encoders" / fingerprint({"train": cfg.to_dict(), "run": run_config}) / "checkpoint.pt"
-            res = train(method, train_set.images[idx], train_set.labels[idx],
-                        TrainConfig(**{**cfg.to_dict(), "seed": mseed}), device=dev, checkpoint_path=ckpt,
-                        run_config=run_config, eval_fn=knn_eval, progress=progress, desc=f"{fam}{i}")
-            families[fam].append(method.encoder)
-            histories[f"{fam}{i}"] = res.history
-            trained_at += res.commits
+    families, histories, trained_at = train_families(p, train_set, splits, seed, dev, cache, eval_fn=knn_eval,
+                                                     progress=progress)
     t_train = time.perf_counter() - t_train
 
     scored = {"candidate": train_set.subset(splits.candidate), "shared": train_set.subset(splits.shared),
@@ -267,7 +327,8 @@ def run_sslmem(
     wall = time.perf_counter() - t_start
     prov = provenance({"preset": p.name, "seed": seed, **p.to_dict()}, dev, wall, commit=commit, trained_at=trained_at)
     run = SSLMemRun(p, seed, splits, result, subset, images, labels, train_set.classes, histories, probe, prov,
-                    run_dir, {"train_s": t_train, "score_s": t_score, "probe_s": t_probe, "total_s": wall})
+                    run_dir, {"train_s": t_train, "score_s": t_score, "probe_s": t_probe, "total_s": wall},
+                    families)
     _save(run)
     return run
 

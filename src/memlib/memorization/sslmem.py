@@ -23,8 +23,9 @@ batched over points and views (no per-point loop) and runs in eval mode
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -74,7 +75,8 @@ class SSLMemResult:
         )
 
 
-def _as_list(models) -> list[nn.Module]:
+def as_list(models) -> list[nn.Module]:
+    """One module or a non-empty sequence of modules, as a list."""
     if isinstance(models, nn.Module):
         return [models]
     models = list(models)
@@ -83,10 +85,86 @@ def _as_list(models) -> list[nn.Module]:
     return models
 
 
-def _represent(model: nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor:
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-        r = model(x)
-    return F.normalize(r.flatten(1).float(), dim=1)
+def check_view_args(images: torch.Tensor, views: int, mode: str, batch_size: int) -> None:
+    """Raise a clear error for scoring arguments :func:`alignment_loss` cannot take."""
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is unknown; choose one of {MODES}")
+    if isinstance(views, bool) or not isinstance(views, int) or views < (2 if mode == "pairwise" else 1):
+        raise ValueError(f"views={views!r} must be an int ≥ {2 if mode == 'pairwise' else 1} for mode={mode!r}")
+    if images.ndim != 4 or images.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8 of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    if batch_size < views:
+        raise ValueError(f"batch_size={batch_size} must be ≥ views={views}")
+
+
+def resolve_scoring_device(models: Sequence[nn.Module], device, amp) -> tuple[torch.device, bool]:
+    """The computation's device (default: the first model's) and whether bf16 autocast is on (default: CUDA)."""
+    if device is None:
+        p = next(iter(models[0].parameters()), None)
+        device = p.device if p is not None else torch.device("cpu")
+    device = torch.device(device)
+    return device, device.type == "cuda" if amp is None else amp
+
+
+@contextmanager
+def eval_mode(models: Sequence[nn.Module]):
+    """Put every model in eval mode (BatchNorm uses running statistics), restoring each one's mode after."""
+    was_training = [m.training for m in models]
+    try:
+        for m in models:
+            m.eval()
+        yield
+    finally:
+        for m, t in zip(models, was_training):
+            m.train(t)
+
+
+def view_batches(
+    images: torch.Tensor,
+    augmentation: Augmentation,
+    views: int,
+    mode: str,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    progress: bool = False,
+    desc: str = "alignment",
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Yield ``(start, b, v)``: batches of ``b`` points and their augmented views.
+
+    ``v`` holds the K views of each point, point-major (``b·K`` images), with
+    the ``b`` clean images in front for ``mode="clean"``. View draws depend
+    on ``(seed, start)`` only, so every caller with the same ``batch_size``
+    sees the same views.
+    """
+    n = images.shape[0]
+    per_batch = max(1, batch_size // (views + (mode == "clean")))
+    images = images.to(device)
+    gen = torch.Generator(device=device)
+    for start in tqdm(range(0, n, per_batch), desc=desc, disable=not progress, leave=False):
+        x = images[start : start + per_batch]
+        gen.manual_seed(seed * 1_000_003 + start)  # draws depend on (seed, position) only
+        v = augmentation(x.repeat_interleave(views, dim=0), gen)
+        if mode == "clean":
+            v = torch.cat([to_float(x), v])
+        yield start, x.shape[0], v
+
+
+def view_distances(r: torch.Tensor, b: int, views: int, mode: str) -> torch.Tensor:
+    """Per-point alignment loss from the representations ``r`` of a :func:`view_batches` batch.
+
+    ``r`` has one row per image of ``v``; it is flattened and L2-normalised
+    here. Returns shape (b,): the mean Euclidean distance over the K(K−1)/2
+    view pairs (``"pairwise"``) or between the clean image and each view
+    (``"clean"``).
+    """
+    r = F.normalize(r.flatten(1).float(), dim=1)
+    if mode == "pairwise":
+        r = r.view(b, views, -1)
+        iu = torch.triu_indices(views, views, offset=1, device=r.device)
+        return torch.cdist(r, r)[:, iu[0], iu[1]].mean(1)
+    clean, rv = r[:b], r[b:].view(b, views, -1)
+    return (rv - clean[:, None]).norm(dim=-1).mean(1)
 
 
 def alignment_loss(
@@ -132,51 +210,17 @@ def alignment_loss(
     numpy.ndarray
         Shape (n_encoders, N).
     """
-    models = _as_list(encoders)
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is unknown; choose one of {MODES}")
-    if isinstance(views, bool) or not isinstance(views, int) or views < (2 if mode == "pairwise" else 1):
-        raise ValueError(f"views={views!r} must be an int ≥ {2 if mode == 'pairwise' else 1} for mode={mode!r}")
-    if images.ndim != 4 or images.dtype != torch.uint8:
-        raise TypeError(f"images must be uint8 of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-    if batch_size < views:
-        raise ValueError(f"batch_size={batch_size} must be ≥ views={views}")
-    if device is None:
-        p = next(iter(models[0].parameters()), None)
-        device = p.device if p is not None else torch.device("cpu")
-    device = torch.device(device)
-    amp = device.type == "cuda" if amp is None else amp
-    n = images.shape[0]
-    per_batch = max(1, batch_size // (views + (mode == "clean")))
+    models = as_list(encoders)
+    check_view_args(images, views, mode, batch_size)
+    device, amp = resolve_scoring_device(models, device, amp)
     # Results stay on the device until the end: a .cpu() per batch would sync the GPU each time.
-    out = torch.empty((len(models), n), dtype=torch.float64, device=device)
-    images = images.to(device)
-    was_training = [m.training for m in models]
-    gen = torch.Generator(device=device)
-    iu = torch.triu_indices(views, views, offset=1, device=device)
-    try:
-        for m in models:
-            m.eval()
-        with torch.inference_mode():
-            for start in tqdm(range(0, n, per_batch), desc="alignment", disable=not progress, leave=False):
-                x = images[start : start + per_batch]
-                b = x.shape[0]
-                gen.manual_seed(seed * 1_000_003 + start)  # draws depend on (seed, position) only
-                v = augmentation(x.repeat_interleave(views, dim=0), gen)
-                if mode == "clean":
-                    v = torch.cat([to_float(x), v])
-                for j, m in enumerate(models):
-                    r = _represent(m, v, amp)
-                    if mode == "pairwise":
-                        r = r.view(b, views, -1)
-                        d = torch.cdist(r, r)[:, iu[0], iu[1]].mean(1)
-                    else:
-                        clean, rv = r[:b], r[b:].view(b, views, -1)
-                        d = (rv - clean[:, None]).norm(dim=-1).mean(1)
-                    out[j, start : start + b] = d
-    finally:
-        for m, t in zip(models, was_training):
-            m.train(t)
+    out = torch.empty((len(models), images.shape[0]), dtype=torch.float64, device=device)
+    with eval_mode(models), torch.inference_mode():
+        for start, b, v in view_batches(images, augmentation, views, mode, batch_size, seed, device, progress):
+            for j, m in enumerate(models):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    r = m(v)
+                out[j, start : start + b] = view_distances(r, b, views, mode)
     return out.cpu().numpy()
 
 
@@ -219,7 +263,7 @@ def sslmem(
     >>> res = sslmem(f, g, images_uint8, SimCLRAugment(size=28), views=5)  # doctest: +SKIP
     >>> res.score.argsort()[::-1][:10]  # the ten most memorised points  # doctest: +SKIP
     """
-    fs, gs = _as_list(f), _as_list(g)
+    fs, gs = as_list(f), as_list(g)
     a = alignment_loss(fs + gs, images, augmentation, views, mode, batch_size, seed, device, amp, progress)
     af, ag = a[: len(fs)], a[len(fs) :]
     raw = ag.mean(0) - af.mean(0)
