@@ -1,6 +1,7 @@
 """Every notebook executes at the smoke preset, and its jupytext pair is in sync."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import jupytext
@@ -62,6 +63,8 @@ def test_failing_notebook_names_cell_and_leaves_book_untouched(tmp_path, monkeyp
     nbformat.write(ok, tmp_path / "notebooks" / "00_ok.ipynb")
     nbformat.write(bad, tmp_path / "notebooks" / "01_bad.ipynb")
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the kept partial output lands in tmp_path
     with pytest.raises(NotebookFailed, match=r"01_bad\.ipynb failed in cell \d+ \(RuntimeError: planted failure\)"):
         run_all("smoke")
     assert (chapters / "00_ok.ipynb").read_text() == "previous"  # no half-executed book

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from memlib.methods import METHODS, SSLMethod, build_method
+from memlib.methods import SSLMethod, build_method
 from memlib.models import build_encoder
 from memlib.training import CheckpointMismatch, TrainConfig, train
 
@@ -11,7 +11,7 @@ def _method(seed=0, name="simclr"):
     return build_method(name, build_encoder("resnet_narrow", 1, 28))
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("name", ["simclr"])  # every other method: tests/test_methods.py
 def test_loss_decreases_on_real_data(fmnist_small, name):
     m = _method(name=name)
     res = train(m, fmnist_small.images[:256], fmnist_small.labels[:256],

@@ -185,6 +185,63 @@ class GaussianNoise:
         return (x + self.std * noise).clamp_(0, 1)
 
 
+@dataclass
+class MultiCrop:
+    """DINO's multi-crop (Caron et al. 2021): 2 global views and ``n_local`` local views.
+
+    Each view is a :class:`SimCLRAugment` draw (crop, flip, colour jitter,
+    grayscale); global views crop a large part of the image (``global_scale``),
+    local views a small part (``local_scale``). DINO's blur and solarisation
+    are not used. Unlike the other augmentations, calling it returns a *list*
+    of view batches, so it is not a drop-in :class:`Augmentation`.
+
+    Parameters
+    ----------
+    size
+        Side length of the global views in pixels.
+    n_local
+        Number of local views (0 gives global views only).
+    local_size
+        Side length of the local views; ``None`` means ``size``. DINO uses a
+        lower resolution (96 vs 224 px); a ViT with fixed position embeddings
+        needs ``size``.
+    global_scale, local_scale
+        Range of the crop's area as a fraction of the image.
+    """
+
+    size: int
+    n_local: int = 2
+    local_size: int | None = None
+    global_scale: tuple[float, float] = (0.4, 1.0)
+    local_scale: tuple[float, float] = (0.1, 0.4)
+
+    def __post_init__(self):
+        if isinstance(self.n_local, bool) or not isinstance(self.n_local, int) or self.n_local < 0:
+            raise ValueError(f"MultiCrop: n_local={self.n_local!r} must be an int ≥ 0")
+        for name in ("global_scale", "local_scale"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi <= 1:
+                raise ValueError(f"MultiCrop: {name}={(lo, hi)!r} must satisfy 0 < low ≤ high ≤ 1")
+        self.global_aug = SimCLRAugment(size=self.size, scale=self.global_scale)
+        self.local_aug = SimCLRAugment(size=self.local_size or self.size, scale=self.local_scale)
+
+    def global_views(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Two global views of each image, (2B, C, size, size): view 1 of all images, then view 2."""
+        return self.global_aug(torch.cat([images, images]), generator)
+
+    def local_views(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n_local`` local views of each image, (n_local·B, C, s, s), view-major like :meth:`global_views`."""
+        return self.local_aug(images.repeat(self.n_local, 1, 1, 1), generator)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """``[global_1, global_2, local_1, …]``, each a (B, C, s, s) batch."""
+        b = images.shape[0]
+        views = list(self.global_views(images, generator).split(b))
+        if self.n_local:
+            views += list(self.local_views(images, generator).split(b))
+        return views
+
+
 #: Augmentations by name.
 AUGMENTATIONS: dict[str, Callable[..., Augmentation]] = {
     "simclr": SimCLRAugment,

@@ -59,6 +59,7 @@ import torch
 __all__ = [
     "DEBIAN_FASHION_MNIST",
     "KNOWN_DATASETS",
+    "SPLIT_SIZES",
     "ImageDataset",
     "default_data_root",
     "load_dataset",
@@ -75,19 +76,26 @@ KNOWN_DATASETS: tuple[str, ...] = (
     "digits",
 )
 
+_MNIST5K_TRAIN_SIZE = 4000
+
 #: Folder where the Debian package ``dataset-fashion-mnist`` puts the gzipped
 #: idx files. The environment variable ``MEMLIB_FASHION_MNIST_DIR`` overrides it.
 DEBIAN_FASHION_MNIST: Path = Path("/usr/share/datasets/fashion-mnist")
 
-_SPLITS: dict[str, tuple[str, ...]] = {
-    "fashion_mnist": ("train", "test"),
-    "cifar10": ("train", "test"),
-    "cifar100": ("train", "test"),
-    "svhn": ("train", "test", "extra"),
-    "stl10": ("train", "test", "unlabeled"),
-    "mnist5k": ("train", "test"),
-    "digits": ("train", "test"),
+#: Number of images in each split of each data set, so that sizes asked of a
+#: run can be checked before any data are loaded (a test checks them against
+#: the loaders for the data sets available offline).
+SPLIT_SIZES: dict[str, dict[str, int]] = {
+    "fashion_mnist": {"train": 60000, "test": 10000},
+    "cifar10": {"train": 50000, "test": 10000},
+    "cifar100": {"train": 50000, "test": 10000},
+    "svhn": {"train": 73257, "test": 26032, "extra": 531131},
+    "stl10": {"train": 5000, "test": 8000, "unlabeled": 100000},
+    "mnist5k": {"train": _MNIST5K_TRAIN_SIZE, "test": 5000 - _MNIST5K_TRAIN_SIZE},
+    "digits": {"train": 1437, "test": 360},
 }
+
+_SPLITS: dict[str, tuple[str, ...]] = {name: tuple(sizes) for name, sizes in SPLIT_SIZES.items()}
 
 _FASHION_MNIST_FILES: tuple[str, ...] = (
     "train-images-idx3-ubyte",
@@ -111,7 +119,6 @@ _STL10_CLASSES: tuple[str, ...] = (
 
 _DIGIT_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
 
-_MNIST5K_TRAIN_SIZE = 4000
 
 
 @dataclass

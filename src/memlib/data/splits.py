@@ -98,6 +98,45 @@ def _resolve(size: int | float, total: int, name: str) -> int:
     return int(size)
 
 
+def check_split_sizes(
+    n_train: int,
+    n_test: int,
+    shared: int | float,
+    candidate: int | float,
+    extra: int | float | None = None,
+) -> tuple[int, int, int]:
+    """Resolve the sizes of S_S, S_C (= S_I) and S_E and check they fit the dataset.
+
+    Needs only the dataset's split sizes, so a run can check its sizes
+    before loading any data. Arguments are those of :func:`make_splits`.
+
+    Returns
+    -------
+    tuple of int
+        ``(|S_S|, |S_C|, |S_E|)``.
+
+    Raises
+    ------
+    ValueError
+        If a size is negative, a fraction lies outside (0, 1), ``candidate``
+        is 0, or the subsets do not fit the dataset's splits.
+    """
+    n_s = _resolve(shared, n_train, "shared")
+    n_c = _resolve(candidate, n_train, "candidate")
+    n_e = n_c if extra is None else _resolve(extra, n_test, "extra")
+    if n_c == 0:
+        raise ValueError("make_splits: candidate=0; SSLMem needs at least one candidate point")
+    need = n_s + 2 * n_c
+    if need > n_train:
+        raise ValueError(
+            f"make_splits: shared + 2*candidate = {n_s} + 2*{n_c} = {need} exceeds the {n_train} "
+            f"training points; lower 'shared' or 'candidate' (S_I has the size of S_C)"
+        )
+    if n_e > n_test:
+        raise ValueError(f"make_splits: extra={n_e} exceeds the {n_test} test points; lower 'extra'")
+    return n_s, n_c, n_e
+
+
 def make_splits(
     n_train: int,
     n_test: int,
@@ -135,19 +174,7 @@ def make_splits(
     ValueError
         If the requested sizes do not fit the dataset.
     """
-    n_s = _resolve(shared, n_train, "shared")
-    n_c = _resolve(candidate, n_train, "candidate")
-    n_e = n_c if extra is None else _resolve(extra, n_test, "extra")
-    if n_c == 0:
-        raise ValueError("make_splits: candidate=0; SSLMem needs at least one candidate point")
-    need = n_s + 2 * n_c
-    if need > n_train:
-        raise ValueError(
-            f"make_splits: shared + 2*candidate = {n_s} + 2*{n_c} = {need} exceeds the {n_train} "
-            f"training points; lower 'shared' or 'candidate' (S_I has the size of S_C)"
-        )
-    if n_e > n_test:
-        raise ValueError(f"make_splits: extra={n_e} exceeds the {n_test} test points; lower 'extra'")
+    n_s, n_c, n_e = check_split_sizes(n_train, n_test, shared, candidate, extra)
     rng = np.random.default_rng(seed)
     if train_labels is None:
         perm = rng.permutation(n_train)

@@ -18,7 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..device import resolve_device
 from .presets import PRESETS
+from .validate import check_seed
 
 
 class NotebookFailed(RuntimeError):
@@ -58,21 +60,26 @@ def run_all(preset: str = "smoke", device: str = "cpu", seed: int = 0, only: lis
     """Execute the notebooks (all, or those whose name contains one of ``only``)."""
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r} is unknown; choose one of {sorted(PRESETS)}")
+    # Refuse a bad device or seed now, not in the first cell of every notebook.
+    resolve_device(device)
+    check_seed(seed)
     root = repo_root()
     out_dir = out_dir or root / "book" / "chapters"
     notebooks = [nb for nb in list_notebooks(root) if not only or any(o in nb.stem for o in only)]
     if not notebooks:
         raise FileNotFoundError(f"no notebooks match {only} in {root / 'notebooks'}")
     times = {}
-    with tempfile.TemporaryDirectory(prefix="memlib-nb-") as tmp:
-        for nb in notebooks:
-            print(f"[memlib] executing {nb.name} at preset={preset} device={device} seed={seed}", flush=True)
-            times[nb.name] = execute(nb, Path(tmp) / nb.name, {"preset": preset, "device": device, "seed": seed},
-                                     cwd=root / "notebooks")
-            print(f"[memlib]   done in {times[nb.name]:.0f} s", flush=True)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for nb in notebooks:
-            shutil.move(Path(tmp) / nb.name, out_dir / nb.name)
+    # Not a TemporaryDirectory: when a notebook fails, its partial output stays there for reading.
+    tmp = tempfile.mkdtemp(prefix="memlib-nb-")
+    for nb in notebooks:
+        print(f"[memlib] executing {nb.name} at preset={preset} device={device} seed={seed}", flush=True)
+        times[nb.name] = execute(nb, Path(tmp) / nb.name, {"preset": preset, "device": device, "seed": seed},
+                                 cwd=root / "notebooks")
+        print(f"[memlib]   done in {times[nb.name]:.0f} s", flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for nb in notebooks:
+        shutil.move(Path(tmp) / nb.name, out_dir / nb.name)
+    shutil.rmtree(tmp, ignore_errors=True)
     if build:
         subprocess.run(["jupyter-book", "build", "book/"], cwd=root, check=True)
     return times
@@ -89,7 +96,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         run_all(args.preset, args.device, args.seed, args.only, args.out_dir, args.build)
-    except NotebookFailed as e:
+    except (NotebookFailed, ValueError) as e:
         print(f"[memlib] FAILED: {e}", file=sys.stderr)
         return 1
     return 0

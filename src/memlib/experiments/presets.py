@@ -88,6 +88,8 @@ def get_preset(preset: str | Preset, **overrides) -> Preset:
         if preset not in PRESETS:
             raise ValueError(f"preset={preset!r} is unknown; choose one of {sorted(PRESETS)}")
         preset = PRESETS[preset]
+    elif not isinstance(preset, Preset):
+        raise TypeError(f"preset={preset!r} must be a preset name ({sorted(PRESETS)}) or a Preset")
     return preset.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -20,19 +20,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.augment import AUGMENTATIONS, build_augmentation
-from ..data.datasets import KNOWN_DATASETS, ImageDataset, load_dataset
+from ..data.augment import build_augmentation
+from ..data.datasets import ImageDataset, load_dataset
 from ..data.splits import SUBSET_LABELS, SUBSETS, Splits, make_splits
 from ..device import resolve_device
-from ..memorization.sslmem import MODES, SSLMemResult, sslmem
-from ..methods import build_method, check_method
-from ..models import ENCODERS, build_encoder, channel_stats
+from ..memorization.sslmem import SSLMemResult, sslmem
+from ..methods import build_method
+from ..models import build_encoder, channel_stats
 from ..probing import embed, knn_accuracy, linear_probe
 from ..provenance import git_commit, provenance
 from ..stats import mean_ci, sslmem_tests
 from ..training import TrainConfig, train
 from ..training.loop import fingerprint
 from .presets import Preset, get_preset
+from .validate import check_preset, validate_run_parameters
 
 
 def default_cache_dir() -> Path:
@@ -136,28 +137,27 @@ class SSLMemRun:
 
 
 def validate(preset: Preset, device: str) -> torch.device:
-    """Check every setting before any compute; raise naming the parameter and the fix."""
-    if preset.dataset not in KNOWN_DATASETS:
-        raise ValueError(f"dataset={preset.dataset!r} is unknown; choose one of {list(KNOWN_DATASETS)}")
-    if preset.arch not in ENCODERS:
-        raise ValueError(f"arch={preset.arch!r} is unknown; choose one of {sorted(ENCODERS)}")
-    check_method(preset.method)
-    if preset.augmentation not in AUGMENTATIONS:
-        raise ValueError(f"augmentation={preset.augmentation!r} is unknown; choose one of {sorted(AUGMENTATIONS)}")
-    if preset.mode not in MODES:
-        raise ValueError(f"mode={preset.mode!r} is unknown; choose one of {MODES}")
-    for name in ("epochs", "batch_size", "views", "models_per_family", "probe_epochs", "score_batch_size"):
-        v = getattr(preset, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{name}={v!r} must be a positive int")
-    if preset.mode == "pairwise" and preset.views < 2:
-        raise ValueError(f"views={preset.views} must be ≥ 2 for mode='pairwise' (pairs of views)")
+    """Check every setting before any compute; raise naming the parameter and the fix.
+
+    See :func:`~memlib.experiments.validate.check_preset`; split sizes are not checked here.
+    """
+    check_preset(preset)
     return resolve_device(device)
 
 
-def _model_seed(seed: int, family: str, i: int) -> int:
+def model_seed(seed: int, family: str, i: int) -> int:
+    """Seed of member ``i`` of family ``"f"`` or ``"g"`` in a run seeded with ``seed``."""
     # f and g members get distinct seeds, as independent draws from A(S) and A(S \ x).
     return seed * 1000 + 2 * i + (family == "g")
+
+
+def load_with_splits(p: Preset, seed: int, data_root=None) -> tuple[ImageDataset, ImageDataset, Splits]:
+    """The preset's dataset (train and test split) and its seeded S_S / S_C / S_I / S_E split."""
+    train_set = load_dataset(p.dataset, "train", root=data_root)
+    test_set = load_dataset(p.dataset, "test", root=data_root)
+    splits = make_splits(len(train_set), len(test_set), p.shared, p.candidate, p.extra, seed=seed,
+                         train_labels=train_set.labels.numpy())
+    return train_set, test_set, splits
 
 
 def train_families(
@@ -221,7 +221,7 @@ def train_families(
         if fam not in families:
             continue
         for i in range(p.models_per_family):
-            mseed = _model_seed(seed, fam, i)
+            mseed = model_seed(seed, fam, i)
             run_config = {"dataset": p.dataset, "arch": p.arch, "method": p.method, "augmentation": p.augmentation,
                           "train_indices": fingerprint(idx.tolist()), "model_seed": mseed}
             torch.manual_seed(mseed)
@@ -271,24 +271,20 @@ def run_sslmem(
     -------
     SSLMemRun
     """
-    p = get_preset(preset, **overrides)
-    dev = validate(p, device)
+    # Every parameter (split sizes included) is checked before any data is loaded or anything written.
+    p, dev = validate_run_parameters(get_preset(preset, **overrides), device, seed)
     t_start = time.perf_counter()
     commit = git_commit()  # at the start: code may change while a long run trains
-    train_set = load_dataset(p.dataset, "train", root=data_root)
-    test_set = load_dataset(p.dataset, "test", root=data_root)
-    splits = make_splits(len(train_set), len(test_set), p.shared, p.candidate, p.extra, seed=seed,
-                         train_labels=train_set.labels.numpy())
+    train_set, test_set, splits = load_with_splits(p, seed, data_root)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_key = {"preset": p.to_dict(), "seed": seed, "splits": fingerprint(splits.to_dict())}
     run_dir = cache / "sslmem" / fingerprint(run_key)
     run_dir.mkdir(parents=True, exist_ok=True)
     splits.save(run_dir / "splits.json")
 
-    probe_rng = np.random.default_rng(seed + 12345)
-    probe_tr = _sample(train_set, p.probe_train, probe_rng)
-    probe_te = _sample(test_set, p.probe_test, probe_rng)
-    knn_bank, knn_query = _sample(probe_tr, 2000, probe_rng), _sample(probe_te, 1000, probe_rng)
+    rng = probe_rng(seed)
+    probe_tr, probe_te = probe_sets(p, train_set, test_set, rng)
+    knn_bank, knn_query = sample_subset(probe_tr, 2000, rng), sample_subset(probe_te, 1000, rng)
 
     def knn_eval(method):
         enc = method.encoder
@@ -333,7 +329,19 @@ def run_sslmem(
     return run
 
 
-def _sample(ds: ImageDataset, n: int | None, rng: np.random.Generator) -> ImageDataset:
+def probe_rng(seed: int) -> np.random.Generator:
+    """The generator that draws the probe sets of a run seeded with ``seed`` (the same in every experiment)."""
+    return np.random.default_rng(seed + 12345)
+
+
+def probe_sets(p: Preset, train_set: ImageDataset, test_set: ImageDataset,
+               rng: np.random.Generator) -> tuple[ImageDataset, ImageDataset]:
+    """The linear probe's train and test sets: ``p.probe_train`` / ``p.probe_test`` points drawn with ``rng``."""
+    return sample_subset(train_set, p.probe_train, rng), sample_subset(test_set, p.probe_test, rng)
+
+
+def sample_subset(ds: ImageDataset, n: int | None, rng: np.random.Generator) -> ImageDataset:
+    """``n`` points of ``ds`` drawn with ``rng``, in dataset order (all of ``ds`` for ``n=None``)."""
     if n is None or n >= len(ds):
         return ds
     return ds.subset(np.sort(rng.choice(len(ds), size=n, replace=False)))

@@ -34,6 +34,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.augment import Augmentation, to_float
+from ..device import resolve_device
+from ..training.distributed import gather_rows, shard_bounds
 
 MODES = ("pairwise", "clean")
 
@@ -81,7 +83,8 @@ def as_list(models) -> list[nn.Module]:
         return [models]
     models = list(models)
     if not models or not all(isinstance(m, nn.Module) for m in models):
-        raise TypeError("encoders must be an nn.Module or a non-empty sequence of nn.Modules")
+        raise TypeError(f"encoders must be an nn.Module or a non-empty sequence of nn.Modules, got "
+                        f"{[type(m).__name__ for m in models]}")
     return models
 
 
@@ -102,6 +105,8 @@ def resolve_scoring_device(models: Sequence[nn.Module], device, amp) -> tuple[to
     if device is None:
         p = next(iter(models[0].parameters()), None)
         device = p.device if p is not None else torch.device("cpu")
+    else:
+        device = resolve_device(device)  # e.g. "cuda" on a machine without a GPU: a clear error, not torch's
     device = torch.device(device)
     return device, device.type == "cuda" if amp is None else amp
 
@@ -117,6 +122,11 @@ def eval_mode(models: Sequence[nn.Module]):
     finally:
         for m, t in zip(models, was_training):
             m.train(t)
+
+
+def points_per_batch(batch_size: int, views: int, mode: str) -> int:
+    """Points per forward pass of :func:`view_batches`: ``batch_size`` images hold their K views (and clean copy)."""
+    return max(1, batch_size // (views + (mode == "clean")))
 
 
 def view_batches(
@@ -135,19 +145,34 @@ def view_batches(
     ``v`` holds the K views of each point, point-major (``b·K`` images), with
     the ``b`` clean images in front for ``mode="clean"``. View draws depend
     on ``(seed, start)`` only, so every caller with the same ``batch_size``
-    sees the same views.
+    sees the same views. Under ``torchrun`` each rank takes its
+    :func:`~memlib.training.distributed.shard_bounds` share of whole batches
+    (``start`` stays the global position); :func:`gather_points` collects them.
     """
-    n = images.shape[0]
-    per_batch = max(1, batch_size // (views + (mode == "clean")))
+    per_batch = points_per_batch(batch_size, views, mode)
+    lo, hi = shard_bounds(images.shape[0], unit=per_batch)
     images = images.to(device)
     gen = torch.Generator(device=device)
-    for start in tqdm(range(0, n, per_batch), desc=desc, disable=not progress, leave=False):
-        x = images[start : start + per_batch]
+    for start in tqdm(range(lo, hi, per_batch), desc=desc, disable=not progress, leave=False):
+        x = images[start : min(start + per_batch, hi)]
         gen.manual_seed(seed * 1_000_003 + start)  # draws depend on (seed, position) only
         v = augmentation(x.repeat_interleave(views, dim=0), gen)
         if mode == "clean":
             v = torch.cat([to_float(x), v])
         yield start, x.shape[0], v
+
+
+def gather_points(out: torch.Tensor, unit: int) -> torch.Tensor:
+    """``out`` (…, N) with this rank's shard of the last axis filled, completed from every rank.
+
+    Without a process group (one process) ``out`` is returned as is.
+    """
+    n = out.shape[-1]
+    lo, hi = shard_bounds(n, unit=unit)
+    if (lo, hi) == (0, n):
+        return out
+    mine = out[..., lo:hi].movedim(-1, 0).contiguous()
+    return gather_rows(mine, n, unit=unit).movedim(0, -1)
 
 
 def view_distances(r: torch.Tensor, b: int, views: int, mode: str) -> torch.Tensor:
@@ -221,7 +246,7 @@ def alignment_loss(
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     r = m(v)
                 out[j, start : start + b] = view_distances(r, b, views, mode)
-    return out.cpu().numpy()
+    return gather_points(out, points_per_batch(batch_size, views, mode)).cpu().numpy()
 
 
 def normalize_scores(raw: np.ndarray) -> np.ndarray:

@@ -37,6 +37,6 @@ def build_method(name: str, encoder, **kwargs) -> SSLMethod:
     return METHODS[name](encoder, **kwargs)
 
 
-from . import simclr  # noqa: E402,F401  (registers itself)
+from . import dino, mae, simclr, supervised, vicreg  # noqa: E402,F401  (each registers itself)
 
 __all__ = ["METHODS", "SSLMethod", "build_method", "check_method", "register"]

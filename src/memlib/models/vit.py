@@ -5,11 +5,13 @@ token. The full representation is every token after the final norm,
 flattened (METHODS.md §1); the pooled one is the CLS token. Taps: each block
 (``blocks.i``), and separately its attention (``blocks.i.attn``) and MLP
 (``blocks.i.mlp``) sub-layers — the sub-layer outputs before their residual
-addition — and the final ``norm``.
+addition — and the final ``norm``; then the MLP hidden units after their GELU
+(``blocks.i.mlp.act``), the units of UnitMem.
 """
 
 from __future__ import annotations
 
+import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from .encoder import Encoder
@@ -37,7 +39,7 @@ class ViTEncoder(Encoder):
         self.pooled_dim = embed_dim
         self.tap_names = tuple(
             f"vit.blocks.{i}{part}" for i in range(depth) for part in ("", ".attn", ".mlp")
-        ) + ("vit.norm",)
+        ) + ("vit.norm",) + tuple(f"vit.blocks.{i}.mlp.act" for i in range(depth))
 
     @property
     def patch_embed(self):
@@ -49,6 +51,37 @@ class ViTEncoder(Encoder):
 
     def pool(self, feats):
         return feats[:, 0]
+
+    @property
+    def num_patches(self) -> int:
+        """Number of patch tokens (without the CLS token)."""
+        return self.vit.patch_embed.num_patches
+
+    def forward_masked(self, x: torch.Tensor, keep_idx: torch.Tensor) -> torch.Tensor:
+        """Tokens of the visible patches only, after the final norm (MAE's encoder pass).
+
+        Position embeddings are added before the masked patches are dropped,
+        so each kept token knows where it came from.
+
+        Parameters
+        ----------
+        x
+            Float images in [0, 1], (B, C, H, W).
+        keep_idx
+            (B, K) long indices of the patches to keep, in ``[0, num_patches)``.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, 1 + K, D): the CLS token followed by the K kept patch tokens.
+        """
+        self.check_input(x)
+        v = self.vit
+        tokens = v._pos_embed(v.patch_embed(self.normalize(x)))  # (B, prefix + N, D)
+        prefix = v.num_prefix_tokens
+        patches = tokens[:, prefix:]
+        kept = torch.gather(patches, 1, keep_idx.unsqueeze(-1).expand(-1, -1, patches.shape[-1]))
+        return v.norm(v.blocks(v.norm_pre(torch.cat([tokens[:, :prefix], kept], dim=1))))
 
 
 def vit_tiny(**kw) -> ViTEncoder:

@@ -1,4 +1,4 @@
-"""One training loop for every method."""
+"""One training loop for every method (data-parallel under torchrun, see :mod:`.distributed`)."""
 
 from .loop import CheckpointMismatch, TrainConfig, TrainResult, train
 

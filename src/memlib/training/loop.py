@@ -5,7 +5,14 @@ augments it on the device and returns its loss. Cosine learning-rate schedule
 with linear warm-up (per step), bf16 autocast and channels_last on CUDA,
 seeded data order and augmentation draws, a tqdm progress bar, a per-epoch
 log (loss, learning rate, optional evaluation such as kNN accuracy) and
-atomic checkpoints from which a run resumes bit-identically on the CPU.
+atomic checkpoints (every few epochs and, optionally, every few steps) from
+which a run resumes bit-identically on the CPU, even after a SIGKILL.
+
+A checkpoint carries a fingerprint of the configuration, a SHA-256 of its own
+content and the provenance of the run; a checkpoint whose fingerprint or hash
+does not match is refused (:class:`CheckpointMismatch`) and left untouched.
+Under ``torchrun`` (see :mod:`memlib.training.distributed`) the same loop runs
+data-parallel: each rank takes its share of every global batch.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import torch
 from tqdm import tqdm
 
 from ..methods.base import SSLMethod
-from ..provenance import git_commit
+from ..provenance import git_commit, provenance
+from . import distributed as dist_utils
 
 
 class CheckpointMismatch(RuntimeError):
@@ -57,6 +65,10 @@ class TrainConfig:
         Call ``eval_fn`` every this many epochs (and after the last); 0 = only after the last.
     checkpoint_every
         Save a checkpoint every this many epochs (and after the last).
+    checkpoint_every_steps
+        Also save one every this many optimiser steps, mid-epoch included;
+        0 (default) = epoch checkpoints only. Long epochs on a GPU lose at
+        most this many steps to a crash.
     """
 
     epochs: int
@@ -69,6 +81,7 @@ class TrainConfig:
     channels_last: bool = True
     eval_every: int = 0
     checkpoint_every: int = 10
+    checkpoint_every_steps: int = 0
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -82,9 +95,22 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig: {name}={getattr(self, name)!r} must be ≥ 0")
         if self.checkpoint_every <= 0:
             raise ValueError(f"TrainConfig: checkpoint_every={self.checkpoint_every!r} must be ≥ 1")
+        v = self.checkpoint_every_steps
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"TrainConfig: checkpoint_every_steps={v!r} must be an int ≥ 0 (0 = epoch checkpoints only)")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings as a dict; fields added later are left out at their default, so
+        fingerprints (and the cache paths keyed by them) of older runs do not change."""
+        d = dataclasses.asdict(self)
+        for name, default in _LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
+        return d
+
+
+# Fields added after caches keyed by TrainConfig.to_dict() existed, with their defaults.
+_LATER_FIELDS = {"checkpoint_every_steps": 0}
 
 
 @dataclass
@@ -93,7 +119,8 @@ class TrainResult:
 
     history: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
-    resumed_from_epoch: int = 0
+    resumed_from_epoch: int = 0  # completed epochs in the checkpoint resumed from
+    resumed_from_step: int = 0  # optimiser steps in the checkpoint resumed from (mid-epoch ones included)
     commits: list[str] = field(default_factory=list)  # memlib commit(s) that trained these weights
 
 
@@ -112,6 +139,37 @@ def fingerprint(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def content_hash(obj) -> str:
+    """SHA-256 of a checkpoint's content: every tensor's dtype, shape and bytes and
+    every other value's repr, walked in a fixed (sorted-key) order.
+
+    Unlike a hash of the file, it does not depend on how ``torch.save`` lays
+    the file out, so it can be stored inside the file it describes.
+    """
+    h = hashlib.sha256()
+
+    def feed(o):
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            if t.numel():
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(o, dict):
+            h.update(b"D%d" % len(o))
+            for k in sorted(o, key=repr):
+                h.update(repr(k).encode())
+                feed(o[k])
+        elif isinstance(o, (list, tuple)):
+            h.update(b"L%d" % len(o))
+            for x in o:
+                feed(x)
+        else:
+            h.update(f"{type(o).__name__}:{o!r}".encode())
+
+    feed(obj)
+    return h.hexdigest()
+
+
 def atomic_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary file, then rename: a crash never leaves half a checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,13 +179,40 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def load_checkpoint(path: Path, expected_fingerprint: str) -> dict:
-    """Load a checkpoint and refuse it if it is corrupt or from another configuration."""
+    """Load a checkpoint and refuse it if it is corrupt or from another configuration.
+
+    Parameters
+    ----------
+    path
+        The checkpoint file.
+    expected_fingerprint
+        :func:`fingerprint` of the configuration the caller is about to run.
+
+    Returns
+    -------
+    dict
+        The checkpoint.
+
+    Raises
+    ------
+    CheckpointMismatch
+        If the file is unreadable, its content does not match the SHA-256
+        stored in it (checkpoints written before hashes existed have none and
+        are accepted), or its fingerprint is not ``expected_fingerprint``.
+    """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch raises several types for truncated/corrupt files
         raise CheckpointMismatch(
             f"checkpoint {path} is unreadable ({type(e).__name__}: {e}); delete it to retrain"
         ) from e
+    if isinstance(ckpt, dict) and "content_sha256" in ckpt:
+        got = content_hash({k: v for k, v in ckpt.items() if k != "content_sha256"})
+        if got != ckpt["content_sha256"]:
+            raise CheckpointMismatch(
+                f"checkpoint {path} is corrupt: its content hash {got[:16]} does not match the stored "
+                f"{str(ckpt['content_sha256'])[:16]}; delete it to retrain or use another cache dir"
+            )
     if not isinstance(ckpt, dict) or ckpt.get("fingerprint") != expected_fingerprint:
         got = ckpt.get("fingerprint") if isinstance(ckpt, dict) else None
         raise CheckpointMismatch(
@@ -165,8 +250,9 @@ def train(
         Where to train.
     checkpoint_path
         If given, checkpoints are written there atomically, and an existing
-        checkpoint of the same configuration is resumed from. A checkpoint of
-        another configuration raises :class:`CheckpointMismatch` and is left
+        checkpoint of the same configuration is resumed from, mid-epoch
+        included. A checkpoint of another configuration, or whose content
+        hash does not match, raises :class:`CheckpointMismatch` and is left
         untouched.
     run_config
         Extra description of the run (dataset, split, architecture, …) that is
@@ -176,6 +262,8 @@ def train(
         epochs; its dict is merged into that epoch's log entry.
     progress
         Show a progress bar.
+    desc
+        Label of the progress bar.
 
     Returns
     -------
@@ -185,76 +273,118 @@ def train(
     Raises
     ------
     FloatingPointError
-        If the loss becomes NaN or inf; the last good checkpoint is kept.
+        If the loss becomes NaN or inf, naming the step; the last good
+        checkpoint is kept.
+
+    Notes
+    -----
+    When ``torch.distributed`` is initialised with more than one process (run
+    under ``torchrun``, see :mod:`memlib.training.distributed`),
+    ``config.batch_size`` is the global batch: every rank draws the same data
+    order and trains on its slice of each batch, with its own augmentation
+    seed, inside :class:`~torch.nn.parallel.DistributedDataParallel`.
+    BatchNorm statistics are taken over the global batch and NT-Xent
+    gathers the embeddings of all ranks, so one step matches a
+    single-process step on the same global batch. Rank 0 writes the
+    checkpoints.
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise TypeError(f"train: images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
     device = torch.device(device)
+    rank, world = dist_utils.rank_and_world()
     n = images.shape[0]
     bs = min(config.batch_size, n)
+    if bs % world:
+        raise ValueError(f"train: batch_size={bs} must be divisible by the number of processes ({world}); "
+                         f"choose a multiple of {world}")
+    local_bs = bs // world
     steps_per_epoch = n // bs
     total_steps = steps_per_epoch * config.epochs
     cuda = device.type == "cuda"
-    fp = fingerprint({"train": config.to_dict(), "run": run_config or {}, "n": n, "method": method.name})
+    run_desc = {"train": config.to_dict(), "run": run_config or {}, "n": n, "method": method.name}
+    if world > 1:  # per-rank augmentation draws: a run on W ranks is another run (kept out of 1-process keys)
+        run_desc["world_size"] = world
+    fp = fingerprint(run_desc)
+    path = Path(checkpoint_path) if checkpoint_path is not None else None
+    # Read (and check) the checkpoint before any compute, so a foreign one costs nothing.
+    ckpt = load_checkpoint(path, fp) if path is not None and path.exists() else None
 
     images = images.to(device)
     labels = (labels if labels is not None else torch.full((n,), -1, dtype=torch.long)).to(device)
     method.to(device)
+    if world > 1:  # global-batch statistics (SyncBatchNorm on CUDA, so after the move), before the optimiser
+        dist_utils.convert_batchnorm(method)
     if config.channels_last:
         method.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(method.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, _lr_lambda(config.warmup_epochs * steps_per_epoch, total_steps)
     )
-    data_gen = torch.Generator().manual_seed(config.seed)
-    aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    data_gen = torch.Generator().manual_seed(config.seed)  # same on every rank: one global data order
+    aug_gen = torch.Generator(device=device).manual_seed(dist_utils.rank_seed(config.seed + 1, rank))
     result = TrainResult(commits=[git_commit()])
-    start_epoch = 0
-    path = Path(checkpoint_path) if checkpoint_path is not None else None
-    if path is not None and path.exists():
-        ckpt = load_checkpoint(path, fp)
+    start_epoch, start_step, perm, loss_sum = 0, 0, None, None
+    if ckpt is not None:
         method.load_state_dict(ckpt["method"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         data_gen.set_state(ckpt["data_gen"])
-        aug_gen.set_state(ckpt["aug_gen"].to(aug_gen.get_state().device))
+        aug_state = ckpt["aug_gen_ranks"][rank] if world > 1 else ckpt["aug_gen"]
+        aug_gen.set_state(aug_state.to(aug_gen.get_state().device))
         result.history = ckpt["history"]
         start_epoch = result.resumed_from_epoch = ckpt["epoch"]
+        start_step = ckpt.get("epoch_step", 0)  # > 0: written mid-epoch (checkpoints without it are epoch ends)
+        result.resumed_from_step = ckpt.get("step", start_epoch * steps_per_epoch)
+        if start_step:
+            perm, loss_sum = ckpt["perm"], ckpt["loss_sum"].to(device)
         # List every commit that trained these weights; loading a finished run adds none.
         done_by = ckpt.get("commits", ["unknown"])
-        result.commits = list(dict.fromkeys(done_by + (result.commits if start_epoch < config.epochs else [])))
+        unfinished = start_epoch < config.epochs
+        result.commits = list(dict.fromkeys(done_by + (result.commits if unfinished else [])))
+    prov = provenance({**run_desc, "fingerprint": fp}, device=device, commit=result.commits[-1]) if path else {}
+    t0 = time.perf_counter()
 
-    def save(epoch: int) -> None:
+    def save(epoch: int, epoch_step: int = 0, perm=None, loss_sum=None) -> None:
         if path is None:
             return
-        atomic_save(
-            {
-                "fingerprint": fp, "epoch": epoch, "method": method.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "data_gen": data_gen.get_state(), "aug_gen": aug_gen.get_state(),
-                "history": result.history, "train_config": config.to_dict(), "run_config": run_config or {},
-                "commits": result.commits,
-            },
-            path,
-        )
+        aug_states = dist_utils.all_gather_object(aug_gen.get_state()) if world > 1 else None  # every rank joins
+        if rank != 0:
+            return
+        state = {
+            "fingerprint": fp, "epoch": epoch, "epoch_step": epoch_step,
+            "step": epoch * steps_per_epoch + epoch_step, "perm": perm, "loss_sum": loss_sum,
+            "method": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "data_gen": data_gen.get_state(), "aug_gen": aug_gen.get_state(), "aug_gen_ranks": aug_states,
+            "history": result.history, "train_config": config.to_dict(), "run_config": run_config or {},
+            "commits": result.commits,
+            "provenance": {**prov, "wall_time_s": round(time.perf_counter() - t0, 1)},
+        }
+        state["content_sha256"] = content_hash(state)
+        atomic_save(state, path)
 
-    t0 = time.perf_counter()
-    bar = tqdm(range(start_epoch, config.epochs), desc=desc, disable=not progress, initial=start_epoch,
-               total=config.epochs, leave=False)
+    # DDP hooks gradients through forward(), so the step is wrapped in a module whose forward is it.
+    step_fn = dist_utils.wrap_ddp(_Step(method), device) if world > 1 else _Step(method)
+    every = config.checkpoint_every_steps
+    bar = tqdm(range(start_epoch, config.epochs), desc=desc, disable=not progress or rank != 0,
+               initial=start_epoch, total=config.epochs, leave=False)
     for epoch in bar:
         method.train()
-        perm = torch.randperm(n, generator=data_gen)
-        losses = torch.zeros((), device=device)
-        for s in range(steps_per_epoch):
-            idx = perm[s * bs : (s + 1) * bs].to(device)
+        if perm is None or epoch > start_epoch:
+            perm, first, losses = torch.randperm(n, generator=data_gen), 0, torch.zeros((), device=device)
+        else:  # resuming mid-epoch: the rest of the saved epoch, in its saved order
+            first, losses = start_step, loss_sum
+        for s in range(first, steps_per_epoch):
+            idx = perm[s * bs + rank * local_bs : s * bs + (rank + 1) * local_bs].to(device)
             x = images[idx]
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and config.amp):
-                out = method.training_step(x, idx, labels[idx], aug_gen)
+                out = step_fn(x, idx, labels[idx], aug_gen)
             loss = out["loss"]
+            step = epoch * steps_per_epoch + s + 1
             if not torch.isfinite(loss):
                 raise FloatingPointError(
-                    f"train: loss is {loss.item()} at epoch {epoch + 1}, step {s + 1}; "
+                    f"train: loss is {loss.item()} at step {step} (epoch {epoch + 1}, step {s + 1}); "
                     f"the last good checkpoint ({path}) is kept. Lower lr or check the data."
                 )
             opt.zero_grad(set_to_none=True)
@@ -262,7 +392,10 @@ def train(
             opt.step()
             sched.step()
             losses += loss.detach()
-        entry = {"epoch": epoch + 1, "loss": (losses / steps_per_epoch).item(), "lr": sched.get_last_lr()[0]}
+            if every and step % every == 0 and s + 1 < steps_per_epoch:  # epoch ends are saved below
+                save(epoch, s + 1, perm, losses.clone())
+        epoch_loss = dist_utils.mean_over_ranks(losses) if world > 1 else losses
+        entry = {"epoch": epoch + 1, "loss": (epoch_loss / steps_per_epoch).item(), "lr": sched.get_last_lr()[0]}
         last = epoch + 1 == config.epochs
         if eval_fn is not None and (last or (config.eval_every and (epoch + 1) % config.eval_every == 0)):
             method.eval()
@@ -270,8 +403,20 @@ def train(
                 entry.update(eval_fn(method))
         result.history.append(entry)
         bar.set_postfix({k: round(v, 4) for k, v in entry.items() if k not in ("epoch", "lr")})
-        if last or (epoch + 1) % config.checkpoint_every == 0:
+        step_due = bool(every) and (epoch + 1) * steps_per_epoch % every == 0  # skipped in the loop above
+        if last or (epoch + 1) % config.checkpoint_every == 0 or step_due:
             save(epoch + 1)
     method.eval()
     result.wall_time_s = time.perf_counter() - t0
     return result
+
+
+class _Step(torch.nn.Module):
+    """``forward`` = ``method.training_step``, so DistributedDataParallel can wrap a step."""
+
+    def __init__(self, method: SSLMethod):
+        super().__init__()
+        self.method = method
+
+    def forward(self, x, idx, labels, generator):
+        return self.method.training_step(x, idx, labels, generator)

@@ -1,0 +1,234 @@
+"""The alignment regulariser against memorisation (SSLMem paper §4.4, Fig. 4).
+
+For each method (SimCLR, MAE) and each λ, f and g families are trained as in
+:func:`~memlib.experiments.sslmem_run.run_sslmem` (f on S_S ∪ S_C, g on
+S_S ∪ S_I) with the loss ``(1 − λ) L_SSL − λ E d(f(x'), f(x''))``
+(:class:`~memlib.methods.regularizer.AlignmentRegularized`); the candidates
+S_C are scored with SSLMem, and f is linear-probed. The claims (S22, S23):
+memorisation and accuracy both fall as λ grows.
+
+λ = 0 trains the plain method with the same cache key as ``run_sslmem``, so
+the SimCLR encoders of a finished SSLMem run at the same preset and seed are
+loaded, not retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+from tqdm import tqdm
+
+from ..data.augment import build_augmentation
+from ..memorization.sslmem import sslmem
+from ..methods import check_method
+from ..methods.regularizer import AlignmentRegularized, check_lambda
+from ..models import channel_stats
+from ..provenance import git_commit, provenance
+from ..stats import mean_ci
+from ..training.loop import fingerprint
+from .presets import Preset
+from .removal_run import experiment_settings, fit_encoder, probe_all, train_config
+from .sslmem_run import default_cache_dir, load_with_splits, model_seed, probe_rng, probe_sets, validate
+
+#: Sweep settings per preset (training settings come from the SSLMem preset of the same name).
+#: ``lambdas`` = the λ values (0 first: the unregularised baseline); ``methods`` = methods swept.
+REGULARIZATION_SETTINGS: dict[str, dict] = {
+    "smoke": {"lambdas": (0.0, 0.5), "methods": ("simclr", "mae"), "shared": 32, "candidate": 16, "epochs": 2,
+              "batch_size": 16, "probe_train": 256, "probe_test": 128},
+    # 2 cores: 5 λ × 2 methods × 2 families × 2 encoders = 40 trainings of 150 points.
+    "cpu": {"lambdas": (0.0, 0.1, 0.2, 0.4, 0.6), "methods": ("simclr", "mae"), "models_per_family": 2,
+            "epochs": 200, "probe_train": 2000, "probe_test": 1000},
+    "gpu": {"lambdas": (0.0, 0.1, 0.2, 0.4, 0.6), "methods": ("simclr", "mae")},
+    "paper": {"lambdas": (0.0, 0.1, 0.2, 0.4, 0.6), "methods": ("simclr", "mae")},
+}
+
+OWN_KEYS = ("lambdas", "methods")
+
+
+def method_setup(p: Preset, method: str) -> tuple[str, str]:
+    """Architecture and training augmentation of ``method`` at preset ``p``.
+
+    MAE needs a ViT (``vit_micro`` at the small presets, ``vit_tiny`` where the
+    preset uses a full ResNet) and trains with crop + flip (MAE, ViP); other
+    methods use the preset's architecture and augmentation.
+    """
+    if method == "mae":
+        arch = p.arch if p.arch.startswith("vit") else "vit_tiny" if p.arch in ("resnet18", "resnet50") else "vit_micro"
+        return arch, "crop_flip"
+    return p.arch, p.augmentation
+
+
+def regularization_settings(preset: str | Preset, **overrides) -> tuple[Preset, dict]:
+    """The training preset and sweep settings for ``preset``, with ``overrides`` (None ignored)."""
+    p, s = experiment_settings(REGULARIZATION_SETTINGS, OWN_KEYS, preset, overrides)
+    lams = tuple(check_lambda(x) for x in s["lambdas"])
+    if len(lams) < 2 or len(set(lams)) != len(lams):
+        raise ValueError(f"lambdas={s['lambdas']!r} must hold at least two distinct values in [0, 1), "
+                         "e.g. (0, 0.1, 0.2)")
+    methods = tuple(s["methods"])
+    if not methods:
+        raise ValueError("methods=() is empty; give at least one method, e.g. ('simclr', 'mae')")
+    for m in methods:
+        check_method(m)
+    s["lambdas"], s["methods"] = tuple(sorted(lams)), methods
+    return p, s
+
+
+@dataclass
+class RegularizationRun:
+    """Everything one λ sweep produced (see :func:`run_regularization`).
+
+    Attributes
+    ----------
+    results
+        One row per f encoder: ``method``, ``lam``, ``member``, ``sslmem_raw``
+        (mean over S_C of ``align_g − align_f`` for this member, g averaged over
+        its family), ``sslmem_score`` (mean normalised score of the family,
+        the same for every member), ``align_f`` and ``linear_acc``.
+    points
+        Per-point raw scores of S_C per (method, λ), for confidence intervals.
+    """
+
+    preset: Preset
+    settings: dict
+    seed: int
+    results: pd.DataFrame
+    points: dict
+    provenance: dict
+    run_dir: Path
+    timings: dict = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        """Per (method, λ): mean SSLMem over S_C (raw with its 95 % CI, and normalised) and mean probe accuracy."""
+        rows = []
+        for (method, lam), g in self.results.groupby(["method", "lam"]):
+            m, lo, hi = mean_ci(self.points[(method, lam)])
+            rows.append({"method": method, "lam": lam, "sslmem raw": m, "ci95 low": lo, "ci95 high": hi,
+                         "sslmem score": g.sslmem_score.iloc[0], "align f": g.align_f.mean(),
+                         "linear acc": g.linear_acc.mean(), "n encoders": len(g)})
+        return pd.DataFrame(rows).set_index(["method", "lam"])
+
+    def trends(self) -> pd.DataFrame:
+        """Kendall's τ between λ and each f encoder's SSLMem (raw) and probe accuracy, per method.
+
+        One-sided (H1: τ < 0, the quantity falls as λ grows). Undefined (NaN)
+        with fewer than three encoders.
+        """
+        rows = []
+        for method, g in self.results.groupby("method"):
+            for col in ("sslmem_raw", "linear_acc"):
+                if len(g) >= 3 and np.ptp(g[col]) > 0:
+                    r = st.kendalltau(g.lam, g[col], alternative="less")
+                    tau, p = float(r.statistic), float(r.pvalue)
+                else:
+                    tau = p = float("nan")
+                rows.append({"method": method, "quantity": col, "tau": tau, "p": p, "n": len(g)})
+        return pd.DataFrame(rows)
+
+    def claims(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Verdicts on S22 (memorisation falls with λ) and S23 (accuracy falls with λ).
+
+        Reproduced when the one-sided Kendall test of :meth:`trends` rejects
+        at ``alpha`` for every method, partly when for some. A preset that is
+        not ``meaningful`` decides nothing.
+        """
+        t = self.trends()
+        out = []
+        for cid, col in (("S22", "sslmem_raw"), ("S23", "linear_acc")):
+            tc = t[t.quantity == col]
+            oks = [bool(p < alpha) for p in tc.p]
+            stat = "; ".join(f"{r.method}: τ = {r.tau:+.2f}, p = {r.p:.2g} (n = {r.n})" for r in tc.itertuples())
+            if not self.preset.meaningful:
+                status = f"not reproduced yet ({self.preset.name} run only)"
+            else:
+                v = "reproduced" if all(oks) else "partly reproduced" if any(oks) else "not reproduced"
+                status = f"{v} ({self.preset.name}, seed {self.seed})"
+            out.append({"claim": cid, "status": status, "statistic": stat})
+        return pd.DataFrame(out).set_index("claim")
+
+
+def run_regularization(
+    preset: str | Preset = "smoke",
+    device: str = "cpu",
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    data_root: str | Path | None = None,
+    progress: bool = True,
+    **overrides,
+) -> RegularizationRun:
+    """Sweep the alignment regulariser's λ (paper §4.4, Fig. 4) at a preset.
+
+    Parameters
+    ----------
+    preset
+        ``smoke``, ``cpu``, ``gpu`` or ``paper`` (see :data:`REGULARIZATION_SETTINGS`).
+    device
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    seed
+        Seeds the splits, every encoder and the scoring views.
+    cache_dir, data_root
+        As in :func:`~memlib.experiments.sslmem_run.run_sslmem`.
+    progress
+        Show progress bars.
+    **overrides
+        ``lambdas``, ``methods``, or any :class:`~memlib.experiments.presets.Preset`
+        field; ``None`` values are ignored.
+
+    Returns
+    -------
+    RegularizationRun
+    """
+    p, s = regularization_settings(preset, **overrides)
+    dev = validate(p, device)
+    t0 = time.perf_counter()
+    commit = git_commit()
+    train_set, test_set, splits = load_with_splits(p, seed, data_root)
+    mean, std = channel_stats(train_set.images)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cfg = train_config(p)
+    run_dir = cache / "regularization" / fingerprint({"preset": p.to_dict(), "settings": s, "seed": seed})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # The probe sets of run_sslmem (same rng), so λ = 0 matches chapter 01's probe.
+    sets = {p.dataset: probe_sets(p, train_set, test_set, probe_rng(seed))}
+    candidates = train_set.images[splits.candidate]
+    trained_at: list[str] = []
+    rows, points = [], {}
+    jobs = [(m, lam) for m in s["methods"] for lam in s["lambdas"]]
+    for method, lam in tqdm(jobs, desc="λ sweep", disable=not progress, leave=False):
+        arch, aug_name = method_setup(p, method)
+        pm = p.replace(method=method)
+        wrap = None if lam == 0 else (lambda m, lam=lam: AlignmentRegularized(m, lam))
+        fams = {}
+        for fam, idx in (("f", splits.f_train), ("g", splits.g_train)):
+            fams[fam] = []
+            for i in range(p.models_per_family):
+                m, res = fit_encoder(train_set.images[idx], pm, cfg, model_seed(seed, fam, i),
+                                     {"dataset": p.dataset, "train_indices": fingerprint(idx.tolist())}, cache, dev,
+                                     mean, std, wrap=wrap, progress=progress, desc=f"{method} λ={lam:g} {fam}{i}",
+                                     labels=train_set.labels[idx], arch=arch, augmentation=aug_name)
+                fams[fam].append(m.encoder)
+                trained_at.extend(res.commits)
+        # Measured with the training augmentation, as the paper does.
+        r = sslmem(fams["f"], fams["g"], candidates, build_augmentation(aug_name, train_set.image_size),
+                   views=p.views, mode=p.mode, batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
+        points[(method, lam)] = r.raw
+        for i, enc in enumerate(fams["f"]):
+            acc = probe_all(enc, sets, p.probe_epochs, seed, dev)[p.dataset]
+            rows.append({"method": method, "lam": lam, "member": i, "arch": arch,
+                         "sslmem_raw": float((r.align_g - r.align_f_models[i]).mean()),
+                         "sslmem_score": float(r.score.mean()), "align_f": float(r.align_f_models[i].mean()),
+                         "linear_acc": acc})
+    results = pd.DataFrame(rows)
+    wall = time.perf_counter() - t0
+    prov = provenance({"preset": p.name, "seed": seed, **p.to_dict(), **s}, dev, wall, commit=commit,
+                      trained_at=trained_at)
+    run = RegularizationRun(p, s, seed, results, points, prov, run_dir, {"total_s": wall})
+    results.to_csv(run_dir / "results.csv", index=False)
+    (run_dir / "provenance.json").write_text(json.dumps(prov, indent=1, default=str))
+    return run

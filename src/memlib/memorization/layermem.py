@@ -1,0 +1,187 @@
+"""LayerMem and ΔLayerMem (Wang et al., NeurIPS 2024): SSLMem of intermediate layers.
+
+LayerMem(l) is SSLMem (:mod:`memlib.memorization.sslmem`) with the output of
+layer l of f and g as the representation instead of the encoder's final
+output, averaged over the scored points; ΔLayerMem(l) = LayerMem(l) −
+LayerMem(l−1) isolates what layer l adds (METHODS.md §3).
+
+Layer outputs are read with forward hooks (:func:`~memlib.models.encoder.tapped`):
+the output each module really computes, so a ResNet block's tap includes its
+residual addition and ReLU. One forward pass per batch of views computes every
+tap, and every encoder of both families sees the same views as
+:func:`~memlib.memorization.sslmem.sslmem` with the same ``seed`` and
+``batch_size`` would draw. Representations are flattened and L2-normalised,
+d is the Euclidean distance, and the pairwise or clean form of the alignment
+loss is shared with SSLMem (:func:`~memlib.memorization.sslmem.view_distances`).
+Encoders run in eval mode (BatchNorm on running statistics), as they must:
+the official code measured in train mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..data.augment import Augmentation
+from ..models.encoder import tapped
+from .sslmem import (as_list, check_view_args, eval_mode, gather_points, normalize_scores, points_per_batch,
+                     resolve_scoring_device, view_batches, view_distances)
+
+
+@dataclass
+class LayerMemResult:
+    """Per-point, per-layer SSLMem of one scored set.
+
+    Attributes
+    ----------
+    taps
+        Layer (tap) names, in the order of the first axis of the arrays.
+    align_f, align_g
+        Alignment loss per layer and point, averaged over f's (g's) family, shape (L, N).
+    raw
+        ``align_g − align_f`` per layer, shape (L, N).
+    score
+        ``raw`` divided by its range over the scored set, separately per layer; in [-1, 1].
+    views, mode
+        K and the form of the alignment loss.
+    """
+
+    taps: list[str]
+    align_f: np.ndarray
+    align_g: np.ndarray
+    raw: np.ndarray
+    score: np.ndarray
+    views: int
+    mode: str
+
+    def layer(self, tap: str, kind: str = "score") -> np.ndarray:
+        """Per-point scores of one layer; ``kind`` is ``"score"`` (normalised) or ``"raw"``."""
+        if tap not in self.taps:
+            raise ValueError(f"tap={tap!r} was not scored; scored taps: {self.taps}")
+        return getattr(self, kind)[self.taps.index(tap)]
+
+    def table(self, points=None, taps: Sequence[str] | None = None) -> pd.DataFrame:
+        """LayerMem and ΔLayerMem per layer, over ``points`` (indices or mask; default all).
+
+        ΔLayerMem is the difference to the previous row, so pass ``taps`` in
+        depth order (e.g. only the ViT blocks, or only their MLPs); the first
+        row's Δ is its LayerMem itself (the change from the input).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by tap: ``layermem`` (mean normalised score), ``delta``,
+            ``layermem_raw`` (mean raw difference), ``delta_raw``, ``n``.
+        """
+        taps = list(self.taps if taps is None else taps)
+        rows = np.array([self.taps.index(self._known(t)) for t in taps])
+        idx = np.arange(self.raw.shape[1]) if points is None else np.asarray(points)
+        lm, lm_raw = self.score[rows][:, idx].mean(1), self.raw[rows][:, idx].mean(1)
+        df = pd.DataFrame({"layermem": lm, "delta": np.diff(lm, prepend=0.0), "layermem_raw": lm_raw,
+                           "delta_raw": np.diff(lm_raw, prepend=0.0)}, index=pd.Index(taps, name="tap"))
+        df["n"] = len(np.arange(self.raw.shape[1])[idx])
+        return df
+
+    def _known(self, tap: str) -> str:
+        if tap not in self.taps:
+            raise ValueError(f"tap={tap!r} was not scored; scored taps: {self.taps}")
+        return tap
+
+
+def layer_alignment(
+    encoders: nn.Module | Sequence[nn.Module],
+    images: torch.Tensor,
+    augmentation: Augmentation,
+    taps: Sequence[str] | None = None,
+    views: int = 5,
+    mode: str = "pairwise",
+    batch_size: int = 512,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
+    progress: bool = False,
+) -> tuple[list[str], np.ndarray]:
+    """Alignment loss of each encoder at each tapped layer on each image.
+
+    Parameters
+    ----------
+    encoders
+        One encoder or a list, all with the same tap names.
+    taps
+        Module names to read (see :func:`~memlib.models.encoder.tapped`);
+        default: the first encoder's ``tap_names``.
+    images, augmentation, views, mode, batch_size, seed, device, amp, progress
+        As in :func:`~memlib.memorization.sslmem.alignment_loss`.
+
+    Returns
+    -------
+    tuple
+        The tap names and an array of shape (n_encoders, L, N).
+    """
+    models = as_list(encoders)
+    check_view_args(images, views, mode, batch_size)
+    taps = list(getattr(models[0], "tap_names", ()) if taps is None else taps)
+    if not taps:
+        raise ValueError("taps is empty and the encoder has no tap_names; pass the module names to read")
+    for m in models:  # unknown names fail here, before any compute
+        with tapped(m, taps):
+            pass
+    device, amp = resolve_scoring_device(models, device, amp)
+    out = torch.empty((len(models), len(taps), images.shape[0]), dtype=torch.float64, device=device)
+    with eval_mode(models), torch.inference_mode():
+        for start, b, v in view_batches(images, augmentation, views, mode, batch_size, seed, device, progress,
+                                        desc="layer alignment"):
+            for j, m in enumerate(models):
+                assert not m.training, "LayerMem must run in eval mode"
+                with tapped(m, taps) as acts, torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    m(v)  # one forward fills every tap
+                for li, t in enumerate(taps):
+                    out[j, li, start : start + b] = view_distances(acts[t], b, views, mode)
+    return taps, gather_points(out, points_per_batch(batch_size, views, mode)).cpu().numpy()
+
+
+def layermem(
+    f: nn.Module | Sequence[nn.Module],
+    g: nn.Module | Sequence[nn.Module],
+    images: torch.Tensor,
+    augmentation: Augmentation,
+    taps: Sequence[str] | None = None,
+    views: int = 5,
+    mode: str = "pairwise",
+    batch_size: int = 512,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
+    progress: bool = False,
+) -> LayerMemResult:
+    """LayerMem of ``images`` at every tapped layer, for encoders f (trained on them) and g (not).
+
+    ``f`` and ``g`` may each be one encoder or a family; alignment losses are
+    averaged within each family, as in :func:`~memlib.memorization.sslmem.sslmem`.
+    Pass every point to be compared in one call: normalised scores use each
+    layer's range over the whole set. Other parameters as in
+    :func:`layer_alignment`.
+
+    Returns
+    -------
+    LayerMemResult
+        Per-point, per-layer scores; :meth:`LayerMemResult.table` gives
+        LayerMem and ΔLayerMem per layer.
+
+    Examples
+    --------
+    >>> res = layermem(f, g, images_uint8, SimCLRAugment(size=28), taps=f.tap_names)  # doctest: +SKIP
+    >>> res.table()  # doctest: +SKIP
+    """
+    fs, gs = as_list(f), as_list(g)
+    taps, a = layer_alignment(fs + gs, images, augmentation, taps, views, mode, batch_size, seed, device, amp,
+                              progress)
+    af, ag = a[: len(fs)].mean(0), a[len(fs) :].mean(0)
+    raw = ag - af
+    score = np.stack([normalize_scores(r) for r in raw])
+    return LayerMemResult(taps, af, ag, raw, score, views, mode)

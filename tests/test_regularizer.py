@@ -1,0 +1,104 @@
+"""Alignment regulariser: the loss formula, its sign, validation, and the λ sweep at smoke."""
+
+import numpy as np
+import pytest
+import torch
+
+from memlib.data.augment import SimCLRAugment
+from memlib.methods import build_method
+from memlib.methods.regularizer import AlignmentRegularized, view_alignment
+from memlib.models import build_encoder
+from memlib.training import TrainConfig, train
+
+
+def _simclr(seed=0, size=28):
+    torch.manual_seed(seed)
+    return build_method("simclr", build_encoder("resnet_narrow", 1, size), augmentation=SimCLRAugment(size=size))
+
+
+@pytest.mark.parametrize("lam", [-0.1, 1.0, 1.5, True, "0.1", None])
+def test_bad_lambda_is_named(lam):
+    with pytest.raises(ValueError, match=r"lam="):
+        AlignmentRegularized(_simclr(), lam)
+
+
+def test_loss_is_the_papers_formula(fmnist_small):
+    """(1 − λ) L_SSL − λ · mean d(f(x'), f(x'')), with the views drawn after the base method's."""
+    x, lam = fmnist_small.images[:16], 0.3
+    reg = AlignmentRegularized(_simclr(), lam)
+    out = reg.training_step(x, None, None, torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    base = reg.base.training_step(x, None, None, gen)["loss"]
+    v = reg.augmentation(torch.cat([x, x]), gen)
+    d = view_alignment(reg.encoder, v[:16], v[16:]).mean()
+    assert torch.allclose(out["loss"], (1 - lam) * base - lam * d, atol=1e-5)
+    assert 0 < d.item() <= 2  # unit vectors: distances in [0, 2]
+    assert torch.allclose(out["ssl_loss"], base, atol=1e-5)
+
+
+def test_lambda_zero_is_the_base_loss(fmnist_small):
+    x = fmnist_small.images[:16]
+    reg = AlignmentRegularized(_simclr(), 0.0)
+    a = reg.training_step(x, None, None, torch.Generator().manual_seed(1))["loss"]
+    b = reg.base.training_step(x, None, None, torch.Generator().manual_seed(1))["loss"]
+    assert torch.allclose(a, b)
+    assert reg.name == "simclr+align0" and AlignmentRegularized(_simclr(), 0.25).name == "simclr+align0.25"
+
+
+def test_higher_lambda_gives_larger_view_distances(fmnist_small):
+    """The minus sign: training with a large λ pushes views apart compared with λ = 0."""
+    x = fmnist_small.images[:48]
+    cfg = TrainConfig(epochs=4, batch_size=16, lr=3e-3, warmup_epochs=0, channels_last=False)  # 12 steps
+    dist = {}
+    for lam in (0.0, 0.8):
+        reg = AlignmentRegularized(_simclr(seed=0), lam)  # same initial weights for both
+        train(reg, x, None, cfg, progress=False)
+        reg.eval()
+        gen = torch.Generator().manual_seed(123)
+        v = reg.augmentation(torch.cat([x, x]), gen)
+        with torch.no_grad():
+            dist[lam] = float(view_alignment(reg.encoder, v[:48], v[48:]).mean())
+    assert dist[0.8] > dist[0.0], dist
+
+
+def test_lambda_zero_reuses_sslmem_encoders(fmnist_small, tmp_path):
+    """fit_encoder with no regulariser has the cache key of train_families: it loads, not retrains."""
+    from memlib.data.splits import make_splits
+    from memlib.experiments import get_preset
+    from memlib.experiments.removal_run import fit_encoder, train_config
+    from memlib.experiments.sslmem_run import model_seed, train_families
+    from memlib.models import channel_stats
+    from memlib.training.loop import fingerprint
+
+    p = get_preset("smoke", shared=32, candidate=16, epochs=1, batch_size=16, models_per_family=1)
+    splits = make_splits(len(fmnist_small), 100, p.shared, p.candidate, seed=0)
+    train_families(p, fmnist_small, splits, 0, torch.device("cpu"), tmp_path, families=("f",), progress=False)
+    mean, std = channel_stats(fmnist_small.images)
+    idx = splits.f_train
+    _, res = fit_encoder(fmnist_small.images[idx], p, train_config(p), model_seed(0, "f", 0),
+                         {"dataset": p.dataset, "train_indices": fingerprint(idx.tolist())}, tmp_path,
+                         torch.device("cpu"), mean, std, progress=False)
+    assert res.resumed_from_epoch == p.epochs
+
+
+def test_bad_sweep_settings_fail_before_compute(tmp_path):
+    from memlib.experiments.regularization_run import run_regularization
+
+    for kw, match in [({"lambdas": (0.0, 1.0)}, "lam=1.0"), ({"lambdas": (0.0,)}, "lambdas="),
+                      ({"methods": ("simclr", "byol")}, "method='byol'"), ({"methods": ()}, "methods=")]:
+        with pytest.raises(ValueError, match=match):
+            run_regularization("smoke", cache_dir=tmp_path, progress=False, **kw)
+    assert not (tmp_path / "regularization").exists()  # nothing written
+
+
+def test_smoke_sweep():
+    from memlib.experiments.regularization_run import run_regularization
+
+    run = run_regularization("smoke", progress=False)
+    r = run.results
+    assert set(r.method) == {"simclr", "mae"} and set(r.lam) == {0.0, 0.5}
+    assert r.linear_acc.between(0, 1).all() and np.isfinite(r.sslmem_raw).all()
+    assert set(r.loc[r.method == "mae", "arch"]) == {"vit_micro"}
+    s = run.summary()
+    assert len(s) == 4 and (s["ci95 low"] <= s["sslmem raw"]).all()
+    assert run.claims().loc["S22", "status"].startswith("not reproduced yet")

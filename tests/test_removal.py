@@ -1,0 +1,67 @@
+"""Removal experiment: the selection rule and a smoke run end to end."""
+
+import numpy as np
+import pytest
+
+from memlib.experiments.removal_run import DOWNSTREAM, resize_to, run_removal, select_removal
+
+
+def test_top_k_are_the_k_highest():
+    scores = np.random.default_rng(3).normal(size=200)
+    for k in (0, 1, 17, 200):
+        sel = select_removal(scores, k, "top")
+        assert len(sel) == len(set(sel)) == k
+        rest = np.delete(scores, sel)
+        if 0 < k < 200:
+            assert scores[sel].min() >= rest.max()
+
+
+def test_random_is_seeded_and_within_pool():
+    scores = np.zeros(100)
+    a, b, c = (select_removal(scores, 30, "random", seed=s) for s in (1, 1, 2))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    for s in (a, c):
+        assert len(np.unique(s)) == 30 and s.min() >= 0 and s.max() < 100
+
+
+@pytest.mark.parametrize("kw, match", [({"k": 101}, "k=101"), ({"k": -1}, "k=-1"), ({"how": "worst"}, "how='worst'")])
+def test_bad_input_is_named(kw, match):
+    with pytest.raises(ValueError, match=match):
+        select_removal(np.zeros(100), **{"k": 5, **kw})
+
+
+def test_bad_settings_fail_before_compute():
+    with pytest.raises(ValueError, match="fractions"):
+        run_removal("smoke", fractions=(0.0,), progress=False)
+    with pytest.raises(ValueError, match="half"):
+        run_removal("smoke", half=1, progress=False)
+
+
+def test_resize_digits_to_encoder_size():
+    import torch
+
+    from memlib.data.datasets import ImageDataset
+
+    ds = ImageDataset(torch.full((3, 1, 8, 8), 200, dtype=torch.uint8), torch.zeros(3, dtype=torch.long), ["a"], "x")
+    out = resize_to(ds, 1, 28)
+    assert out.images.shape == (3, 1, 28, 28) and out.images.dtype == torch.uint8
+    assert int(out.images.float().mean().round()) == 200  # a constant image stays constant
+
+
+def test_smoke_run(fmnist_small):
+    run = run_removal("smoke", progress=False)
+    r = run.results
+    assert set(r.how) == {"none", "top", "random"}
+    k = r.loc[r.how == "top", "k"].iloc[0]
+    assert k == round(0.25 * 48)
+    for ds in DOWNSTREAM:
+        assert r[ds].between(0, 1).all()
+    assert len(run.scores) == 48 and np.isfinite(run.scores).all()
+    assert set(run.f_indices).isdisjoint(run.g_indices)
+    claims = run.claims()
+    assert claims.loc["S19", "status"].startswith("not reproduced yet")  # smoke decides nothing
+    assert len(run.tests()) == len(DOWNSTREAM)
+    # a second call reuses every cached encoder and gives the same numbers
+    again = run_removal("smoke", progress=False)
+    assert np.allclose(again.results[list(DOWNSTREAM)].to_numpy(), r[list(DOWNSTREAM)].to_numpy())
