@@ -47,6 +47,7 @@ models_per_family = None  # encoders per family (f and g); None = preset default
 views = None  # K augmented views per point for LayerMem; None = preset default
 vit_arch = "vit_micro"  # the ViT trained beside the ResNets
 unit_views = 10  # K augmentations per point for UnitMem (official code: 10)
+finetune_epochs = None  # epochs of each layer fine-tuning; None = the preset's probe_epochs
 progress = False  # progress bars (off for papermill runs)
 
 # %% tags=["remove-input"]
@@ -60,7 +61,7 @@ from memlib.provenance import provenance_markdown
 
 run = run_localization(preset, device=device, seed=seed, vit_arch=vit_arch, unit_views=unit_views, shared=shared,
                        candidate=candidate, epochs=epochs, models_per_family=models_per_family, views=views,
-                       progress=progress)
+                       finetune_epochs=finetune_epochs, progress=progress)
 p = run.preset
 if not p.meaningful:
     display(Markdown(f"```{{warning}}\nThis page was executed at the `{p.name}` preset: its numbers are "

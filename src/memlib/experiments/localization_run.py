@@ -340,6 +340,7 @@ def run_localization(
     vit_arch: str = "vit_micro",
     unit_views: int = 10,
     n_finetune: int = 2,
+    finetune_epochs: int | None = None,
     prune_fractions: tuple[float, ...] = (0.1, 0.2),
     random_draws: int = 5,
     cache_dir: str | Path | None = None,
@@ -360,6 +361,9 @@ def run_localization(
         K augmentations averaged per point for UnitMem (the official code: 10).
     n_finetune
         How many layers to fine-tune: the ``n_finetune`` largest ΔLayerMem vs the ``n_finetune`` last.
+    finetune_epochs
+        Epochs of each fine-tuning run; ``None`` = the preset's ``probe_epochs``. Fine-tuning runs the
+        encoder forward and backward over the downstream set every epoch, far costlier than a linear probe.
     prune_fractions
         Shares of all ResNet units to prune, each in (0, 1).
     random_draws
@@ -376,6 +380,8 @@ def run_localization(
                          f"{sorted(a for a in ENCODERS if a.startswith('vit'))}")
     check_positive_int("unit_views", unit_views)
     check_positive_int("n_finetune", n_finetune)
+    finetune_epochs = p.probe_epochs if finetune_epochs is None else finetune_epochs
+    check_positive_int("finetune_epochs", finetune_epochs)
     if isinstance(random_draws, bool) or not isinstance(random_draws, int) or random_draws < 2:
         raise ValueError(f"random_draws={random_draws!r} must be an int ≥ 2 (the control needs a spread)")
     fracs = tuple(prune_fractions)
@@ -386,7 +392,7 @@ def run_localization(
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_key = {"preset": p.to_dict(), "seed": seed, "splits": fingerprint(splits.to_dict()), "vit_arch": vit_arch,
-               "unit_views": unit_views, "n_finetune": n_finetune, "prune_fractions": fracs,
+               "unit_views": unit_views, "n_finetune": n_finetune, "finetune_epochs": finetune_epochs, "prune_fractions": fracs,
                "random_draws": random_draws}
     run_dir = cache / "localization" / fingerprint(run_key)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -428,7 +434,7 @@ def run_localization(
                                     "supervised": sup["f"]})
 
     t = time.perf_counter()
-    run.finetune = _finetune(run, fams["f"][0], down_tr, down_te, n_finetune, p, seed, dev, progress)
+    run.finetune = _finetune(run, fams["f"][0], down_tr, down_te, n_finetune, finetune_epochs, seed, dev, progress)
     t_ft = time.perf_counter() - t
     t = time.perf_counter()
     run.pruning = _prune(run, fams["f"][0], down_tr, down_te, fracs, random_draws, p, seed, dev, progress)
@@ -438,18 +444,19 @@ def run_localization(
     run.timings = {"train_s": t_train, "layermem_s": t_layer, "unitmem_s": t_unit, "finetune_s": t_ft,
                    "prune_s": t_prune, "total_s": wall}
     run.provenance = provenance({"preset": p.name, "seed": seed, "vit_arch": vit_arch, "unit_views": unit_views,
+                                 "finetune_epochs": finetune_epochs,
                                  **p.to_dict()}, dev, wall, commit=commit, trained_at=trained + t_vit + t_sup)
     _save(run)
     return run
 
 
-def _finetune(run: LocalizationRun, enc, down_tr, down_te, n, p: Preset, seed, dev, progress) -> pd.DataFrame:
+def _finetune(run: LocalizationRun, enc, down_tr, down_te, n, epochs, seed, dev, progress) -> pd.DataFrame:
     """Fine-tune the ``n`` layers with the largest ΔLayerMem vs the ``n`` last layers; paired exact test."""
     lt = run.layer_table("resnet")
     n = min(n, len(lt))
     most = list(lt["delta"].nlargest(n).index)
     last = list(lt.index[-n:])
-    hits = {name: finetune_layers(enc, taps, down_tr, down_te, epochs=p.probe_epochs, seed=seed, device=dev,
+    hits = {name: finetune_layers(enc, taps, down_tr, down_te, epochs=epochs, seed=seed, device=dev,
                                   progress=progress)
             for name, taps in (("most memorising", most), ("last", last))}
     a, b = hits["most memorising"], hits["last"]
