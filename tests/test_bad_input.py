@@ -81,7 +81,7 @@ CASES = [
     ("seed-negative", lambda: validate_run_parameters("smoke", seed=-1), ValueError, r"seed=-1 must be an int ≥ 0"),
     ("lambda-one", lambda: check_lambda(1.0), ValueError, r"lam=1.0 must lie in \[0, 1\)"),
     ("lambda-negative", lambda: validate_run_parameters("smoke", lam=[0.0, -0.1]), ValueError, r"lam=-0.1 must lie in \[0, 1\)"),
-    ("lambda-nan", lambda: check_lambda(float("nan")), ValueError, r"lam=nan must be a real number"),
+    ("lambda-nan", lambda: check_lambda(float("nan")), ValueError, r"lam=nan must be a real number in \[0, 1\)"),
     ("epsilon-zero", lambda: check_epsilon(0), ValueError, r"epsilon=0 must be > 0.*math.inf for no DP"),
     ("epsilon-negative", lambda: validate_run_parameters("smoke", epsilon=[8, -1.0]), ValueError, r"epsilon=-1.0 must be > 0"),
     ("device-not-a-device", lambda: resolve_device("gpu0"), ValueError, r"device='gpu0' is not a device; use 'cpu'"),

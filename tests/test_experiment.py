@@ -98,3 +98,15 @@ def test_claims_follow_the_scores_and_smoke_decides_nothing(smoke_run):
     assert bad.loc[["S1", "S4", "S5", "S6", "S7", "S8"], "status"].str.startswith("not reproduced (cpu").all()
     smoke = _with_scores(smoke_run, paper_like, "smoke").claims()
     assert smoke["status"].str.startswith("not reproduced yet").all()
+
+
+def test_claim_status_rules():
+    from memlib.experiments.presets import PRESETS, claim_status
+
+    cpu, smoke = PRESETS["cpu"], PRESETS["smoke"]
+    assert claim_status(smoke, 0, True).startswith("not reproduced yet (smoke")  # smoke decides nothing
+    assert claim_status(cpu, 0, [True, True]) == "reproduced (cpu, seed 0)"
+    assert claim_status(cpu, 1, [True, False]) == "partly reproduced (cpu, seed 1)"
+    assert claim_status(cpu, 0, False, n=50) == "not reproduced (cpu, seed 0)"
+    assert claim_status(cpu, 0, False, n=4).startswith("inconclusive (n = 4 < 10)")  # too small to fail
+    assert claim_status(cpu, 0, True, n=4) == "reproduced (cpu, seed 0)"

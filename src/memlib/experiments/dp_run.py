@@ -33,7 +33,7 @@ from ..provenance import git_commit, provenance
 from ..stats import mean_ci
 from ..training.dp import DPConfig, DPResult, dp_train
 from ..training.loop import fingerprint
-from .presets import Preset
+from .presets import Preset, claim_status
 from .regularization_run import method_setup
 from .removal_run import experiment_settings, probe_all, train_config
 from .sslmem_run import default_cache_dir, load_with_splits, model_seed, probe_rng, probe_sets, validate
@@ -103,8 +103,8 @@ class DPRun:
         """Verdicts on S24 (memorisation falls with ε) and S25 (accuracy falls with ε).
 
         One-sided Kendall's τ between the target ε (∞ ranks highest) and each
-        f encoder's value, H1: τ > 0. A preset that is not ``meaningful``
-        decides nothing.
+        f encoder's value, H1: τ > 0; fewer than 10 encoders are too few to
+        call a failure to reject "not reproduced" (:func:`~memlib.experiments.presets.claim_status`).
         """
         r = self.results
         out = []
@@ -115,10 +115,7 @@ class DPRun:
             else:
                 tau = p = float("nan")
             stat = f"τ = {tau:+.2f}, p = {p:.2g} (n = {len(r)})"
-            if not self.preset.meaningful:
-                status = f"not reproduced yet ({self.preset.name} run only)"
-            else:
-                status = f"{'reproduced' if p < alpha else 'not reproduced'} ({self.preset.name}, seed {self.seed})"
+            status = claim_status(self.preset, self.seed, bool(p < alpha), n=len(r))
             out.append({"claim": cid, "status": status, "statistic": stat})
         return pd.DataFrame(out).set_index("claim")
 

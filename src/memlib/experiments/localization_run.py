@@ -48,7 +48,7 @@ from ..probing import embed, linear_probe
 from ..provenance import git_commit, provenance
 from ..stats import ttest_greater, ttest_vs_zero
 from ..training.loop import fingerprint
-from .presets import Preset, get_preset
+from .presets import Preset, claim_status, get_preset
 from .sslmem_run import default_cache_dir, load_with_splits, sample_subset, train_families
 from .validate import check_positive_int, validate_run_parameters
 
@@ -227,11 +227,8 @@ class LocalizationRun:
         for cid, (text, ok, stat) in rows.items():
             if ok is None:
                 status = "not reproduced yet (not run)"
-            elif not self.preset.meaningful:
-                status = f"not reproduced yet ({self.preset.name} run only)"
             else:
-                verdict = "reproduced" if all(ok) else "partly reproduced" if any(ok) else "not reproduced"
-                status = f"{verdict} ({self.preset.name}, seed {self.seed})"
+                status = claim_status(self.preset, self.seed, list(ok))
             out.append({"claim id": cid, "claim": text, "status": status, "statistic": stat})
         return pd.DataFrame(out).set_index("claim id")
 

@@ -32,7 +32,7 @@ from ..models import channel_stats
 from ..provenance import git_commit, provenance
 from ..stats import mean_ci
 from ..training.loop import fingerprint
-from .presets import Preset
+from .presets import Preset, claim_status
 from .removal_run import experiment_settings, fit_encoder, probe_all, train_config
 from .sslmem_run import default_cache_dir, load_with_splits, model_seed, probe_rng, probe_sets, validate
 
@@ -144,11 +144,7 @@ class RegularizationRun:
             tc = t[t.quantity == col]
             oks = [bool(p < alpha) for p in tc.p]
             stat = "; ".join(f"{r.method}: τ = {r.tau:+.2f}, p = {r.p:.2g} (n = {r.n})" for r in tc.itertuples())
-            if not self.preset.meaningful:
-                status = f"not reproduced yet ({self.preset.name} run only)"
-            else:
-                v = "reproduced" if all(oks) else "partly reproduced" if any(oks) else "not reproduced"
-                status = f"{v} ({self.preset.name}, seed {self.seed})"
+            status = claim_status(self.preset, self.seed, oks, n=int(tc.n.min()) if len(tc) else 0)
             out.append({"claim": cid, "status": status, "statistic": stat})
         return pd.DataFrame(out).set_index("claim")
 

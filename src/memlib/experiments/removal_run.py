@@ -41,7 +41,7 @@ from ..provenance import git_commit, provenance
 from ..stats import mean_ci
 from ..training import TrainConfig, train
 from ..training.loop import TrainResult, fingerprint
-from .presets import Preset, get_preset
+from .presets import Preset, claim_status, get_preset
 from .sslmem_run import default_cache_dir, probe_rng, probe_sets, sample_subset, validate
 
 #: Downstream sets every retrained encoder is probed on: Fashion-MNIST (the
@@ -271,13 +271,15 @@ class RemovalRun:
                              "n seeds": len(diff), "t": tt, "p": p})
         return pd.DataFrame(rows)
 
-    def claims(self, alpha: float = 0.05) -> pd.DataFrame:
+    def claims(self, alpha: float = 0.05, min_pairs: int = 10) -> pd.DataFrame:
         """Verdicts on S19–S21.
 
         S19 pools, per downstream set, the paired differences acc(random) −
         acc(top) over all k and seeds and tests them one-sided (paired t-test,
         H0: mean difference ≤ 0). Reproduced when every set rejects at
-        ``alpha``, partly when some do. S20 (segmentation) and S21 (depth) need
+        ``alpha``, partly when some do; when none does, "not reproduced" needs
+        at least ``min_pairs`` pairs per set (a run big enough to show the
+        effect), and a smaller run is "inconclusive". S20 (segmentation) and S21 (depth) need
         dense labels that no data set available here has. A preset that is not
         ``meaningful`` decides nothing.
         """
@@ -293,11 +295,7 @@ class RemovalRun:
                 p = float("nan")
             oks.append(bool(p < alpha))
             parts.append(f"{ds}: random − top {d.mean():+.4f} (n = {len(d)}), p = {p:.2g}")
-        if not self.preset.meaningful:
-            s19 = f"not reproduced yet ({self.preset.name} run only)"
-        else:
-            v = "reproduced" if all(oks) else "partly reproduced" if any(oks) else "not reproduced"
-            s19 = f"{v} ({self.preset.name}, seed {self.seed})"
+        s19 = claim_status(self.preset, self.seed, oks, n=len(top), min_n=min_pairs)
         na = "not attempted (no segmentation / depth labels available offline)"
         return pd.DataFrame([
             {"claim": "S19", "status": s19, "statistic": "; ".join(parts)},

@@ -32,7 +32,7 @@ from ..provenance import git_commit, provenance
 from ..stats import mean_ci, sslmem_tests
 from ..training import TrainConfig, train
 from ..training.loop import fingerprint
-from .presets import Preset, get_preset
+from .presets import Preset, claim_status, get_preset
 from .validate import check_preset, validate_run_parameters
 
 
@@ -121,12 +121,7 @@ class SSLMemRun:
         }
         out = []
         for cid, (ok, stat) in rows.items():
-            if not self.preset.meaningful:
-                status = f"not reproduced yet ({self.preset.name} run only)"
-            else:
-                ok = ok if isinstance(ok, tuple) else (ok,)
-                verdict = "reproduced" if all(ok) else "partly reproduced" if any(ok) else "not reproduced"
-                status = f"{verdict} ({self.preset.name}, seed {self.seed})"
+            status = claim_status(self.preset, self.seed, list(ok) if isinstance(ok, tuple) else ok)
             out.append({"claim": cid, "status": status, "statistic": stat})
         return pd.DataFrame(out).set_index("claim")
 

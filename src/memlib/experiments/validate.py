@@ -26,6 +26,7 @@ from ..data.splits import check_split_sizes
 from ..device import resolve_device
 from ..memorization.sslmem import MODES
 from ..methods import METHODS, check_method
+from ..methods.regularizer import check_lambda
 from ..models import ENCODERS
 from .presets import Preset, get_preset
 
@@ -62,23 +63,6 @@ def _as_float(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         raise ValueError(f"{name}={value!r} must be a real number")
     return float(value)
-
-
-def check_lambda(lam) -> float:
-    """Return the alignment regulariser's weight λ if it lies in [0, 1).
-
-    ``L_total = (1 − λ) L_SSL − λ E d(f(x'), f(x''))``: at λ = 1 the SSL
-    loss vanishes and only the regulariser is left, so λ must stay below 1.
-
-    Raises
-    ------
-    ValueError
-        If ``lam`` is not a number or lies outside [0, 1).
-    """
-    v = _as_float("lam", lam)
-    if not 0.0 <= v < 1.0:
-        raise ValueError(f"lam={lam!r} must lie in [0, 1) (at 1 the SSL loss vanishes); use e.g. lam=0.1, or 0 for none")
-    return v
 
 
 def check_epsilon(eps) -> float:

@@ -15,6 +15,9 @@ paper's sign.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 import torch.nn.functional as F
 
@@ -22,9 +25,20 @@ from .base import SSLMethod
 
 
 def check_lambda(lam) -> float:
-    """``lam`` as a float, or a ValueError naming it unless it lies in [0, 1)."""
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0 <= lam < 1:
-        raise ValueError(f"lam={lam!r} must be a number in [0, 1) (λ = 1 would drop the SSL loss); e.g. 0.1")
+    """Return the alignment regulariser's weight λ if it lies in [0, 1).
+
+    ``L_total = (1 − λ) L_SSL − λ E d(f(x'), f(x''))``: at λ = 1 the SSL
+    loss vanishes and only the regulariser is left, so λ must stay below 1.
+
+    Raises
+    ------
+    ValueError
+        If ``lam`` is not a real number or lies outside [0, 1).
+    """
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or math.isnan(lam):
+        raise ValueError(f"lam={lam!r} must be a real number in [0, 1); use e.g. lam=0.1, or 0 for none")
+    if not 0.0 <= lam < 1.0:
+        raise ValueError(f"lam={lam!r} must lie in [0, 1) (at 1 the SSL loss vanishes); use e.g. lam=0.1, or 0 for none")
     return float(lam)
 
 
