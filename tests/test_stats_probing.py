@@ -44,3 +44,25 @@ def test_probes_separate_separable_classes():
     # labels carrying no information: chance level
     perm = y[torch.randperm(300, generator=g)]
     assert linear_probe(x[:200], perm[:200], x[200:], perm[200:], epochs=30)["test_acc"] < 0.6
+
+
+def test_fraction_above_counts_strictly_greater():
+    from memlib.stats import fraction_above
+
+    s = np.array([0.1, 0.2, 0.2, 0.5])
+    np.testing.assert_allclose(fraction_above(s, [-1, 0.1, 0.2, 0.49, 0.5]), [1.0, 0.75, 0.25, 0.25, 0.0])
+
+
+def test_significant_points_finds_planted_memorisation():
+    from memlib.stats import significant_points
+
+    rng = np.random.default_rng(0)
+    null = rng.normal(0, 1, 2000)
+    planted = rng.normal(6, 0.5, 10)  # far above every null draw
+    ordinary = rng.normal(0, 1, 190)  # drawn from the null itself
+    res = significant_points(np.concatenate([planted, ordinary]), null, alpha=0.05)
+    assert res["significant"].iloc[:10].all()
+    assert res["significant"].iloc[10:].mean() < 0.05  # the FDR keeps false discoveries rare
+    assert (res.p > 0).all() and (res.p <= 1).all() and (res.q >= res.p - 1e-12).all()
+    with pytest.raises(ValueError, match="alpha=1.5"):
+        significant_points([1.0], null, alpha=1.5)

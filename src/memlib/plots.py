@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .data.splits import SUBSET_LABELS, SUBSETS
+from .stats import fraction_above
 
 
 
@@ -50,6 +51,21 @@ def score_distributions(scores: dict[str, np.ndarray], title: str = "", bins: in
     ax.axvline(0, color="k", lw=0.6)
     ax.set_xlabel("memorisation score m (normalised)")
     ax.set_ylabel("points")
+    ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+@_closed
+def fraction_above_curves(scores: dict[str, np.ndarray], thresholds=None, title: str = ""):
+    """Fig. 5: fraction of each subset whose score exceeds a threshold, over thresholds."""
+    t = np.linspace(-0.5, 1.0, 61) if thresholds is None else np.asarray(thresholds, float)
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for s in SUBSETS:
+        ax.plot(t, fraction_above(scores[s], t), color=SUBSET_COLORS[s], label=SUBSET_LABELS[s])
+    ax.set_xlabel("threshold on the memorisation score m (normalised)")
+    ax.set_ylabel("fraction above")
     ax.set_title(title)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()

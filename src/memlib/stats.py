@@ -100,3 +100,46 @@ def mean_ci(x, confidence: float = 0.95) -> tuple[float, float, float]:
     m, se = x.mean(), st.sem(x) if len(x) > 1 else float("nan")
     h = se * st.t.ppf((1 + confidence) / 2, len(x) - 1) if len(x) > 1 else float("nan")
     return float(m), float(m - h), float(m + h)
+
+
+def fraction_above(scores, thresholds) -> np.ndarray:
+    """Fraction of ``scores`` strictly above each threshold (the paper's Fig. 5)."""
+    s = np.sort(np.asarray(scores, float))
+    t = np.asarray(thresholds, float)
+    return 1.0 - np.searchsorted(s, t, side="right") / len(s)
+
+
+def significant_points(scores, null, alpha: float = 0.05, method: str = "fdr_bh") -> pd.DataFrame:
+    """Which points score significantly above a null distribution, after a multiple-testing correction.
+
+    Each point's one-sided empirical p-value is ``(1 + #{null ≥ score}) /
+    (1 + len(null))`` (never 0, valid for exchangeable draws); the p-values
+    are then corrected with statsmodels' ``multipletests`` (default
+    Benjamini–Hochberg false-discovery rate). For SSLMem the null is the
+    shared points S_S, which both f and g saw.
+
+    Parameters
+    ----------
+    scores
+        Scores of the points to test, shape (N,).
+    null
+        Scores drawn under the null hypothesis (no memorisation), shape (M,).
+    alpha
+        Level of the corrected test.
+    method
+        Any ``multipletests`` method (``"fdr_bh"``, ``"holm"``, ``"bonferroni"``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point: ``score``, ``p``, ``q`` (corrected) and ``significant``.
+    """
+    scores, null = np.asarray(scores, float), np.sort(np.asarray(null, float))
+    if null.size == 0 or scores.size == 0:
+        raise ValueError(f"scores ({scores.size}) and null ({null.size}) must both be non-empty")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha!r} must lie in (0, 1)")
+    n_ge = null.size - np.searchsorted(null, scores, side="left")
+    p = (1 + n_ge) / (1 + null.size)
+    reject, q, _, _ = multipletests(p, alpha=alpha, method=method)
+    return pd.DataFrame({"score": scores, "p": p, "q": q, "significant": reject})

@@ -29,7 +29,7 @@ from ..methods import build_method
 from ..models import build_encoder, channel_stats
 from ..probing import embed, knn_accuracy, linear_probe
 from ..provenance import git_commit, provenance
-from ..stats import mean_ci, sslmem_tests
+from ..stats import mean_ci, significant_points, sslmem_tests
 from ..training import TrainConfig, train
 from ..training.loop import fingerprint
 from .presets import Preset, claim_status, get_preset
@@ -124,6 +124,27 @@ class SSLMemRun:
             status = claim_status(self.preset, self.seed, list(ok) if isinstance(ok, tuple) else ok)
             out.append({"claim": cid, "status": status, "statistic": stat})
         return pd.DataFrame(out).set_index("claim")
+
+    def significance(self, alpha: float = 0.05, method: str = "fdr_bh") -> pd.DataFrame:
+        """Which candidates are significantly memorised (per point; the paper gives none).
+
+        Each candidate's normalised score is tested one-sided against the
+        shared points S_S as the null distribution (both f and g trained on
+        them, so their scores are what no memorisation looks like), with a
+        false-discovery-rate correction (:func:`~memlib.stats.significant_points`).
+        The same test on S_E and S_I shows how often it fires on points f did not train on.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per subset tested: points, significant points and their share.
+        """
+        sc, rows = self.scores(), []
+        for s in ("candidate", "extra", "independent"):
+            res = significant_points(sc[s], sc["shared"], alpha, method)
+            rows.append({"subset": SUBSET_LABELS[s], "n": len(res), "significant": int(res.significant.sum()),
+                         "share": float(res.significant.mean())})
+        return pd.DataFrame(rows).set_index("subset")
 
     def order_holds(self) -> bool:
         """Whether the subset means are ordered S_C > S_E > S_S > S_I."""
