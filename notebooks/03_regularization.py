@@ -69,7 +69,7 @@ glue("n_candidate", len(next(iter(run.points.values()))), display=False)
 # ## Setup of this run
 #
 # Preset {glue:text}`preset`: {glue:text}`archs`, {glue:text}`epochs` epochs,
-# {glue:text}`n_models` encoder(s) per family, λ ∈ {{{glue:text}`lambdas`}};
+# {glue:text}`n_models` encoder(s) per family, λ ∈ {glue:text}`lambdas`;
 # {glue:text}`n_candidate` candidates scored per setup.
 #
 # ## Memorisation and accuracy against λ (Fig. 4)

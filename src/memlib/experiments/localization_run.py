@@ -52,7 +52,7 @@ from .presets import Preset, claim_status, get_preset
 from .sslmem_run import default_cache_dir, load_with_splits, sample_subset, train_families
 from .validate import check_positive_int, validate_run_parameters
 
-#: Encoders whose units UnitMem reads: ResNet f, ViT f, and the supervised ResNet.
+#: The encoders whose units UnitMem reads (ResNet f, ViT f and the supervised ResNet).
 UNIT_ENCODERS = ("resnet", "vit", "supervised")
 
 
@@ -83,7 +83,7 @@ class LocalizationRun:
         return list(taps)
 
     def layer_table(self, arch: str = "resnet", points=None) -> pd.DataFrame:
-        """LayerMem and ΔLayerMem per block of ``arch`` (see :meth:`LayerMemResult.table`)."""
+        """LayerMem and ΔLayerMem per block of ``arch`` (see :meth:`~memlib.memorization.layermem.LayerMemResult.table`)."""
         return self.layer[arch].table(points, taps=self.blocks(arch))
 
     def attention_vs_mlp(self) -> pd.DataFrame:
@@ -140,7 +140,7 @@ class LocalizationRun:
         """Spearman correlation of the candidates' SSLMem with how strongly some ResNet unit singles them out.
 
         Per point, the largest UnitMem-style index over the units of f
-        (:meth:`UnitMemResult.point_selectivity`), restricted to the candidates.
+        (:func:`~memlib.memorization.unitmem.point_selectivity`), restricted to the candidates.
         """
         sel = self.units["resnet"].point_selectivity()[self.unit_candidate_pos]
         r = st.spearmanr(sel, self.sslmem_score(), alternative="greater")
@@ -294,7 +294,7 @@ def finetune_layers(
     Every other parameter stays frozen and BatchNorm keeps its running
     statistics (eval mode), so only the chosen layers' weights move. The
     head's input is standardised with the starting encoder's feature mean and
-    std on ``train_set`` (as :func:`~memlib.probing.linear_probe` does), and
+    std on ``train_set`` (as :func:`~memlib.probing.linear.linear_probe` does), and
     training uses the clean images (no augmentation).
 
     Returns
@@ -353,7 +353,7 @@ def run_localization(
         As in :func:`~memlib.experiments.sslmem_run.run_sslmem`; the ResNet
         families are that run's encoders (same cache entries).
     vit_arch
-        The ViT trained beside them (one of :data:`~memlib.models.ENCODERS` whose name starts with ``vit``).
+        The ViT trained beside them (one of ``memlib.models.ENCODERS`` whose name starts with ``vit``).
     unit_views
         K augmentations averaged per point for UnitMem (the official code: 10).
     n_finetune

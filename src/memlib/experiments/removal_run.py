@@ -10,7 +10,7 @@ distribution (Fashion-MNIST test) and on two data sets they never saw
 input size). The claim (S19): removing memorised points harms downstream
 accuracy more than removing random ones.
 
-Every encoder is trained through the shared loop :func:`~memlib.training.train`
+Every encoder is trained through the shared loop :func:`~memlib.training.loop.train`
 with a checkpoint keyed by a fingerprint of its configuration (:func:`fit_encoder`),
 so a re-run, or another experiment with the same configuration, reuses it.
 """
@@ -44,8 +44,8 @@ from ..training.loop import TrainResult, fingerprint
 from .presets import Preset, claim_status, get_preset
 from .sslmem_run import default_cache_dir, probe_rng, probe_sets, sample_subset, validate
 
-#: Downstream sets every retrained encoder is probed on: Fashion-MNIST (the
-#: training distribution) and two digit sets the encoders never saw.
+#: The downstream sets every retrained encoder is probed on. Fashion-MNIST is
+#: the training distribution; the two digit sets are data the encoders never saw.
 DOWNSTREAM = ("fashion_mnist", "mnist5k", "digits")
 
 #: Removal settings per preset (training settings come from the SSLMem preset of the same name).
@@ -178,7 +178,7 @@ def train_config(p: Preset) -> TrainConfig:
 
 
 def resize_to(ds: ImageDataset, channels: int, size: int) -> ImageDataset:
-    """``ds`` with images bilinearly resized to ``size``² and 1↔3 channels matched (uint8 kept)."""
+    """``ds`` with images bilinearly resized to size × size and 1↔3 channels matched (uint8 kept)."""
     x = ds.images.float()
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
@@ -235,7 +235,7 @@ class RemovalRun:
 
     @property
     def datasets(self) -> list[str]:
-        """The downstream sets probed: the training data set first, then the unseen ones."""
+        """The downstream sets probed (the training data set first, then the unseen ones)."""
         return [self.preset.dataset] + [d for d in DOWNSTREAM if d != self.preset.dataset]
 
     def curves(self) -> pd.DataFrame:

@@ -7,7 +7,7 @@ nothing is loaded, trained or written. Split sizes are checked against the
 known sizes of the dataset's splits (:data:`~memlib.data.datasets.SPLIT_SIZES`),
 so no data need to be loaded for that either.
 
-The small checks (:func:`check_lambda`, :func:`check_epsilon`,
+The small checks (:func:`~memlib.methods.regularizer.check_lambda`, :func:`check_epsilon`,
 :func:`check_seed`, :func:`check_positive_int`) are public so that every
 experiment can call the same ones.
 """

@@ -19,7 +19,7 @@ class SSLMethod(nn.Module):
     """
 
     name: str = "base"
-    #: Encoder architectures (names in :data:`memlib.models.ENCODERS`) the method can train; ``None`` = any.
+    #: Encoder architectures (names in ``memlib.models.ENCODERS``) the method can train; ``None`` = any.
     archs: tuple[str, ...] | None = None
 
     def __init__(self, encoder: Encoder):

@@ -69,7 +69,7 @@ class _Branch(nn.Module):
 class DINO(SSLMethod):
     """DINO with multi-crop, for ResNet and ViT encoders.
 
-    The teacher is updated at the start of every :meth:`training_step` as
+    The teacher is updated at the start of every :meth:`~memlib.methods.base.SSLMethod.training_step` as
     ``θ_t ← m θ_t + (1 − m) θ_s`` from the current student, so the shared
     training loop needs no hook; its parameters never receive gradients. The
     teacher and the centre are a submodule and a buffer, so they are part of

@@ -1,8 +1,8 @@
 """Data-parallel training and scoring under ``torchrun``.
 
 Launch any script that calls :func:`init_from_env` and then
-:func:`~memlib.training.train` with ``torchrun --nproc_per_node W script.py``.
-:func:`~memlib.training.train` notices the process group and then
+:func:`~memlib.training.loop.train` with ``torchrun --nproc_per_node W script.py``.
+:func:`~memlib.training.loop.train` notices the process group and then
 
 - draws one global data order on every rank (same seed) and gives rank r the
   r-th slice of each global batch;

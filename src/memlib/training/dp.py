@@ -164,14 +164,14 @@ def dp_train(
         Training images, uint8 (N, C, H, W).
     config
         Epochs, expected batch size (q = batch_size / N), learning rate,
-        warm-up, weight decay and seed as in :func:`~memlib.training.train`
+        warm-up, weight decay and seed as in :func:`~memlib.training.loop.train`
         (``amp`` and ``channels_last`` are ignored: fp32 throughout).
     dp
         :class:`DPConfig`.
     device
         Where to train.
     checkpoint_path, run_config
-        As in :func:`~memlib.training.train`: a checkpoint of the same
+        As in :func:`~memlib.training.loop.train`: a checkpoint of the same
         configuration is resumed (including the accountant), another one is
         refused.
     progress, desc
