@@ -84,7 +84,8 @@ glue("steps", int(r.steps.iloc[0]), display=False)
 # %% tags=["remove-input"]
 summary = run.summary()
 display(summary.style.format({"ε spent": "{:.2f}", "σ": "{:.3f}", "sslmem raw": "{:+.4f}", "ci95 low": "{:+.4f}",
-                              "ci95 high": "{:+.4f}", "sslmem score": "{:+.4f}", "linear acc": "{:.3f}"}))
+                              "ci95 high": "{:+.4f}", "sslmem score": "{:+.4f}", "linear acc": "{:.3f}",
+                              "unitmem": "{:.3f}"}))
 labels = ["∞" if math.isinf(e) else f"{e:g}" for e in summary.index]
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
 axes[0].errorbar(labels, summary["sslmem raw"], yerr=[summary["sslmem raw"] - summary["ci95 low"],
@@ -118,8 +119,9 @@ for e, row in summary.iterrows():
 #
 # ## Verdicts on the claims
 #
-# One-sided Kendall's τ between ε and each f encoder's SSLMem (S24) or accuracy
-# (S25) (H1: both fall as ε shrinks; a `smoke` run decides nothing).
+# One-sided Kendall's τ between ε and each f encoder's SSLMem (S24), accuracy
+# (S25) or mean UnitMem of its MLP units (L9, from the localisation paper)
+# (H1: each falls as ε shrinks; a `smoke` run decides nothing).
 
 # %% tags=["remove-input"]
 claims = run.claims()

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ..data.augment import build_augmentation
 from ..memorization.sslmem import sslmem
+from ..memorization.unitmem import unitmem
 from ..methods import build_method
 from ..models import build_encoder, channel_stats
 from ..provenance import git_commit, provenance
@@ -75,7 +76,9 @@ class DPRun:
         One row per f encoder: ``target_epsilon``, ``epsilon`` (spent, RDP
         accountant), ``noise_multiplier``, ``member``, ``sslmem_raw`` (mean over
         S_C of ``align_g − align_f`` for this member), ``sslmem_score`` (mean
-        normalised score of the family) and ``linear_acc``.
+        normalised score of the family), ``linear_acc`` and ``unitmem`` (mean
+        UnitMem of the ViT's MLP units over f's training points; localisation
+        paper, claim L9).
     points
         Per-point raw scores of S_C per target ε.
     """
@@ -96,11 +99,11 @@ class DPRun:
             m, lo, hi = mean_ci(self.points[eps])
             rows.append({"target ε": eps, "ε spent": g.epsilon.max(), "σ": g.noise_multiplier.iloc[0],
                          "sslmem raw": m, "ci95 low": lo, "ci95 high": hi, "sslmem score": g.sslmem_score.iloc[0],
-                         "linear acc": g.linear_acc.mean(), "n encoders": len(g)})
+                         "linear acc": g.linear_acc.mean(), "unitmem": g.unitmem.mean(), "n encoders": len(g)})
         return pd.DataFrame(rows).set_index("target ε")
 
     def claims(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Verdicts on S24 (memorisation falls with ε) and S25 (accuracy falls with ε).
+        """Verdicts on S24 (memorisation falls with ε), S25 (accuracy falls with ε) and L9 (UnitMem falls with ε).
 
         One-sided Kendall's τ between the target ε (∞ ranks highest) and each
         f encoder's value, H1: τ > 0; fewer than 10 encoders are too few to
@@ -108,7 +111,7 @@ class DPRun:
         """
         r = self.results
         out = []
-        for cid, col in (("S24", "sslmem_raw"), ("S25", "linear_acc")):
+        for cid, col in (("S24", "sslmem_raw"), ("S25", "linear_acc"), ("L9", "unitmem")):
             if len(r) >= 3 and np.ptp(r[col]) > 0 and r.target_epsilon.nunique() > 1:
                 t = st.kendalltau(st.rankdata(r.target_epsilon), r[col], alternative="greater")
                 tau, p = float(t.statistic), float(t.pvalue)
@@ -204,11 +207,13 @@ def run_dp(
                    batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
         points[eps] = r.raw
         for i, (enc, res) in enumerate(zip(fams["f"], spent)):
+            units = unitmem(enc, train_set.images[splits.f_train], aug, seed=seed, device=dev).unitmem
             rows.append({"target_epsilon": eps, "epsilon": res.epsilon, "noise_multiplier": res.noise_multiplier,
                          "delta": res.delta, "steps": res.steps, "member": i, "arch": arch,
                          "sslmem_raw": float((r.align_g - r.align_f_models[i]).mean()),
                          "sslmem_score": float(r.score.mean()),
-                         "linear_acc": probe_all(enc, sets, p.probe_epochs, seed, dev)[p.dataset]})
+                         "linear_acc": probe_all(enc, sets, p.probe_epochs, seed, dev)[p.dataset],
+                         "unitmem": float(np.concatenate(list(units.values())).mean())})
     results = pd.DataFrame(rows)
     wall = time.perf_counter() - t0
     prov = provenance({"preset": p.name, "seed": seed, **p.to_dict(), **s}, dev, wall, commit=commit,

@@ -222,7 +222,7 @@ class LocalizationRun:
             parts.append(f"{frac:.0%}: drop top {top:+.3f} vs random {rnd.mean():+.3f} ± {rnd.std(ddof=1):.3f} "
                          f"(z = {z:.1f}, {len(rnd)} draws)")
         rows["L8"] = ("Pruning the most memorising units hurts more than random units", tuple(ok), "; ".join(parts))
-        rows["L9"] = ("DP training lowers UnitMem", None, "not measured in this run")
+        rows["L9"] = ("DP training lowers UnitMem", None, "measured in the DP chapter (04), not here")
         out = []
         for cid, (text, ok, stat) in rows.items():
             if ok is None:
