@@ -40,14 +40,13 @@ from memlib import plots
 from memlib.data.splits import SUBSET_LABELS
 from memlib.device import resolve_device
 from memlib.experiments import get_preset, preset_table
+from memlib.experiments.page import smoke_banner
 from memlib.provenance import hardware, provenance, provenance_markdown, versions
 
 t0 = time.perf_counter()
 p = get_preset(preset, shared=shared, candidate=candidate)
 dev = resolve_device(device)
-if not p.meaningful:
-    display(Markdown(f"```{{warning}}\nThis page was executed at the `{p.name}` preset: its numbers are "
-                     "meaningless (a CI smoke test).\n```"))
+smoke_banner(p)
 
 # %% [markdown]
 # ## Environment

@@ -51,14 +51,13 @@ from myst_nb import glue
 from memlib import plots
 from memlib.data.splits import SUBSET_LABELS, SUBSETS
 from memlib.experiments import run_sslmem
+from memlib.experiments.page import glue_claims, smoke_banner
 from memlib.provenance import provenance_markdown
 
 run = run_sslmem(preset, device=device, seed=seed, shared=shared, candidate=candidate, epochs=epochs,
                  models_per_family=models_per_family, views=views, progress=progress)
 p = run.preset
-if not p.meaningful:
-    display(Markdown(f"```{{warning}}\nThis page was executed at the `{p.name}` preset: its numbers are "
-                     "meaningless (a CI smoke test). The committed book shows a real preset.\n```"))
+smoke_banner(p)
 glue("preset", p.name, display=False)
 glue("arch", p.arch, display=False)
 glue("epochs", p.epochs, display=False)
@@ -176,9 +175,7 @@ glue("p_ci", float(rej.loc["m(S_C) ≤ m(S_I)", "p"]), display=False)
 # %% tags=["remove-input"]
 claims = run.claims()
 display(claims.style)  # a Styler shows the statistic strings untruncated
-for cid, row in claims.iterrows():
-    glue(f"claim_{cid}_status", row.status, display=False)
-    glue(f"claim_{cid}_stat", row.statistic, display=False)
+glue_claims(claims)
 
 # %% [markdown]
 # ## Alignment on f vs g (Fig. 2a)

@@ -44,14 +44,13 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from memlib.experiments.removal_run import run_removal
+from memlib.experiments.page import glue_claims, smoke_banner
 from memlib.provenance import provenance_markdown
 
 run = run_removal(preset, device=device, seed=seed, half=half, fractions=fractions, seeds=seeds, epochs=epochs,
                   progress=progress)
 p, s = run.preset, run.settings
-if not p.meaningful:
-    display(Markdown(f"```{{warning}}\nThis page was executed at the `{p.name}` preset: its numbers are "
-                     "meaningless (a CI smoke test). The committed book shows a real preset.\n```"))
+smoke_banner(p)
 glue("preset", p.name, display=False)
 glue("arch", p.arch, display=False)
 glue("epochs", p.epochs, display=False)
@@ -124,9 +123,7 @@ glue("n_significant", int((tests.p < 0.05).sum()), display=False)
 # %% tags=["remove-input"]
 claims = run.claims()
 display(claims.style)
-for cid, row in claims.iterrows():
-    glue(f"claim_{cid}_status", row.status, display=False)
-    glue(f"claim_{cid}_stat", row.statistic, display=False)
+glue_claims(claims)
 
 # %% [markdown]
 # ## Provenance

@@ -49,14 +49,13 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from memlib.experiments.regularization_run import run_regularization
+from memlib.experiments.page import glue_claims, smoke_banner
 from memlib.provenance import provenance_markdown
 
 run = run_regularization(preset, device=device, seed=seed, lambdas=lambdas, methods=methods, epochs=epochs,
                          models_per_family=models_per_family, progress=progress)
 p, s = run.preset, run.settings
-if not p.meaningful:
-    display(Markdown(f"```{{warning}}\nThis page was executed at the `{p.name}` preset: its numbers are "
-                     "meaningless (a CI smoke test). The committed book shows a real preset.\n```"))
+smoke_banner(p)
 glue("preset", p.name, display=False)
 glue("epochs", p.epochs, display=False)
 glue("n_models", p.models_per_family, display=False)
@@ -120,9 +119,7 @@ glue("lam_max", f"{s['lambdas'][-1]:g}", display=False)
 display(run.trends().style.format({"tau": "{:+.2f}", "p": "{:.2g}"}).hide(axis="index"))
 claims = run.claims()
 display(claims.style)
-for cid, row in claims.iterrows():
-    glue(f"claim_{cid}_status", row.status, display=False)
-    glue(f"claim_{cid}_stat", row.statistic, display=False)
+glue_claims(claims)
 
 # %% [markdown]
 # ## Provenance

@@ -55,14 +55,13 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from memlib.experiments.dp_run import run_dp
+from memlib.experiments.page import glue_claims, smoke_banner
 from memlib.provenance import provenance_markdown
 
 run = run_dp(preset, device=device, seed=seed, epsilons=epsilons, max_grad_norm=max_grad_norm, epochs=epochs,
              models_per_family=models_per_family, progress=progress)
 p, s = run.preset, run.settings
-if not p.meaningful:
-    display(Markdown(f"```{{warning}}\nThis page was executed at the `{p.name}` preset: its numbers are "
-                     "meaningless (a CI smoke test). The committed book shows a real preset.\n```"))
+smoke_banner(p)
 r = run.results
 glue("preset", p.name, display=False)
 glue("arch", r.arch.iloc[0], display=False)
@@ -126,9 +125,7 @@ for e, row in summary.iterrows():
 # %% tags=["remove-input"]
 claims = run.claims()
 display(claims.style)
-for cid, row in claims.iterrows():
-    glue(f"claim_{cid}_status", row.status, display=False)
-    glue(f"claim_{cid}_stat", row.statistic, display=False)
+glue_claims(claims)
 
 # %% [markdown]
 # ## Provenance

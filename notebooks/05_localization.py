@@ -57,15 +57,14 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from memlib.experiments.localization_run import run_localization
+from memlib.experiments.page import glue_claims, smoke_banner
 from memlib.provenance import provenance_markdown
 
 run = run_localization(preset, device=device, seed=seed, vit_arch=vit_arch, unit_views=unit_views, shared=shared,
                        candidate=candidate, epochs=epochs, models_per_family=models_per_family, views=views,
                        finetune_epochs=finetune_epochs, progress=progress)
 p = run.preset
-if not p.meaningful:
-    display(Markdown(f"```{{warning}}\nThis page was executed at the `{p.name}` preset: its numbers are "
-                     "meaningless (a CI smoke test). The committed book shows a real preset.\n```"))
+smoke_banner(p)
 glue("loc_preset", p.name, display=False)
 glue("loc_arch", p.arch, display=False)
 glue("loc_vit", vit_arch, display=False)
@@ -104,9 +103,7 @@ plt.close(fig)
 glue("fig_loc_layermem", fig, display=False)
 display(run.layer_table("resnet").style.format("{:+.4f}", subset=["layermem", "delta", "layermem_raw", "delta_raw"]))
 claims = run.claims()
-for cid, row in claims.iterrows():
-    glue(f"claim_{cid}_status", row.status, display=False)
-    glue(f"claim_{cid}_stat", row.statistic, display=False)
+glue_claims(claims)
 
 # %% [markdown]
 # ```{glue:figure} fig_loc_layermem
