@@ -26,7 +26,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -36,6 +35,9 @@ from memlib.device import resolve_device
 from memlib.memorization import unitmem
 from memlib.models import ENCODERS, build_encoder
 from memlib.provenance import git_commit, hardware
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sslmem import sync, timed  # noqa: E402  (same timing helpers as the SSLMem benchmark)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,11 +58,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be ≥ 1")
     return args
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def peak_bytes(fn, device: torch.device) -> int:
@@ -109,11 +106,7 @@ def main(argv=None) -> dict:
     times = {"score": [], "floor": []}
     for r in range(args.repeats):
         for name in (("score", "floor") if r % 2 == 0 else ("floor", "score")):
-            sync(device)
-            t0 = time.perf_counter()
-            (score if name == "score" else floor)()
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(timed(score if name == "score" else floor, device))
     ratio = [a / f for a, f in zip(times["score"], times["floor"])]
 
     def one_batch():
