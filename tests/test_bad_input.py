@@ -18,6 +18,7 @@ from memlib.data.augment import SimCLRAugment
 from memlib.data.datasets import SPLIT_SIZES
 from memlib.data.splits import Splits, make_splits
 from memlib.device import resolve_device
+from memlib.experiments.setups_run import setups_settings
 from memlib.experiments.validate import check_epsilon, check_lambda, validate_run_parameters
 from memlib.training.loop import CheckpointMismatch, TrainConfig, atomic_save, load_checkpoint
 
@@ -100,6 +101,18 @@ CASES = [
      TypeError, r"images must be uint8 of shape \(N, C, H, W\), got torch.float32"),
     ("sslmem-not-a-module", lambda: memlib.sslmem("f.pt", _tiny_encoder(), _uint8(), SimCLRAugment(size=8)),
      TypeError, r"encoders must be an nn.Module .* got \['str'"),
+    # SSLMem across setups (chapter 06)
+    ("method-kwargs-unknown", lambda: validate_run_parameters("smoke", method="mae", arch="vit_micro",
+                                                              method_kwargs={"mask": 0.5}), ValueError,
+     r"method_kwargs has \['mask'\], which method='mae' does not take; known: .*'mask_ratio'"),
+    ("method-kwargs-not-dict", lambda: validate_run_parameters("smoke", method_kwargs=[0.5]), ValueError,
+     r"method_kwargs=\[0.5\] must be a dict"),
+    ("setup-unknown", lambda: setups_settings("smoke", setups=("SimCLR-ResNet", "BYOL-ResNet")), ValueError,
+     r"setups=.*unknown \['BYOL-ResNet'\]; choose from"),
+    ("overlap-outside-0-1", lambda: setups_settings("smoke", overlaps=(0.7, 1.0)), ValueError,
+     r"overlaps=\(0.7, 1.0\) must lie in \(0, 1\)"),
+    ("measure-augmentation-unknown", lambda: setups_settings("smoke", measure_augmentations=("simclr", "blur")),
+     ValueError, r"augmentation 'blur' is unknown; choose from"),
 ]
 
 

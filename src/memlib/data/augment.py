@@ -242,11 +242,68 @@ class MultiCrop:
         return views
 
 
+@dataclass
+class RandomRotation:
+    """Rotation by a per-image angle drawn uniformly from [-``degrees``, ``degrees``] (bilinear, one
+    ``grid_sample`` for the batch; corners filled with the nearest border pixel, as in the crops)."""
+
+    degrees: float = 30.0
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = to_float(images)
+        b, dev = x.shape[0], x.device
+        a = _uniform(b, -self.degrees, self.degrees, generator, dev) * (math.pi / 180)
+        theta = torch.zeros(b, 2, 3, device=dev, dtype=x.dtype)
+        theta[:, 0, 0], theta[:, 0, 1] = a.cos(), -a.sin()
+        theta[:, 1, 0], theta[:, 1, 1] = a.sin(), a.cos()
+        grid = F.affine_grid(theta, tuple(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@dataclass
+class PatchMask:
+    """Masking: each ``patch`` × ``patch`` square of an image is set to 0 with probability ``ratio``
+    (drawn per image and patch), as in MAE's input masking but applied to the pixels."""
+
+    ratio: float = 0.25
+    patch: int = 4
+
+    def __post_init__(self):
+        if not 0 <= self.ratio < 1:
+            raise ValueError(f"PatchMask: ratio={self.ratio!r} must lie in [0, 1)")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = to_float(images)
+        b, _, h, w = x.shape
+        gh, gw = -(-h // self.patch), -(-w // self.patch)
+        keep = torch.rand(b, 1, gh, gw, generator=generator, device=x.device) >= self.ratio
+        keep = keep.repeat_interleave(self.patch, 2).repeat_interleave(self.patch, 3)[:, :, :h, :w]
+        return x * keep.to(x.dtype)
+
+
+@dataclass
+class IntensityJitter:
+    """Brightness and contrast jitter only (SimCLR's factors): on 1-channel images this is all of
+    SimCLR's colour augmentation, the stand-in for "colour" augmentations on Fashion-MNIST."""
+
+    brightness: float = 0.4
+    contrast: float = 0.4
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = to_float(images)
+        b, dev = x.shape[0], x.device
+        x = adjust_brightness(x.clone(), _uniform(b, 1 - self.brightness, 1 + self.brightness, generator, dev))
+        return adjust_contrast(x, _uniform(b, 1 - self.contrast, 1 + self.contrast, generator, dev))
+
+
 #: Augmentations by name.
 AUGMENTATIONS: dict[str, Callable[..., Augmentation]] = {
     "simclr": SimCLRAugment,
     "crop_flip": CropFlip,
     "noise": lambda size=None, **kw: GaussianNoise(**kw),
+    "rotation": lambda size=None, **kw: RandomRotation(**kw),
+    "mask": lambda size=None, **kw: PatchMask(**kw),
+    "intensity": lambda size=None, **kw: IntensityJitter(**kw),
 }
 
 

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class Preset:
     score_batch_size: int = 512
     meaningful: bool = True
     description: str = ""
+    #: Keyword arguments of the method, e.g. ``{"mask_ratio": 0.5}`` for MAE (empty: the method's defaults).
+    method_kwargs: dict = field(default_factory=dict)
 
     def replace(self, **overrides) -> "Preset":
         """A copy with some fields changed; unknown names are a clear error."""
@@ -51,7 +53,10 @@ class Preset:
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["method_kwargs"]:  # keeps the cache keys of runs from before this field valid
+            del d["method_kwargs"]
+        return d
 
 
 PRESETS: dict[str, Preset] = {

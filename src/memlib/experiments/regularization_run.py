@@ -59,9 +59,13 @@ def method_setup(p: Preset, method: str) -> tuple[str, str]:
     methods use the preset's architecture and augmentation.
     """
     if method == "mae":
-        arch = p.arch if p.arch.startswith("vit") else "vit_tiny" if p.arch in ("resnet18", "resnet50") else "vit_micro"
-        return arch, "crop_flip"
+        return vit_arch(p), "crop_flip"
     return p.arch, p.augmentation
+
+
+def vit_arch(p: Preset) -> str:
+    """The ViT of preset ``p``: its own arch if a ViT, ``vit_tiny`` beside a full ResNet, else ``vit_micro``."""
+    return p.arch if p.arch.startswith("vit") else "vit_tiny" if p.arch in ("resnet18", "resnet50") else "vit_micro"
 
 
 def regularization_settings(preset: str | Preset, **overrides) -> tuple[Preset, dict]:

@@ -42,7 +42,7 @@ from ..stats import mean_ci
 from ..training import TrainConfig, train
 from ..training.loop import TrainResult, fingerprint
 from .presets import Preset, claim_status, get_preset
-from .sslmem_run import default_cache_dir, probe_rng, probe_sets, sample_subset, validate
+from .sslmem_run import default_cache_dir, probe_rng, probe_sets, sample_subset, train_config, validate
 
 #: The downstream sets every retrained encoder is probed on. Fashion-MNIST is
 #: the training distribution; the two digit sets are data the encoders never saw.
@@ -168,13 +168,6 @@ def fit_encoder(
     res = train(method, images, labels, dataclasses.replace(cfg, seed=model_seed), device=device,
                 checkpoint_path=ckpt, run_config=rc, progress=progress, desc=desc)
     return method, res
-
-
-def train_config(p: Preset) -> TrainConfig:
-    """The :class:`~memlib.training.loop.TrainConfig` of a preset's encoders."""
-    # Field for field as in sslmem_run.train_families, so both share cached encoders.
-    return TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, warmup_epochs=min(p.warmup_epochs, p.epochs),
-                       eval_every=p.eval_every, checkpoint_every=max(1, p.epochs // 10))
 
 
 def resize_to(ds: ImageDataset, channels: int, size: int) -> ImageDataset:

@@ -176,6 +176,26 @@ def load_with_splits(p: Preset, seed: int, data_root=None) -> tuple[ImageDataset
     return train_set, test_set, splits
 
 
+def train_config(p: Preset) -> TrainConfig:
+    """The training settings of the SSLMem encoders at preset ``p`` (seed set per encoder)."""
+    return TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, warmup_epochs=min(p.warmup_epochs, p.epochs),
+                       eval_every=p.eval_every, checkpoint_every=max(1, p.epochs // 10))
+
+
+def encoder_checkpoint(p: Preset, train_indices, mseed: int, cache: Path) -> tuple[dict, Path]:
+    """The run description and checkpoint path of the encoder trained on ``train_indices`` with seed ``mseed``.
+
+    The path is the cache key (a fingerprint of everything that determines
+    the encoder): keep it stable so trained encoders are reused.
+    """
+    run_config = {"dataset": p.dataset, "arch": p.arch, "method": p.method, "augmentation": p.augmentation,
+                  "train_indices": fingerprint(np.asarray(train_indices).tolist()), "model_seed": mseed}
+    if p.method_kwargs:  # only when set, so encoders trained before this option keep their keys
+        run_config["method_kwargs"] = dict(sorted(p.method_kwargs.items()))
+    key = fingerprint({"train": train_config(p).to_dict(), "run": run_config})
+    return run_config, cache / "encoders" / key / "checkpoint.pt"
+
+
 def train_families(
     p: Preset,
     train_set: ImageDataset,
@@ -186,6 +206,8 @@ def train_families(
     families: tuple[str, ...] = ("f", "g"),
     eval_fn=None,
     progress: bool = True,
+    snapshots: bool = False,
+    keep: str = "encoder",
 ) -> tuple[dict[str, list], dict[str, list[dict]], list[str]]:
     """Train (or load from the cache) the encoders of f's and g's families.
 
@@ -216,20 +238,28 @@ def train_families(
         Optional ``method → dict`` evaluated during training (e.g. kNN accuracy).
     progress
         Show progress bars.
+    snapshots
+        Keep the encoder's weights at every checkpoint epoch in a
+        ``snapshots`` folder beside the checkpoint (see :func:`~memlib.training.train`).
+        An encoder already trained is loaded as it is, without snapshots.
+    keep
+        ``"encoder"`` returns the encoders; ``"method"`` the whole trained
+        methods (heads included, e.g. a supervised classifier).
 
     Returns
     -------
     tuple
-        Encoders per family (``{"f": [...], "g": [...]}``), training history
+        Encoders (or methods) per family (``{"f": [...], "g": [...]}``), training history
         per encoder (``"f0"``, …), and the commits that trained them.
     """
+    if keep not in ("encoder", "method"):
+        raise ValueError(f"keep={keep!r} must be 'encoder' or 'method'")
     bad = sorted(set(families) - {"f", "g"})
     if bad or not families:
         raise ValueError(f"families={families!r} must be a non-empty subset of ('f', 'g')")
     mean, std = channel_stats(train_set.images)
     aug = build_augmentation(p.augmentation, train_set.image_size)
-    cfg = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, warmup_epochs=min(p.warmup_epochs, p.epochs),
-                      eval_every=p.eval_every, checkpoint_every=max(1, p.epochs // 10))
+    cfg = train_config(p)
     out: dict[str, list] = {fam: [] for fam in families}
     histories: dict[str, list[dict]] = {}
     trained_at: list[str] = []
@@ -238,17 +268,15 @@ def train_families(
             continue
         for i in range(p.models_per_family):
             mseed = model_seed(seed, fam, i)
-            run_config = {"dataset": p.dataset, "arch": p.arch, "method": p.method, "augmentation": p.augmentation,
-                          "train_indices": fingerprint(idx.tolist()), "model_seed": mseed}
+            run_config, ckpt = encoder_checkpoint(p, idx, mseed, cache)
             torch.manual_seed(mseed)
             enc = build_encoder(p.arch, train_set.channels, train_set.image_size, mean, std)
-            method = build_method(p.method, enc, augmentation=aug)
-            # The checkpoint path is the cache key: keep it stable so trained encoders are reused.
-            ckpt = cache / "encoders" / fingerprint({"train": cfg.to_dict(), "run": run_config}) / "checkpoint.pt"
+            method = build_method(p.method, enc, augmentation=aug, **p.method_kwargs)
             res = train(method, train_set.images[idx], train_set.labels[idx],
                         TrainConfig(**{**cfg.to_dict(), "seed": mseed}), device=device, checkpoint_path=ckpt,
-                        run_config=run_config, eval_fn=eval_fn, progress=progress, desc=f"{fam}{i}")
-            out[fam].append(method.encoder)
+                        run_config=run_config, eval_fn=eval_fn, progress=progress, desc=f"{fam}{i}",
+                        snapshot_dir=ckpt.parent / "snapshots" if snapshots else None)
+            out[fam].append(method if keep == "method" else method.encoder)
             histories[f"{fam}{i}"] = res.history
             trained_at += res.commits
     return out, histories, trained_at

@@ -14,6 +14,7 @@ experiment can call the same ones.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from typing import Iterable
@@ -103,6 +104,7 @@ def check_preset(p: Preset) -> Preset:
     archs = METHODS[p.method].archs
     if archs is not None and p.arch not in archs:
         raise ValueError(f"method={p.method!r} cannot train arch={p.arch!r}; pass arch= one of {list(archs)}")
+    check_method_kwargs(p.method, p.method_kwargs)
     if p.augmentation not in AUGMENTATIONS:
         raise ValueError(f"augmentation={p.augmentation!r} is unknown; choose one of {sorted(AUGMENTATIONS)}")
     if p.mode not in MODES:
@@ -121,6 +123,22 @@ def check_preset(p: Preset) -> Preset:
         if getattr(p, name) is not None:
             check_positive_int(name, getattr(p, name))
     return p
+
+
+def check_method_kwargs(method: str, kwargs) -> dict:
+    """Check that ``kwargs`` are keyword arguments the method ``method`` takes (its sizes, ratios, weights).
+
+    Values are checked by the method itself when it is built; this catches a
+    misspelt or foreign name before any data is loaded.
+    """
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"method_kwargs={kwargs!r} must be a dict, e.g. method_kwargs={{'mask_ratio': 0.5}}")
+    params = inspect.signature(METHODS[method].__init__).parameters
+    known = sorted(k for k in params if k not in ("self", "encoder", "augmentation"))
+    bad = sorted(set(kwargs) - set(known))
+    if bad:
+        raise ValueError(f"method_kwargs has {bad}, which method={method!r} does not take; known: {known}")
+    return kwargs
 
 
 def check_preset_sizes(p: Preset) -> tuple[int, int, int]:

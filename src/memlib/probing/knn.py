@@ -6,6 +6,32 @@ import torch
 import torch.nn.functional as F
 
 
+def knn_predict(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    k: int = 20,
+    temperature: float = 0.07,
+    batch_size: int = 1024,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """Labels predicted by a cosine-similarity kNN vote weighted by exp(sim / T) (on the CPU)."""
+    if k < 1:
+        raise ValueError(f"k={k} must be ≥ 1")
+    bank = F.normalize(train_features.float(), dim=1)
+    labels = train_labels.to(bank.device).long()
+    n_cls = num_classes or int(labels.max().item()) + 1
+    k = min(k, bank.shape[0])
+    out = []
+    for s in range(0, test_features.shape[0], batch_size):
+        q = F.normalize(test_features[s : s + batch_size].float().to(bank.device), dim=1)
+        sim, idx = (q @ bank.T).topk(k, dim=1)
+        votes = torch.zeros(q.shape[0], n_cls, device=bank.device)
+        votes.scatter_add_(1, labels[idx], (sim / temperature).exp())
+        out.append(votes.argmax(1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
 def knn_accuracy(
     train_features: torch.Tensor,
     train_labels: torch.Tensor,
@@ -16,17 +42,6 @@ def knn_accuracy(
     batch_size: int = 1024,
 ) -> float:
     """Top-1 accuracy of a cosine-similarity kNN vote weighted by exp(sim / T)."""
-    if k < 1:
-        raise ValueError(f"k={k} must be ≥ 1")
-    bank = F.normalize(train_features.float(), dim=1)
-    labels = train_labels.to(bank.device).long()
-    n_cls = int(torch.maximum(labels.max(), test_labels.max()).item()) + 1
-    k = min(k, bank.shape[0])
-    correct = 0
-    for s in range(0, test_features.shape[0], batch_size):
-        q = F.normalize(test_features[s : s + batch_size].float().to(bank.device), dim=1)
-        sim, idx = (q @ bank.T).topk(k, dim=1)
-        votes = torch.zeros(q.shape[0], n_cls, device=bank.device)
-        votes.scatter_add_(1, labels[idx], (sim / temperature).exp())
-        correct += (votes.argmax(1).cpu() == test_labels[s : s + batch_size].cpu()).sum().item()
-    return correct / test_features.shape[0]
+    n_cls = int(max(train_labels.max().item(), test_labels.max().item())) + 1
+    pred = knn_predict(train_features, train_labels, test_features, k, temperature, batch_size, n_cls)
+    return (pred == test_labels.cpu().long()).float().mean().item()

@@ -233,6 +233,7 @@ def train(
     eval_fn: Callable[[SSLMethod], dict] | None = None,
     progress: bool = True,
     desc: str = "train",
+    snapshot_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train ``method`` on ``images`` (uint8, (N, C, H, W)).
 
@@ -264,6 +265,11 @@ def train(
         Show a progress bar.
     desc
         Label of the progress bar.
+    snapshot_dir
+        If given, the encoder's weights are also kept at every checkpoint
+        epoch (and before the first step) as ``epoch0000.pt``, ``epoch0040.pt``, …
+        there, for measuring how memorisation develops over training. Not part
+        of the fingerprint: snapshots do not change the run.
 
     Returns
     -------
@@ -362,6 +368,15 @@ def train(
         state["content_sha256"] = content_hash(state)
         atomic_save(state, path)
 
+    snaps = Path(snapshot_dir) if snapshot_dir is not None and rank == 0 else None
+
+    def snapshot(epoch: int) -> None:
+        if snaps is not None:
+            snaps.mkdir(parents=True, exist_ok=True)
+            atomic_save({"epoch": epoch, "encoder": method.encoder.state_dict()}, snaps / f"epoch{epoch:04d}.pt")
+
+    if start_epoch == 0 and start_step == 0:
+        snapshot(0)
     # DDP hooks gradients through forward(), so the step is wrapped in a module whose forward is it.
     step_fn = dist_utils.wrap_ddp(_Step(method), device) if world > 1 else _Step(method)
     every = config.checkpoint_every_steps
@@ -406,6 +421,8 @@ def train(
         step_due = bool(every) and (epoch + 1) * steps_per_epoch % every == 0  # skipped in the loop above
         if last or (epoch + 1) % config.checkpoint_every == 0 or step_due:
             save(epoch + 1)
+        if last or (epoch + 1) % config.checkpoint_every == 0:
+            snapshot(epoch + 1)
     method.eval()
     result.wall_time_s = time.perf_counter() - t0
     return result

@@ -1,0 +1,284 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # SSLMem across methods, supervision, augmentations and training time
+#
+# Chapter 01 measured SSLMem for one setup (SimCLR on a ResNet). This chapter
+# asks the SSLMem paper's questions that compare setups:
+#
+# - **Table 1**: SSLMem and linear-probe accuracy for SimCLR, DINO, MAE and
+#   VICReg on ResNets and ViTs. Does more memorisation go with more accuracy (S13)?
+# - **Tables 11–13**: a supervised encoder (classifier removed) beside the SSL
+#   ones (S17); Feldman's supervised memorisation, the softmax probability of a
+#   point's label under f minus under g, against SSLMem (S18); and how far the
+#   setups agree on *which* candidates are memorised (S16).
+# - **Table 7**: how much of f's training set g shares (S15).
+# - **Tables 8–9**: measuring with augmentations other than the training one
+#   (S27), training with other augmentations (S28), and MAE's mask ratio (S29).
+# - **Table 4**: Déjà Vu memorisation (Meehan et al. 2023) beside SSLMem (S26).
+# - **Fig. 2b**: loss, accuracy and SSLMem over training (S10).
+#
+# Every setup uses the same seeded splits, so all of them score the **same
+# candidates** (seed 0 for the ablations). Each setup is an SSLMem run as in
+# chapter 01, with a few preset fields changed; the encoders are cached and
+# shared, so SimCLR's first f and g here are chapter 01's.
+
+# %% tags=["parameters"]
+device = "cpu"  # "cpu", "cuda" or "auto"
+preset = "smoke"  # smoke | cpu | gpu | paper
+seed = 0  # the first seed: Table 1 runs the preset's number of seeds from here, the ablations this one
+seeds = None  # Table 1 seeds, e.g. [0, 1]; None = preset default (starting at `seed`)
+setups = None  # Table 1 setups, e.g. ["SimCLR-ResNet", "MAE-ViT"]; None = all
+epochs = None  # training epochs; None = preset default
+progress = False  # progress bars (off for papermill runs)
+
+# %% tags=["remove-input"]
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+from memlib.experiments.page import glue_claims, smoke_banner
+from memlib.experiments.setups_run import SETUPS_SETTINGS, run_setups
+from memlib.provenance import provenance_markdown
+
+if seeds is None:
+    seeds = [seed + i for i in range(len(SETUPS_SETTINGS[preset]["seeds"]))]
+run = run_setups(preset, device=device, seeds=seeds, setups=setups, epochs=epochs, progress=progress)
+p, s = run.preset, run.settings
+smoke_banner(p)
+glue("preset", p.name, display=False)
+glue("epochs", p.epochs, display=False)
+glue("seeds", ", ".join(map(str, s["seeds"])), display=False)
+glue("seed0", s["seeds"][0], display=False)
+glue("n_candidates", len(run.candidate_scores), display=False)
+glue("train_size", int(p.shared) + int(p.candidate), display=False)
+glue("n_runs", run.timings["sslmem_runs"], display=False)
+
+# %% [markdown]
+# ## Setup of this run
+#
+# Preset {glue:text}`preset`: every encoder trains on {glue:text}`train_size`
+# Fashion-MNIST images for {glue:text}`epochs` epochs, one f and one g per
+# setup and seed ({glue:text}`n_runs` SSLMem runs in all). Table 1 uses seeds
+# {glue:text}`seeds`; everything else uses the first. SSLMem scores are
+# normalised per run (divided by the range over the run's four subsets) as in
+# the paper; "raw" scores (g's alignment loss minus f's) are comparable across
+# runs of the same method. Probe accuracies are f's.
+#
+# ## Memorisation and accuracy per setup (Table 1, Table 11)
+
+# %% tags=["remove-input"]
+t1 = run.table1()
+display(t1.style.format({c: "{:+.4f}" for c in ("SSLMem", "SSLMem sd", "SSLMem raw")}
+                        | {c: "{:.3f}" for c in ("linear acc", "linear acc sd", "kNN acc")}))
+tr = run.table1_runs
+fig, ax = plt.subplots(figsize=(5.6, 3.8))
+for name, g in tr.groupby("setup", sort=False):
+    ax.scatter(g["sslmem"], g["linear_acc"], label=name, marker="s" if g["method"].iloc[0] == "supervised" else "o")
+ax.set(xlabel="mean SSLMem of S_C (normalised)", ylabel="linear-probe accuracy of f")
+ax.legend(fontsize=7, loc="best")
+fig.tight_layout()
+glue("fig_table1", fig, display=False)
+plt.close(fig)
+for name, r in t1.iterrows():
+    key = name.replace("-", "_")
+    glue(f"t1_{key}_mem", float(r["SSLMem"]), display=False)
+    glue(f"t1_{key}_acc", float(r["linear acc"]), display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig_table1
+# :name: fig-setups-table1
+# Mean SSLMem of the candidates against f's linear-probe accuracy, one point per
+# setup and seed; squares are the supervised encoder (classifier removed).
+# ```
+#
+# SimCLR on the ResNet scores {glue:text}`t1_SimCLR_ResNet_mem:+.4f` at accuracy
+# {glue:text}`t1_SimCLR_ResNet_acc:.3f`; MAE on the ViT
+# {glue:text}`t1_MAE_ViT_mem:+.4f` at {glue:text}`t1_MAE_ViT_acc:.3f`; the
+# supervised ResNet {glue:text}`t1_Supervised_ResNet_mem:+.4f` at
+# {glue:text}`t1_Supervised_ResNet_acc:.3f`. The verdicts on S13 (rank
+# correlation over the SSL runs) and S17 (supervised vs SimCLR, per candidate)
+# are at the end of the page.
+#
+# ## Which candidates are memorised: agreement between setups (Tables 12, 13)
+#
+# Kendall's τ between every pair of setups' scores of the same
+# {glue:text}`n_candidates` candidates (seed {glue:text}`seed0`), with
+# Feldman's supervised memorisation as one more column.
+
+# %% tags=["remove-input"]
+tau, tau_p = run.tau_matrix()
+fig, ax = plt.subplots(figsize=(5.8, 4.6))
+im = ax.imshow(tau.values, cmap="RdBu_r", vmin=-1, vmax=1)
+ax.set_xticks(range(len(tau)), tau.columns, rotation=60, ha="right", fontsize=7)
+ax.set_yticks(range(len(tau)), tau.index, fontsize=7)
+for i in range(len(tau)):
+    for j in range(len(tau)):
+        if i != j:
+            ax.text(j, i, f"{tau.values[i, j]:+.2f}" + ("*" if tau_p.values[i, j] < 0.05 else ""), ha="center",
+                    va="center", fontsize=6)
+fig.colorbar(im, ax=ax, label="Kendall's τ")
+fig.tight_layout()
+glue("fig_tau", fig, display=False)
+plt.close(fig)
+display(run.feldman.style.format({"overlap": "{:.2f}", "chance": "{:.2f}", "overlap p": "{:.2g}", "tau": "{:+.2f}",
+                                  "p": "{:.2g}"}).hide(axis="index"))
+
+# %% [markdown]
+# ```{glue:figure} fig_tau
+# :name: fig-setups-tau
+# Kendall's τ between setups' rankings of the same candidates (Table 13);
+# \* marks p < 0.05 (uncorrected).
+# ```
+#
+# The table above compares SimCLR's SSLMem with Feldman's memorisation: the
+# share of SimCLR's top-k candidates that are also Feldman's top k, its
+# expectation for unrelated rankings ("chance", from 2000 permutations) and the
+# permutation p-value.
+#
+# ## Overlap of f's and g's training data (Table 7)
+#
+# S_S / (S_S + S_C) at the same training-set size; S_I and S_E have S_C's size.
+
+# %% tags=["remove-input"]
+fmt = {"SSLMem": "{:+.4f}", "SSLMem raw": "{:+.4f}", "linear acc": "{:.3f}", "kNN acc": "{:.3f}"}
+display(run.overlap.style.format(fmt))
+
+# %% [markdown]
+# ## Augmentations: measuring (Table 8) and training (Table 9a)
+#
+# Measuring: SimCLR's encoders (trained with SimCLR's crops and intensity
+# jitter) scored with other augmentations. Fashion-MNIST has no colour, so
+# "intensity" (brightness and contrast jitter) stands in for the paper's colour
+# augmentations. Training: SimCLR trained (and measured) with crop + flip only,
+# Gaussian noise only, or patch masking only.
+
+# %% tags=["remove-input"]
+display(run.measure_aug.style.format({"SSLMem": "{:+.4f}", "ci95 low": "{:+.4f}", "ci95 high": "{:+.4f}",
+                                      "SSLMem raw": "{:+.4f}"}))
+display(run.train_aug.style.format(fmt))
+
+# %% [markdown]
+# ## MAE's mask ratio (Table 9b)
+
+# %% tags=["remove-input"]
+display(run.mask_ratio.style.format(fmt))
+fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+mr = run.mask_ratio
+axes[0].plot(mr.index, mr["SSLMem raw"], "o-")
+axes[0].set(xlabel="mask ratio", ylabel="mean SSLMem of S_C (raw)")
+axes[1].plot(mr.index, mr["linear acc"], "o-")
+axes[1].set(xlabel="mask ratio", ylabel="linear-probe accuracy")
+fig.tight_layout()
+glue("fig_mask_ratio", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_mask_ratio
+# :name: fig-setups-mask-ratio
+# MAE on the ViT: memorisation (left) and accuracy (right) against the share of
+# patches masked in training.
+# ```
+#
+# ## Déjà Vu beside SSLMem (Table 4)
+#
+# Déjà Vu asks whether an encoder links a training image's *background* to its
+# label: from a crop without the object, a kNN vote over a labelled public set
+# (here {glue:text}`public` test images outside S_E, k = {glue:text}`dv_k`)
+# predicts the label. Fashion-MNIST has no bounding boxes and its objects fill
+# the frame, so the crop is the image with its central
+# {glue:text}`dv_centre` × {glue:text}`dv_centre` square blanked; parts of the
+# object remain at the border. The Déjà Vu score is the accuracy of f on the
+# crops minus g's ("gap"), and the share of candidates f gets right and g wrong.
+
+# %% tags=["remove-input"]
+glue("public", s["public"], display=False)
+glue("dv_k", s["dejavu_k"], display=False)
+glue("dv_centre", s["dejavu_centre"], display=False)
+display(run.dejavu.drop(columns="method").style.format({"sslmem": "{:+.4f}", "dejavu_gap": "{:+.3f}",
+                                                        "dejavu_memorised": "{:.3f}", "crop_acc_f": "{:.3f}",
+                                                        "crop_acc_g": "{:.3f}", "linear_acc": "{:.3f}"}))
+
+# %% [markdown]
+# ## Memorisation over training (Fig. 2b)
+#
+# SimCLR's first f and g pair, retrained with snapshots of the encoder at every
+# tenth of training (and before the first step); at each snapshot the
+# candidates are scored (raw, so epochs compare) and f is probed.
+
+# %% tags=["remove-input"]
+d = run.dynamics
+fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+axes[0].plot(d["epoch"], d["loss"], "o-")
+axes[0].set(xlabel="epoch", ylabel="training loss of f")
+axes[1].plot(d["epoch"], d["linear_acc"], "o-", label="linear")
+axes[1].plot(d["epoch"], d["knn_acc"], "s--", label="kNN")
+axes[1].set(xlabel="epoch", ylabel="probe accuracy of f")
+axes[1].legend()
+axes[2].plot(d["epoch"], d["sslmem_raw"], "o-", label="all of S_C")
+axes[2].plot(d["epoch"], d["sslmem_top10"], "s--", label="top 10% of S_C")
+axes[2].plot(d["epoch"], d["shared_raw"], ":", color="gray", label="S_S")
+axes[2].set(xlabel="epoch", ylabel="mean SSLMem (raw)")
+axes[2].legend(fontsize=7)
+fig.tight_layout()
+glue("fig_dynamics", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_dynamics
+# :name: fig-setups-dynamics
+# Over training: f's loss, its probe accuracy, and the mean SSLMem of all
+# candidates, of their top 10 %, and of the shared points (which should stay near 0).
+# ```
+#
+# ## Verdicts on the claims
+#
+# Each claim's test and statistic; a run with fewer than 10 observations that
+# fails to reject is "inconclusive", never "not reproduced".
+#
+# - **S10**: the first snapshot whose linear accuracy is within 1 point of the
+#   best is the plateau; paired one-sided Wilcoxon test of the candidates'
+#   scores at the last snapshot against the plateau.
+# - **S13**: one-sided Kendall's τ between mean SSLMem and accuracy over the SSL
+#   runs (setup × seed).
+# - **S15**: Welch t-tests on the candidates' scores: 80 % > 70 % (one-sided)
+#   and 85 % = 80 % (two-sided, not rejected).
+# - **S16**: one-sided Mann–Whitney test, τ between SSL setups against τ
+#   between SSL and supervised setups.
+# - **S17**: paired one-sided Wilcoxon test, supervised against SimCLR, per candidate.
+# - **S18**: top-k overlap of SimCLR's SSLMem and Feldman's memorisation
+#   against permutations (decided at the middle k).
+# - **S26**: ranks of MAE among the SSL setups by Déjà Vu gap (highest?) and
+#   SSLMem (lowest?); the paper's dataset comparison is not run.
+# - **S27**: the training augmentation has the highest mean, and paired Wilcoxon
+#   tests against it do not reject.
+# - **S28**: one-sided Welch t-tests, crop against noise and masking, and
+#   whether crop also probes best.
+# - **S29**: whether both curves peak at 0.75, and one-sided Welch t-tests of
+#   0.75 against each other ratio.
+
+# %% tags=["remove-input"]
+claims = run.claims()
+display(claims.style)
+glue_claims(claims)
+
+# %% [markdown]
+# ## Provenance
+
+# %% tags=["remove-input"]
+display(Markdown(provenance_markdown(run.provenance)))
+display(Markdown(f"Every table of this page is in `{run.run_dir}` (CSV)."))

@@ -1,0 +1,540 @@
+"""SSLMem across training setups: the SSLMem paper's Table 1, Fig. 2b, Tables 4, 7–9 and 11–13.
+
+One call, :func:`run_setups`, runs every comparison of the section on the
+same seeded splits, so that all setups score the *same* candidates:
+
+- **Table 1**: SSLMem and linear-probe accuracy per method × architecture
+  (:data:`SETUPS`), over seeds; does more memorisation go with more accuracy (S13)?
+- **Tables 11–13**: a supervised encoder beside the SSL ones (S17), Feldman's
+  supervised memorisation against SSLMem (S18), and Kendall's τ between every
+  pair of setups' rankings of the candidates (S16).
+- **Table 7**: the share of f's training set that g also trains on (S15).
+- **Table 8**: measuring SSLMem with augmentations other than the training one (S27).
+- **Table 9**: training with other augmentations (S28) and MAE mask ratios (S29).
+- **Table 4**: Déjà Vu memorisation beside SSLMem per setup (S26).
+- **Fig. 2b**: loss, accuracy and SSLMem over training, from saved snapshots (S10).
+
+Each setup is an SSLMem run (:func:`~memlib.experiments.sslmem_run.run_sslmem`)
+with a few preset fields changed, so encoders are cached and shared with the
+other chapters (the SimCLR encoders of seed 0 are chapter 01's first pair).
+The ablations (Tables 7–9, Fig. 2b) use the first seed only.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats as st
+
+from ..data.augment import AUGMENTATIONS, build_augmentation
+from ..memorization.dejavu import dejavu
+from ..memorization.feldman import supervised_memorization
+from ..memorization.sslmem import sslmem
+from ..methods import METHODS
+from ..models import build_encoder, channel_stats
+from ..probing import embed, knn_accuracy, linear_probe
+from ..provenance import git_commit, provenance
+from ..stats import kendall_tau, mean_ci, overlap_at_k
+from ..training.loop import fingerprint
+from .presets import Preset, claim_status
+from .regularization_run import vit_arch
+from .removal_run import experiment_settings
+from .sslmem_run import (SSLMemRun, default_cache_dir, encoder_checkpoint, load_with_splits, model_seed, probe_rng,
+                         probe_sets, run_sslmem, train_families)
+from .validate import check_method_kwargs, validate_run_parameters
+
+#: Table 1's setups: name → (method, architecture kind). ``"resnet"`` is the preset's
+#: architecture, ``"vit"`` its ViT (:func:`~memlib.experiments.regularization_run.vit_arch`).
+SETUPS: dict[str, tuple[str, str]] = {
+    "SimCLR-ResNet": ("simclr", "resnet"),
+    "DINO-ResNet": ("dino", "resnet"),
+    "DINO-ViT": ("dino", "vit"),
+    "MAE-ViT": ("mae", "vit"),
+    "VICReg-ResNet": ("vicreg", "resnet"),
+    "Supervised-ResNet": ("supervised", "resnet"),
+}
+#: The setup the ablations (overlap, augmentations, Fig. 2b) vary.
+BASE_SETUP = "SimCLR-ResNet"
+
+_ALL = {
+    "setups": tuple(SETUPS), "overlaps": (0.70, 0.80, 0.85), "train_augmentations": ("crop_flip", "noise", "mask"),
+    "measure_augmentations": ("simclr", "crop_flip", "noise", "rotation", "intensity", "mask"),
+    "mask_ratios": (0.5, 0.75, 0.8, 0.9), "dejavu_k": 20, "dejavu_centre": 14, "public": 5000, "top_k": (5, 10, 25),
+    # DINO's defaults (out_dim 1024) collapse on 150 images; see the chapter for the check that chose these.
+    "kwargs": {"dino": {}},
+}
+#: Settings per preset: the keys of ``_ALL`` and any preset fields that differ from the SSLMem preset.
+SETUPS_SETTINGS: dict[str, dict] = {
+    "smoke": {**_ALL, "setups": ("SimCLR-ResNet", "MAE-ViT", "Supervised-ResNet"), "seeds": (0,),
+              "overlaps": (0.7, 0.85), "train_augmentations": ("crop_flip",),
+              "measure_augmentations": ("simclr", "rotation"), "mask_ratios": (0.5, 0.75), "dejavu_k": 5,
+              "public": 256, "top_k": (5,)},
+    # 2 cores: one f and one g per setup; 2 seeds for Table 1, seed 0 for the ablations (42 trainings).
+    "cpu": {**_ALL, "seeds": (0, 1), "models_per_family": 1},
+    "gpu": {**_ALL, "seeds": (0, 1, 2)},
+    "paper": {**_ALL, "seeds": (0, 1, 2)},
+}
+OWN_KEYS = tuple(k for k in SETUPS_SETTINGS["cpu"] if k != "models_per_family")
+
+
+def setups_settings(preset: str | Preset, **overrides) -> tuple[Preset, dict]:
+    """The training preset and this experiment's settings for ``preset``, with ``overrides`` (None ignored)."""
+    p, s = experiment_settings(SETUPS_SETTINGS, OWN_KEYS, preset, overrides)
+    bad = [n for n in s["setups"] if n not in SETUPS]
+    if bad or not s["setups"]:
+        raise ValueError(f"setups={s['setups']!r}: unknown {bad}; choose from {list(SETUPS)}")
+    if BASE_SETUP not in s["setups"]:
+        raise ValueError(f"setups must include {BASE_SETUP!r}, the setup the ablations vary")
+    for a in (*s["train_augmentations"], *s["measure_augmentations"]):
+        if a not in AUGMENTATIONS:
+            raise ValueError(f"augmentation {a!r} is unknown; choose from {sorted(AUGMENTATIONS)}")
+    if not all(0 < o < 1 for o in s["overlaps"]):
+        raise ValueError(f"overlaps={s['overlaps']!r} must lie in (0, 1), e.g. (0.7, 0.8, 0.85)")
+    if not all(0 < r < 1 for r in s["mask_ratios"]):
+        raise ValueError(f"mask_ratios={s['mask_ratios']!r} must lie in (0, 1), e.g. (0.5, 0.75)")
+    if not s["seeds"] or any(isinstance(x, bool) or int(x) != x or x < 0 for x in s["seeds"]):
+        raise ValueError(f"seeds={s['seeds']!r} must be a non-empty list of ints ≥ 0, e.g. (0, 1)")
+    for method, kw in s["kwargs"].items():
+        check_method_kwargs(method, kw)
+    s["seeds"] = tuple(int(x) for x in s["seeds"])
+    return p, s
+
+
+def setup_preset(p: Preset, s: dict, name: str, **fields) -> Preset:
+    """The SSLMem preset of setup ``name``: its method, architecture, augmentation and method arguments."""
+    method, kind = SETUPS[name]
+    arch = p.arch if kind == "resnet" else vit_arch(p)
+    aug = "crop_flip" if method == "mae" else p.augmentation  # MAE (and ViP) train with crop + flip only
+    base = {"method": method, "arch": arch, "augmentation": aug, "method_kwargs": dict(s["kwargs"].get(method, {}))}
+    return p.replace(**{**base, **fields})
+
+
+def mask_ratio_kwargs(ratio: float) -> dict:
+    """MAE's arguments for ``ratio``: empty at MAE's default, so Table 1's MAE encoders are reused."""
+    default = inspect.signature(METHODS["mae"].__init__).parameters["mask_ratio"].default
+    return {} if ratio == default else {"mask_ratio": float(ratio)}
+
+
+def overlap_sizes(p: Preset, ratio: float) -> tuple[int, int]:
+    """``(|S_S|, |S_C|)`` with ``|S_S| / (|S_S| + |S_C|) ≈ ratio`` at the preset's training-set size."""
+    total = int(p.shared) + int(p.candidate)
+    shared = int(round(ratio * total))
+    if not 0 < shared < total:
+        raise ValueError(f"overlap {ratio} leaves no shared or no candidate points of {total}")
+    return shared, total - shared
+
+
+def plan(p: Preset, s: dict) -> list[tuple[str, object, Preset, int]]:
+    """Every SSLMem run of the experiment as ``(table, label, preset, seed)``, Table 1 first."""
+    runs = [("table1", name, setup_preset(p, s, name), seed) for seed in s["seeds"] for name in s["setups"]]
+    seed = s["seeds"][0]
+    for r in s["overlaps"]:
+        sh, ca = overlap_sizes(p, r)
+        runs.append(("overlap", r, setup_preset(p, s, BASE_SETUP, shared=sh, candidate=ca), seed))
+    for a in s["train_augmentations"]:
+        runs.append(("train_aug", a, setup_preset(p, s, BASE_SETUP, augmentation=a), seed))
+    for r in s["mask_ratios"]:
+        runs.append(("mask_ratio", r, setup_preset(p, s, "MAE-ViT", method_kwargs=mask_ratio_kwargs(r)), seed))
+    return runs
+
+
+@dataclass
+class SetupsRun:
+    """Everything :func:`run_setups` produced; each table is a DataFrame, each claim a method."""
+
+    preset: Preset
+    settings: dict
+    table1_runs: pd.DataFrame  # one row per (setup, seed)
+    candidate_scores: pd.DataFrame  # seed 0: normalised SSLMem per candidate (column per setup) + Feldman
+    feldman: pd.DataFrame  # top-k overlap and τ between SSLMem and Feldman's memorisation
+    overlap: pd.DataFrame
+    measure_aug: pd.DataFrame
+    measure_points: dict  # augmentation → per-candidate normalised scores
+    train_aug: pd.DataFrame
+    train_aug_points: dict
+    mask_ratio: pd.DataFrame
+    mask_ratio_points: dict
+    overlap_points: dict
+    dejavu: pd.DataFrame
+    dynamics: pd.DataFrame
+    dynamics_points: dict  # epoch → per-candidate raw scores
+    provenance: dict
+    run_dir: Path
+    timings: dict = field(default_factory=dict)
+
+    # ---- tables -------------------------------------------------------------------------------------
+    def table1(self) -> pd.DataFrame:
+        """Per setup: mean ± sd over seeds of the mean S_C score and of f's probe accuracies."""
+        g = self.table1_runs.groupby("setup", sort=False)
+        out = pd.DataFrame({
+            "seeds": g.size(),
+            "SSLMem": g["sslmem"].mean(), "SSLMem sd": g["sslmem"].std(ddof=1),
+            "SSLMem raw": g["sslmem_raw"].mean(),
+            "linear acc": g["linear_acc"].mean(), "linear acc sd": g["linear_acc"].std(ddof=1),
+            "kNN acc": g["knn_acc"].mean(),
+        })
+        return out
+
+    def tau_matrix(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Kendall's τ and its p-value between every pair of setups' candidate scores (Table 13)."""
+        cols = list(self.candidate_scores.columns)
+        tau = pd.DataFrame(np.eye(len(cols)), index=cols, columns=cols)
+        p = pd.DataFrame(np.zeros((len(cols), len(cols))), index=cols, columns=cols)
+        for i, a in enumerate(cols):
+            for b in cols[i + 1:]:
+                r = kendall_tau(self.candidate_scores[a], self.candidate_scores[b])
+                tau.loc[a, b] = tau.loc[b, a] = r["tau"]
+                p.loc[a, b] = p.loc[b, a] = r["p"]
+        return tau, p
+
+    # ---- claims -------------------------------------------------------------------------------------
+    def claims(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Verdicts on S10, S13, S15–S18 and S26–S29 with their statistics (see the chapter for each test)."""
+        p, seed = self.preset, self.settings["seeds"][0]
+        rows = {}
+
+        # S10: SSLMem keeps rising after the probe accuracy plateaus (paired Wilcoxon, end vs plateau).
+        d = self.dynamics
+        best = d["linear_acc"].max()
+        plateau = int(d.loc[d["linear_acc"] >= best - 0.01, "epoch"].min())
+        end = int(d["epoch"].max())
+        if plateau < end:
+            a, b = self.dynamics_points[end], self.dynamics_points[plateau]
+            w = st.wilcoxon(a, b, alternative="greater")
+            rows["S10"] = (w.pvalue < alpha, f"accuracy within 1 pt of its best from epoch {plateau}; "
+                           f"SSLMem of S_C there {b.mean():+.4f}, at epoch {end} {a.mean():+.4f} "
+                           f"(Wilcoxon p = {w.pvalue:.2g}, n = {len(a)})", len(a))
+        else:
+            rows["S10"] = (False, f"the accuracy peaks only at the last snapshot (epoch {end}): no plateau to test", 0)
+
+        # S13: setups with more memorisation probe better (Kendall τ over setup × seed, SSL setups).
+        t1 = self.table1_runs[self.table1_runs["method"] != "supervised"]
+        r = st.kendalltau(t1["sslmem"], t1["linear_acc"], alternative="greater")
+        rows["S13"] = (r.pvalue < alpha, f"Kendall τ(SSLMem, linear acc) = {r.statistic:+.2f}, p = {r.pvalue:.2g} "
+                       f"over {len(t1)} SSL runs (setup × seed)", len(t1))
+
+        # S15: 85 % ≈ 80 % and 70 % < 80 % overlap (Welch t-tests on the candidates' normalised scores).
+        ov = self.overlap_points
+        if all(k in ov for k in (0.7, 0.8, 0.85)):
+            lo = st.ttest_ind(ov[0.8], ov[0.7], equal_var=False, alternative="greater")
+            same = st.ttest_ind(ov[0.85], ov[0.8], equal_var=False)
+            rows["S15"] = ((lo.pvalue < alpha, same.pvalue >= alpha),
+                           f"80 % vs 70 %: t = {lo.statistic:.2f}, p = {lo.pvalue:.2g} (one-sided); "
+                           f"85 % vs 80 %: t = {same.statistic:.2f}, p = {same.pvalue:.2g} (two-sided)",
+                           min(len(v) for v in ov.values()))
+
+        # S16: SSL setups agree with each other more than with supervised (Mann–Whitney on the τ's).
+        tau, _ = self.tau_matrix()
+        ssl = [c for c in tau.columns if c in SETUPS and SETUPS[c][0] != "supervised"]
+        sup = [c for c in tau.columns if c in SETUPS and SETUPS[c][0] == "supervised"]
+        if len(ssl) >= 2 and sup:
+            within = [tau.loc[a, b] for i, a in enumerate(ssl) for b in ssl[i + 1:]]
+            across = [tau.loc[a, b] for a in ssl for b in sup]
+            mw = st.mannwhitneyu(within, across, alternative="greater")
+            rows["S16"] = (mw.pvalue < alpha, f"mean τ among SSL setups {np.mean(within):+.2f} ({len(within)} pairs), "
+                           f"SSL vs supervised {np.mean(across):+.2f} ({len(across)} pairs); "
+                           f"Mann–Whitney p = {mw.pvalue:.2g}", len(within) + len(across))
+
+        # S17: supervised has higher SSLMem than SSL after as many epochs (Welch t over seeds' run means).
+        if sup:
+            tr = self.table1_runs
+            s_sup = tr.loc[tr["method"] == "supervised", "sslmem"]
+            s_ssl = tr.loc[tr["method"] != "supervised", "sslmem"]
+            c = self.candidate_scores
+            w = st.wilcoxon(c[sup[0]], c[BASE_SETUP], alternative="greater")
+            rows["S17"] = (w.pvalue < alpha, f"supervised {s_sup.mean():+.4f} vs SSL {s_ssl.mean():+.4f} (mean S_C score); "
+                           f"supervised vs SimCLR per candidate, seed {seed}: Wilcoxon p = {w.pvalue:.2g}", len(c))
+
+        # S18: SSLMem and Feldman's memorisation share about half their top points (overlap@k vs chance).
+        if len(self.feldman):
+            f = self.feldman.iloc[len(self.feldman) // 2]
+            rows["S18"] = (bool(f["overlap p"] < alpha), "; ".join(
+                f"overlap@{int(r.k)} = {r.overlap:.2f} (chance {r.chance:.2f}, p = {r['overlap p']:.2g})"
+                for _, r in self.feldman.iterrows()) + f"; Kendall τ = {f.tau:+.2f} (p = {f.p:.2g})",
+                len(self.candidate_scores))
+
+        # S26: MAE has the highest Déjà Vu but the lowest SSLMem of the SSL setups (ranks).
+        dv = self.dejavu[self.dejavu["method"] != "supervised"]
+        if "MAE-ViT" in dv.index and len(dv) >= 2:
+            hi = dv["dejavu_gap"].idxmax() == "MAE-ViT"
+            lo = dv["sslmem"].idxmin() == "MAE-ViT"
+            rows["S26"] = ((hi, lo), f"MAE-ViT ranks {int(dv['dejavu_gap'].rank(ascending=False)['MAE-ViT'])} of "
+                           f"{len(dv)} by Déjà Vu gap ({dv.loc['MAE-ViT', 'dejavu_gap']:+.3f}) and "
+                           f"{int(dv['sslmem'].rank()['MAE-ViT'])} of {len(dv)} from the bottom by SSLMem; "
+                           "Fashion-MNIST only (the CIFAR-10 vs ImageNet part is not tested)", len(dv))
+
+        # S27: the training augmentation gives the highest SSLMem; others not significantly lower.
+        mp = self.measure_points
+        train_aug = self.settings["train_augmentation"]
+        if train_aug in mp and len(mp) >= 2:
+            ps = {a: st.wilcoxon(mp[train_aug], v).pvalue for a, v in mp.items() if a != train_aug}
+            top = max(mp, key=lambda a: mp[a].mean()) == train_aug
+            rows["S27"] = ((top, all(v >= alpha for v in ps.values())),
+                           f"highest mean: {max(mp, key=lambda a: mp[a].mean())}; vs {train_aug} (paired Wilcoxon): "
+                           + ", ".join(f"{a} p = {v:.2g}" for a, v in ps.items()), len(mp[train_aug]))
+
+        # S28: crops memorise more than noise or masking (Welch t), and probe better.
+        ta, tp = self.train_aug, self.train_aug_points
+        if "crop_flip" in tp and len(tp) >= 2:
+            others = [a for a in tp if a != "crop_flip"]
+            tests = {a: st.ttest_ind(tp["crop_flip"], tp[a], equal_var=False, alternative="greater") for a in others}
+            acc_ok = all(ta.loc["crop_flip", "linear acc"] > ta.loc[a, "linear acc"] for a in others)
+            rows["S28"] = ((*[t.pvalue < alpha for t in tests.values()], acc_ok),
+                           "crop vs " + ", ".join(f"{a}: t = {t.statistic:.2f}, p = {t.pvalue:.2g}" for a, t in tests.items())
+                           + f"; crop probes best: {acc_ok}", len(tp["crop_flip"]))
+
+        # S29: MAE memorisation and accuracy peak at a 75 % mask ratio.
+        mr = self.mask_ratio
+        if 0.75 in mr.index and len(mr) >= 2:
+            peak_m, peak_a = mr["SSLMem raw"].idxmax(), mr["linear acc"].idxmax()
+            others = [r for r in self.mask_ratio_points if r != 0.75]
+            tests = {r: st.ttest_ind(self.mask_ratio_points[0.75], self.mask_ratio_points[r], equal_var=False,
+                                     alternative="greater") for r in others}
+            rows["S29"] = ((peak_m == 0.75, peak_a == 0.75, *[t.pvalue < alpha for t in tests.values()]),
+                           f"SSLMem (raw) peaks at {peak_m:g}, accuracy at {peak_a:g}; 0.75 vs "
+                           + ", ".join(f"{r:g}: p = {t.pvalue:.2g}" for r, t in tests.items()),
+                           len(self.mask_ratio_points[0.75]))
+
+        out = []
+        for cid, (ok, stat, n) in sorted(rows.items(), key=lambda kv: int(kv[0][1:])):
+            out.append({"claim": cid, "status": claim_status(p, seed, list(ok) if isinstance(ok, tuple) else ok, n=n),
+                        "statistic": stat})
+        return pd.DataFrame(out).set_index("claim")
+
+
+def _candidates(run: SSLMemRun, kind: str = "score") -> np.ndarray:
+    return run.scores(kind)["candidate"]
+
+
+def _row(run: SSLMemRun, **extra) -> dict:
+    f = run.probe[run.probe["family"] == "f"]
+    return {**extra, "sslmem": float(_candidates(run).mean()), "sslmem_raw": float(_candidates(run, "raw").mean()),
+            "linear_acc": float(f["linear_acc"].mean()), "knn_acc": float(f["knn_acc"].mean()),
+            "n_candidates": int(len(_candidates(run)))}
+
+
+def _load_snapshot(p: Preset, train_set, state: dict):
+    mean, std = channel_stats(train_set.images)
+    enc = build_encoder(p.arch, train_set.channels, train_set.image_size, mean, std)
+    enc.load_state_dict(state)
+    return enc.eval()
+
+
+def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None, progress: bool = False):
+    """SSLMem, loss and probe accuracy over training (Fig. 2b) from snapshots of one f and one g.
+
+    The pair trains in its own cache folder (``cache / "dynamics"``) with
+    snapshots at every checkpoint epoch; at each snapshot, the candidates and
+    shared points are scored (raw scores, comparable across epochs) and f is
+    probed (linear and kNN).
+
+    Returns
+    -------
+    tuple
+        A DataFrame (one row per snapshot epoch) and the candidates' raw scores per epoch.
+    """
+    p1 = p.replace(models_per_family=1)
+    train_set, test_set, splits = load_with_splits(p1, seed, data_root)
+    _, histories, _ = train_families(p1, train_set, splits, seed, device, cache / "dynamics", progress=progress,
+                                     snapshots=True)
+    rng = probe_rng(seed)
+    probe_tr, probe_te = probe_sets(p1, train_set, test_set, rng)
+    aug = build_augmentation(p1.augmentation, train_set.image_size)
+    cand, shared = train_set.subset(splits.candidate), train_set.subset(splits.shared)
+    images = torch.cat([cand.images, shared.images])
+    folders = {fam: encoder_checkpoint(p1, idx, model_seed(seed, fam, 0), cache / "dynamics")[1].parent / "snapshots"
+               for fam, idx in (("f", splits.f_train), ("g", splits.g_train))}
+    epochs = sorted(int(f.stem[5:]) for f in folders["f"].glob("epoch*.pt"))
+    if not epochs:
+        raise RuntimeError(f"training_dynamics: no snapshots in {folders['f']}; that encoder was trained without "
+                           f"them: delete {folders['f'].parent} and rerun")
+    loss = {h["epoch"]: h["loss"] for h in histories["f0"]}
+    rows, points = [], {}
+    for e in epochs:
+        f = _load_snapshot(p1, train_set, torch.load(folders["f"] / f"epoch{e:04d}.pt", weights_only=True)["encoder"])
+        g = _load_snapshot(p1, train_set, torch.load(folders["g"] / f"epoch{e:04d}.pt", weights_only=True)["encoder"])
+        res = sslmem([f.to(device)], [g.to(device)], images, aug, views=p1.views, mode=p1.mode,
+                     batch_size=p1.score_batch_size, seed=seed, device=device)
+        c = res.raw[: len(cand)]
+        points[e] = c
+        ftr, fte = embed(f, probe_tr.images, device=device), embed(f, probe_te.images, device=device)
+        lp = linear_probe(ftr, probe_tr.labels, fte, probe_te.labels, epochs=p1.probe_epochs, seed=seed)
+        top = np.sort(c)[-max(1, len(c) // 10):]
+        rows.append({"epoch": e, "loss": loss.get(e, np.nan), "linear_acc": lp["test_acc"],
+                     "knn_acc": knn_accuracy(ftr, probe_tr.labels, fte, probe_te.labels),
+                     "sslmem_raw": float(c.mean()), "sslmem_top10": float(top.mean()),
+                     "shared_raw": float(res.raw[len(cand):].mean())})
+    return pd.DataFrame(rows), points
+
+
+def run_setups(
+    preset: str | Preset = "smoke",
+    device: str = "cpu",
+    cache_dir: str | Path | None = None,
+    data_root: str | Path | None = None,
+    progress: bool = False,
+    **overrides,
+) -> SetupsRun:
+    """Run every comparison of the section (see the module docstring) at ``preset``.
+
+    Parameters
+    ----------
+    preset
+        ``smoke``, ``cpu``, ``gpu`` or ``paper`` (:data:`SETUPS_SETTINGS`).
+    device
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    cache_dir, data_root
+        As for :func:`~memlib.experiments.sslmem_run.run_sslmem`.
+    progress
+        Show progress bars.
+    **overrides
+        This experiment's settings (``seeds``, ``setups``, ``overlaps``, ``train_augmentations``,
+        ``measure_augmentations``, ``mask_ratios``, ``dejavu_k``, ``dejavu_centre``, ``public``,
+        ``top_k``, ``kwargs``) or preset fields (``epochs=50``); ``None`` is ignored.
+
+    Returns
+    -------
+    SetupsRun
+    """
+    p, s = setups_settings(preset, **overrides)
+    # Every run's preset is checked before anything is trained.
+    runs = plan(p, s)
+    for _, _, rp, seed in runs:
+        validate_run_parameters(rp, device, seed)
+    _, dev = validate_run_parameters(p, device, s["seeds"][0])
+    s["train_augmentation"] = p.augmentation
+    t0, commit = time.perf_counter(), git_commit()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    kw = dict(device=device, cache_dir=cache, data_root=data_root, progress=progress)
+    done: dict[tuple, SSLMemRun] = {}
+
+    def get(rp: Preset, seed: int) -> SSLMemRun:
+        key = (fingerprint(rp.to_dict()), seed)
+        if key not in done:
+            done[key] = run_sslmem(rp, seed=seed, **kw)
+        return done[key]
+
+    trained_at: list[str] = []
+    t1_rows, cand_cols = [], {}
+    seed0 = s["seeds"][0]
+    for table, name, rp, seed in runs:
+        if table != "table1":
+            continue
+        run = get(rp, seed)
+        t1_rows.append(_row(run, setup=name, method=rp.method, arch=rp.arch, seed=seed))
+        if seed == seed0:
+            cand_cols[name] = _candidates(run)
+    table1_runs = pd.DataFrame(t1_rows)
+
+    # Feldman's supervised memorisation from the supervised setup's classifiers (heads kept).
+    feldman_rows = []
+    sup = [n for n in s["setups"] if SETUPS[n][0] == "supervised"]
+    if sup:
+        rp = setup_preset(p, s, sup[0])
+        train_set, _, splits = load_with_splits(rp, seed0, data_root)
+        fams, _, _ = train_families(rp, train_set, splits, seed0, dev, cache, progress=progress, keep="method")
+        cand = train_set.subset(splits.candidate)
+        cand_cols["Feldman (supervised)"] = supervised_memorization(fams["f"], fams["g"], cand.images,
+                                                                    cand.labels.numpy())
+        ssl_scores, fm = cand_cols[BASE_SETUP], cand_cols["Feldman (supervised)"]
+        rng = np.random.default_rng(seed0)
+        for k in s["top_k"]:
+            if k > len(fm):
+                continue
+            ov = overlap_at_k(ssl_scores, fm, k)
+            # Chance: the overlap of two random top-k sets (permutations of one scoring).
+            null = np.array([overlap_at_k(rng.permutation(ssl_scores), fm, k) for _ in range(2000)])
+            feldman_rows.append({"k": k, "overlap": ov, "chance": float(null.mean()),
+                                 "overlap p": float((1 + (null >= ov).sum()) / (1 + len(null))),
+                                 **kendall_tau(ssl_scores, fm)})
+    candidate_scores = pd.DataFrame(cand_cols)
+
+    # Table 7: overlap ratio; Table 9: training augmentation and MAE mask ratio (first seed).
+    def ablation(table: str, key) -> tuple[pd.DataFrame, dict]:
+        rows, pts = [], {}
+        for _, value, rp, seed in [r for r in runs if r[0] == table]:
+            run = get(rp, seed)
+            pts[value] = _candidates(run)
+            r = _row(run)
+            rows.append({key[:-1]: value, "SSLMem": r["sslmem"], "SSLMem raw": r["sslmem_raw"],
+                         "linear acc": r["linear_acc"], "kNN acc": r["knn_acc"], "n": r["n_candidates"],
+                         "shared": rp.shared, "candidate": rp.candidate})
+        return pd.DataFrame(rows).set_index(key[:-1]), pts
+
+    overlap, overlap_points = ablation("overlap", "overlaps")
+    train_aug, train_aug_points = ablation("train_aug", "train_augmentations")
+    mask_ratio, mask_ratio_points = ablation("mask_ratio", "mask_ratios")
+
+    # Table 8: the base setup's encoders measured with other augmentations (one scoring each, same views seed).
+    base = get(setup_preset(p, s, BASE_SETUP), seed0)
+    measure_rows, measure_points = [], {}
+    for a in s["measure_augmentations"]:
+        res = sslmem(base.encoders["f"], base.encoders["g"], base.images,
+                     build_augmentation(a, base.images.shape[-1]), views=p.views, mode=p.mode,
+                     batch_size=p.score_batch_size, seed=seed0, device=dev)
+        c = res.score[base.subset == "candidate"]
+        measure_points[a] = c
+        lo_hi = mean_ci(c)
+        measure_rows.append({"augmentation": a, "SSLMem": lo_hi[0], "ci95 low": lo_hi[1], "ci95 high": lo_hi[2],
+                             "SSLMem raw": float(res.raw[base.subset == "candidate"].mean()),
+                             "trained with": a == p.augmentation})
+    measure_aug = pd.DataFrame(measure_rows).set_index("augmentation")
+
+    # Table 4: Déjà Vu beside SSLMem, for every Table 1 setup at the first seed. The public set is drawn
+    # from the test split without S_E (no encoder trained on any of it).
+    dv_rows = []
+    for name in s["setups"]:
+        run = get(setup_preset(p, s, name), seed0)
+        if not dv_rows:
+            test_set = load_dataset_for(run, data_root)
+            pool = np.setdiff1d(np.arange(len(test_set)), run.splits.extra)
+            public = test_set.subset(np.sort(np.random.default_rng(seed0 + 7).choice(pool, min(s["public"], len(pool)),
+                                                                                    replace=False)))
+        cmask = run.subset == "candidate"
+        res = dejavu(run.encoders["f"], run.encoders["g"], run.images[cmask], run.labels[cmask], public.images,
+                     public.labels.numpy(), k=s["dejavu_k"], centre=s["dejavu_centre"], device=dev)
+        sm = res.summary()
+        dv_rows.append({"setup": name, "method": SETUPS[name][0], "sslmem": float(_candidates(run).mean()),
+                        "dejavu_gap": sm["gap"], "dejavu_memorised": sm["memorised"], "crop_acc_f": sm["acc_f"],
+                        "crop_acc_g": sm["acc_g"], "linear_acc": _row(run)["linear_acc"]})
+    dv = pd.DataFrame(dv_rows).set_index("setup")
+
+    # Fig. 2b: the base setup's first f and g pair over training.
+    dynamics, dynamics_points = training_dynamics(setup_preset(p, s, BASE_SETUP), seed0, dev, cache, data_root,
+                                                  progress)
+
+    for r in done.values():
+        trained_at += r.provenance.get("trained_at") or []
+    wall = time.perf_counter() - t0
+    prov = provenance({"preset": p.name, **p.to_dict(), **{k: v for k, v in s.items()}}, dev, wall, commit=commit,
+                      trained_at=trained_at)
+    run_dir = cache / "setups" / fingerprint({"preset": p.to_dict(), "settings": s})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out = SetupsRun(p, s, table1_runs, candidate_scores, pd.DataFrame(feldman_rows), overlap, measure_aug,
+                    measure_points, train_aug, train_aug_points, mask_ratio, mask_ratio_points, overlap_points, dv,
+                    dynamics, dynamics_points, prov, run_dir, {"total_s": wall, "sslmem_runs": len(done)})
+    _save(out)
+    return out
+
+
+def load_dataset_for(run: SSLMemRun, data_root=None):
+    """The test split of ``run``'s dataset (where S_E and the public sets are drawn from)."""
+    from ..data.datasets import load_dataset
+
+    return load_dataset(run.preset.dataset, "test", root=data_root)
+
+
+def _save(run: SetupsRun) -> None:
+    """Write every table (CSV) and the provenance (JSON) to the run folder."""
+    d = run.run_dir
+    for name in ("table1_runs", "candidate_scores", "feldman", "overlap", "measure_aug", "train_aug", "mask_ratio",
+                 "dejavu", "dynamics"):
+        getattr(run, name).to_csv(d / f"{name}.csv")
+    (d / "provenance.json").write_text(json.dumps(run.provenance, indent=1, default=str))
