@@ -44,6 +44,7 @@ views = None  # K augmented views per point; None = preset default
 progress = False  # progress bars (off for papermill runs)
 
 # %% tags=["remove-input"]
+import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
@@ -131,6 +132,30 @@ glue("n_sig_independent", int(sig.loc["S_I", "significant"]), display=False)
 # score significantly above the shared points after the FDR correction
 # ({glue:text}`n_sig_independent` of S_I do, which f never saw).
 #
+# A second view of per-point uncertainty: how much a candidate's score depends
+# on which encoders were drawn. Each candidate's raw score gets a 95 %
+# percentile-bootstrap interval that resamples f's and g's encoders (the views
+# stay fixed); the figure shows every candidate, most memorised first.
+
+# %% tags=["remove-input"]
+if p.models_per_family >= 2:
+    iv = run.point_intervals()
+    fig, ax = plt.subplots(figsize=(8, 3))
+    x = np.arange(len(iv))
+    ax.errorbar(x, iv["raw"], yerr=[iv["raw"] - iv["low"], iv["high"] - iv["raw"]], fmt="o", ms=3, lw=0.8,
+                color="tab:red")
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set(xlabel="candidate (most memorised first)", ylabel="raw SSLMem, 95 % interval")
+    ax.set_title("raw score of each candidate with its 95 % bootstrap interval over f's and g's encoders",
+                 fontsize=8)
+    fig.tight_layout()
+    display(fig)
+    plt.close(fig)
+    glue("n_above_zero", int(iv["above_zero"].sum()), display=False)
+    display(Markdown(f"{int(iv['above_zero'].sum())} of {len(iv)} candidates have an interval entirely above 0."))
+else:
+    display(Markdown(f"(Needs ≥ 2 encoders per family; this run has {p.models_per_family}.)"))
+#
 # ## One-sided t-tests (Tables 2 and 16)
 #
 # Welch t-tests of each null hypothesis on the normalised scores, with Cohen's
@@ -169,7 +194,15 @@ glue("p_ci", float(rej.loc["m(S_C) ≤ m(S_I)", "p"]), display=False)
 #
 # ## Verdicts on the claims
 #
-# The scoreboard's claims S1–S8, decided from the tests above (a `smoke` run
+# The scoreboard's claims S1–S8, decided from the tests above, and three
+# claims about the spectrum of scores, decided from the figures below: S9
+# (atypical points score highest: one-sided Kendall's τ between a candidate's
+# score and its atypicality, one minus its mean cosine similarity to its five
+# nearest same-class neighbours in g's representation), S11 (the most memorised
+# tenth of S_C spans at least half of the candidates' range of alignment loss
+# on f, and the candidate with the lowest loss on f is not among them) and S12
+# (the fraction above a threshold in Fig. 5 never drops by more than 10 % of
+# S_C between neighbouring thresholds; our criterion for "smoothly"). A `smoke` run
 # decides nothing). The scoreboard page shows these same cells.
 
 # %% tags=["remove-input"]

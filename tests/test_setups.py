@@ -188,3 +188,40 @@ def test_plan_shares_candidates_across_table1_setups():
     # Same sizes and seed → the same splits, so every setup scores the same candidates (Table 13).
     assert len({(rp.shared, rp.candidate, rp.dataset) for rp, _ in t1}) == 1
     assert {rp.method for rp, _ in t1} == {"simclr", "dino", "mae", "vicreg", "supervised"}
+
+
+# ---- per-point uncertainty and the spectrum claims of chapter 01 ---------------------------------------------
+def test_point_intervals_cover_planted_memorisation_only():
+    from memlib.stats import point_intervals
+
+    rng = np.random.default_rng(0)
+    ag = 1.0 + 0.05 * rng.standard_normal((10, 200))
+    af = 1.0 + 0.05 * rng.standard_normal((10, 200))
+    af[:, 0] -= 0.5  # every f encoder aligns point 0 much better: memorised
+    iv = point_intervals(af, ag)
+    assert iv.loc[0, "above_zero"] and iv.loc[0, "low"] > 0.3
+    assert iv["above_zero"][1:].mean() < 0.1  # the others are noise: ≈ 2.5 % expected, more with few encoders
+    assert (iv["low"] <= iv["raw"]).all() and (iv["raw"] <= iv["high"]).all()
+    with pytest.raises(ValueError, match="≥ 2 encoders per family"):
+        point_intervals(af[:1], ag)
+
+
+def test_atypicality_ranks_a_planted_outlier_first():
+    from memlib.probing import atypicality
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(1, 8, generator=g).repeat(12, 1) + 0.05 * torch.randn(12, 8, generator=g)
+    feats[3] = -feats[3]  # points in the opposite direction from its class
+    a = atypicality(feats, torch.zeros(12, dtype=torch.long), k=3)
+    assert int(a.argmax()) == 3
+    with pytest.raises(ValueError, match="at least two points"):
+        atypicality(feats[:3], torch.tensor([0, 0, 1]))
+
+
+def test_largest_step_separates_a_spectrum_from_clusters():
+    from memlib.stats import largest_step
+
+    spread = np.linspace(-1, 1, 200)
+    clusters = np.r_[np.full(100, -0.5), np.full(100, 0.5)]
+    assert largest_step(spread) < 0.05
+    assert largest_step(clusters) >= 0.5

@@ -143,3 +143,53 @@ def significant_points(scores, null, alpha: float = 0.05, method: str = "fdr_bh"
     p = (1 + n_ge) / (1 + null.size)
     reject, q, _, _ = multipletests(p, alpha=alpha, method=method)
     return pd.DataFrame({"score": scores, "p": p, "q": q, "significant": reject})
+
+
+def point_intervals(align_f_models, align_g_models, confidence: float = 0.95, n_boot: int = 2000,
+                    seed: int = 0) -> pd.DataFrame:
+    """Per-point confidence interval of the raw SSLMem score from the spread over encoder seeds.
+
+    The score is ``mean_g(align) − mean_f(align)``; its interval is a
+    percentile bootstrap that resamples f's and g's encoders (with
+    replacement, each family on its own), so it shows how much the score of a
+    point depends on which encoders were drawn. The views are fixed (the same
+    views score every encoder). The paper gives no per-point uncertainty.
+
+    Parameters
+    ----------
+    align_f_models, align_g_models
+        Alignment loss per encoder and point, shapes (n_f, N) and (n_g, N), as in
+        :class:`~memlib.memorization.sslmem.SSLMemResult`; each family needs ≥ 2 encoders.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point: ``raw``, ``low``, ``high`` and ``above_zero`` (``low > 0``).
+    """
+    af, ag = np.asarray(align_f_models, float), np.asarray(align_g_models, float)
+    if af.ndim != 2 or ag.ndim != 2 or af.shape[1] != ag.shape[1]:
+        raise ValueError(f"align_f_models {af.shape} and align_g_models {ag.shape} must be (n_models, N) "
+                         "with the same N")
+    if min(len(af), len(ag)) < 2:
+        raise ValueError(f"point_intervals needs ≥ 2 encoders per family (got {len(af)} f and {len(ag)} g); "
+                         "train more with models_per_family")
+    rng = np.random.default_rng(seed)
+    fi = rng.integers(0, len(af), (n_boot, len(af)))
+    gi = rng.integers(0, len(ag), (n_boot, len(ag)))
+    boot = ag[gi].mean(1) - af[fi].mean(1)  # (n_boot, N)
+    a = (1 - confidence) / 2
+    low, high = np.quantile(boot, [a, 1 - a], axis=0)
+    raw = ag.mean(0) - af.mean(0)
+    return pd.DataFrame({"raw": raw, "low": low, "high": high, "above_zero": low > 0})
+
+
+def largest_step(scores, n_thresholds: int = 50) -> float:
+    """Largest drop of the fraction above a threshold between neighbouring thresholds (Fig. 5).
+
+    Thresholds are ``n_thresholds`` evenly spaced points over the scores'
+    range; a small largest drop means the fraction falls smoothly (no cluster
+    of points sharing one score level).
+    """
+    s = np.asarray(scores, float)
+    t = np.linspace(s.min(), s.max(), n_thresholds)
+    return float(-np.diff(fraction_above(s, t)).min())

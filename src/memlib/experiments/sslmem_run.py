@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats as st
 
 from ..data.augment import build_augmentation
 from ..data.datasets import ImageDataset, load_dataset
@@ -27,9 +28,9 @@ from ..device import resolve_device
 from ..memorization.sslmem import SSLMemResult, sslmem
 from ..methods import build_method
 from ..models import build_encoder, channel_stats
-from ..probing import embed, knn_accuracy, linear_probe
+from ..probing import atypicality, embed, knn_accuracy, linear_probe
 from ..provenance import git_commit, provenance
-from ..stats import mean_ci, significant_points, sslmem_tests
+from ..stats import largest_step, mean_ci, point_intervals, significant_points, sslmem_tests
 from ..training import TrainConfig, train
 from ..training.loop import fingerprint
 from .presets import Preset, claim_status, get_preset
@@ -82,11 +83,17 @@ class SSLMemRun:
         return sslmem_tests(self.scores())
 
     def claims(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Verdicts on the scoreboard claims S1–S8 (METHODS.md §1, paper Tables 2 and 16).
+        """Verdicts on the scoreboard claims S1–S9, S11 and S12 (METHODS.md §1, paper Tables 2 and 16, Figs. 1, 2a, 5).
 
         Tests are one-sided Welch / one-sample t-tests on the normalised
         scores with Holm's correction (:meth:`tests`); S2 ("≈ 0") holds when
-        the 95 % confidence interval of the mean contains 0. A run at a preset
+        the 95 % confidence interval of the mean contains 0. S9: one-sided
+        Kendall's τ between the candidates' scores and their atypicality in g's
+        representation; S11: the most memorised tenth of S_C spans at least half
+        of the candidates' range of f's alignment loss, and the candidate with the
+        lowest loss on f is not among them; S12: the fraction above a threshold
+        never drops by more than 10 % of S_C between neighbouring thresholds
+        (:func:`~memlib.stats.largest_step`). A run at a preset
         that is not ``meaningful`` (``smoke``) never decides a claim.
 
         Returns
@@ -119,11 +126,48 @@ class SSLMemRun:
             "S7": test("m(S_S) ≤ m(S_I)"),
             "S8": test("m(S_E) ≤ m(S_I)"),
         }
+        rows.update(self._spectrum_claims())
         out = []
         for cid, (ok, stat) in rows.items():
             status = claim_status(self.preset, self.seed, list(ok) if isinstance(ok, tuple) else ok)
             out.append({"claim": cid, "status": status, "statistic": stat})
         return pd.DataFrame(out).set_index("claim")
+
+    def _spectrum_claims(self) -> dict:
+        """S9 (atypical points score highest), S11 (memorisation vs f's alignment) and S12 (a smooth spectrum)."""
+        c = self.subset == "candidate"
+        score, align_f = self.result.score[c], self.result.align_f[c]
+        rows = {}
+        if self.encoders.get("g"):
+            aty = self.atypicality()[c]
+            r = st.kendalltau(score, aty, alternative="greater")
+            rows["S9"] = (bool(r.pvalue < 0.05), f"Kendall τ(score, atypicality) = {r.statistic:+.2f}, "
+                          f"p = {r.pvalue:.2g} (one-sided, n = {c.sum()})")
+        top = score >= np.quantile(score, 0.9)
+        span = np.ptp(align_f[top]) / np.ptp(align_f) if np.ptp(align_f) > 0 else float("nan")
+        lowest_rank = int((score > score[np.argmin(align_f)]).sum()) + 1
+        rows["S11"] = ((bool(span >= 0.5), bool(not top[np.argmin(align_f)])),
+                       f"the top 10 % by score span {span:.0%} of S_C's range of f's alignment loss; the candidate "
+                       f"with the lowest loss on f ranks {lowest_rank} of {c.sum()} by score")
+        step = largest_step(score)
+        rows["S12"] = (bool(step <= 0.1), f"largest drop of the fraction above a threshold between neighbouring "
+                       f"thresholds (50 over the range): {step:.0%} of S_C (smooth: ≤ 10 %)")
+        return rows
+
+    def atypicality(self, k: int = 5) -> np.ndarray:
+        """Each scored point's atypicality in g's representation (mean over g's family, see
+        :func:`~memlib.probing.knn.atypicality`; among all scored points)."""
+        return np.mean([atypicality(embed(enc, self.images), torch.as_tensor(self.labels), k).cpu().numpy()
+                        for enc in self.encoders["g"]], axis=0)
+
+    def point_intervals(self, confidence: float = 0.95) -> pd.DataFrame:
+        """Each candidate's raw score with a bootstrap interval over f's and g's encoders
+        (:func:`~memlib.stats.point_intervals`), most memorised first."""
+        c = self.subset == "candidate"
+        df = point_intervals(self.result.align_f_models[:, c], self.result.align_g_models[:, c], confidence,
+                             seed=self.seed)
+        df.insert(0, "label", [self.classes[i] for i in self.labels[c]])
+        return df.sort_values("raw", ascending=False)
 
     def significance(self, alpha: float = 0.05, method: str = "fdr_bh") -> pd.DataFrame:
         """Which candidates are significantly memorised (per point; the paper gives none).

@@ -45,3 +45,18 @@ def knn_accuracy(
     n_cls = int(max(train_labels.max().item(), test_labels.max().item())) + 1
     pred = knn_predict(train_features, train_labels, test_features, k, temperature, batch_size, n_cls)
     return (pred == test_labels.cpu().long()).float().mean().item()
+
+
+def atypicality(features: torch.Tensor, labels: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """How unlike its own class each point is: 1 − mean cosine similarity to its ``k`` nearest
+    neighbours of the same label among the other points (higher = more atypical)."""
+    x = F.normalize(features.float(), dim=1)
+    labels = torch.as_tensor(labels).to(x.device).long()
+    sim = x @ x.T
+    sim.fill_diagonal_(-float("inf"))
+    sim = sim.masked_fill(labels[:, None] != labels[None, :], -float("inf"))
+    counts = (labels[:, None] == labels[None, :]).sum(1) - 1
+    if int(counts.min()) < 1:
+        raise ValueError("atypicality: every label needs at least two points")
+    kk = min(k, int(counts.min()))
+    return 1 - sim.topk(kk, dim=1).values.mean(1)
