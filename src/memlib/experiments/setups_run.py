@@ -50,8 +50,8 @@ from .sslmem_run import (SSLMemRun, default_cache_dir, encoder_checkpoint, load_
                          probe_sets, run_sslmem, train_families)
 from .validate import check_method_kwargs, validate_run_parameters
 
-#: Table 1's setups: name → (method, architecture kind). ``"resnet"`` is the preset's
-#: architecture, ``"vit"`` its ViT (:func:`~memlib.experiments.regularization_run.vit_arch`).
+#: The setups of Table 1, each name mapped to (method, architecture kind), where ``"resnet"`` is the
+#: preset's architecture and ``"vit"`` its ViT (:func:`~memlib.experiments.regularization_run.vit_arch`).
 SETUPS: dict[str, tuple[str, str]] = {
     "SimCLR-ResNet": ("simclr", "resnet"),
     "DINO-ResNet": ("dino", "resnet"),
@@ -70,7 +70,7 @@ _ALL = {
     # DINO's defaults (out_dim 1024) collapse on 150 images; see the chapter for the check that chose these.
     "kwargs": {"dino": {}},
 }
-#: Settings per preset: the keys of ``_ALL`` and any preset fields that differ from the SSLMem preset.
+#: The settings of each preset, the keys of ``_ALL`` and any preset fields that differ from the SSLMem preset.
 SETUPS_SETTINGS: dict[str, dict] = {
     "smoke": {**_ALL, "setups": ("SimCLR-ResNet", "MAE-ViT", "Supervised-ResNet"), "seeds": (0,),
               "overlaps": (0.7, 0.85), "train_augmentations": ("crop_flip",),

@@ -284,7 +284,7 @@ def train_families(
         Show progress bars.
     snapshots
         Keep the encoder's weights at every checkpoint epoch in a
-        ``snapshots`` folder beside the checkpoint (see :func:`~memlib.training.train`).
+        ``snapshots`` folder beside the checkpoint (see :func:`~memlib.training.loop.train`).
         An encoder already trained is loaded as it is, without snapshots.
     keep
         ``"encoder"`` returns the encoders; ``"method"`` the whole trained

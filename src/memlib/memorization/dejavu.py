@@ -46,7 +46,7 @@ class DejaVuResult:
 
     @property
     def memorised(self) -> np.ndarray:
-        """Points f labels right more often than g (with one member each: f right, g wrong)."""
+        """Whether f labels each point right more often than g does (with one encoder each, f right and g wrong)."""
         return self.correct_f > self.correct_g
 
     def summary(self) -> dict:
