@@ -184,7 +184,7 @@ def test_overlap_sizes_keep_the_training_set_size(ratio):
 def test_plan_shares_candidates_across_table1_setups():
     p, s = setups_settings("cpu")
     t1 = [(rp, seed) for table, _, rp, seed in plan(p, s) if table == "table1"]
-    assert len(t1) == len(s["setups"]) * len(s["seeds"])
+    assert len(t1) == len(s["setups"]) + len(s["seed_setups"]) * (len(s["seeds"]) - 1)
     # Same sizes and seed → the same splits, so every setup scores the same candidates (Table 13).
     assert len({(rp.shared, rp.candidate, rp.dataset) for rp, _ in t1}) == 1
     assert {rp.method for rp, _ in t1} == {"simclr", "dino", "mae", "vicreg", "supervised"}
