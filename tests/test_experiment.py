@@ -92,7 +92,9 @@ def _with_scores(run, means, preset):
 def test_claims_follow_the_scores_and_smoke_decides_nothing(smoke_run):
     paper_like = {"candidate": 0.3, "shared": 0.0, "extra": 0.1, "independent": -0.3}
     good = _with_scores(smoke_run, paper_like, "cpu").claims()
-    assert good["status"].str.startswith("reproduced (cpu").all(), good
+    table2 = [f"S{i}" for i in range(1, 9)]
+    assert good.loc[table2, "status"].str.startswith("reproduced (cpu").all(), good
+    assert {"S9", "S11", "S12"} <= set(good.index)  # decided from the spectrum (tested in test_setups)
     reversed_ = {"candidate": -0.3, "shared": 0.0, "extra": -0.1, "independent": 0.3}
     bad = _with_scores(smoke_run, reversed_, "cpu").claims()
     assert bad.loc[["S1", "S4", "S5", "S6", "S7", "S8"], "status"].str.startswith("not reproduced (cpu").all()

@@ -191,5 +191,7 @@ def largest_step(scores, n_thresholds: int = 50) -> float:
     of points sharing one score level).
     """
     s = np.asarray(scores, float)
+    if np.ptp(s) == 0:  # one score level: all points leave at one threshold
+        return 1.0
     t = np.linspace(s.min(), s.max(), n_thresholds)
     return float(-np.diff(fraction_above(s, t)).min())
