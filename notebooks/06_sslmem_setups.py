@@ -182,8 +182,8 @@ display(run.train_aug.style.format(fmt))
 display(run.mask_ratio.style.format(fmt))
 fig, axes = plt.subplots(1, 2, figsize=(8, 3))
 mr = run.mask_ratio
-axes[0].plot(mr.index, mr["SSLMem raw"], "o-")
-axes[0].set(xlabel="mask ratio", ylabel="mean SSLMem of S_C (raw)")
+axes[0].plot(mr.index, mr["SSLMem"], "o-")
+axes[0].set(xlabel="mask ratio", ylabel="mean SSLMem of S_C (normalised)")
 axes[1].plot(mr.index, mr["linear acc"], "o-")
 axes[1].set(xlabel="mask ratio", ylabel="linear-probe accuracy")
 fig.tight_layout()
@@ -272,7 +272,7 @@ plt.close(fig)
 # - **S28**: one-sided Welch t-tests, crop against noise and masking, and
 #   whether crop also probes best.
 # - **S29**: whether both curves peak at 0.75, and one-sided Welch t-tests of
-#   0.75 against each other ratio.
+#   0.75 against each other ratio (normalised scores, as in every test here).
 
 # %% tags=["remove-input"]
 claims = run.claims()
