@@ -521,7 +521,7 @@ def run_setups(
     for r in done.values():
         trained_at += r.provenance.get("trained_at") or []
     wall = time.perf_counter() - t0
-    prov = provenance({"preset": p.name, **p.to_dict(), **{k: v for k, v in s.items()}}, dev, wall, commit=commit,
+    prov = provenance({"preset": p.name, "seed": s["seeds"][0], **p.to_dict(), **s}, dev, wall, commit=commit,
                       trained_at=trained_at)
     run_dir = cache / "setups" / fingerprint({"preset": p.to_dict(), "settings": s})
     run_dir.mkdir(parents=True, exist_ok=True)
