@@ -34,20 +34,20 @@ import torch
 from scipy import stats as st
 
 from ..data.augment import AUGMENTATIONS, build_augmentation
+from ..data.datasets import load_dataset
 from ..memorization.dejavu import dejavu
 from ..memorization.feldman import supervised_memorization
 from ..memorization.sslmem import sslmem
 from ..methods import METHODS
 from ..models import build_encoder, channel_stats
-from ..probing import embed, knn_accuracy, linear_probe
 from ..provenance import git_commit, provenance
 from ..stats import kendall_tau, mean_ci, overlap_at_k
 from ..training.loop import fingerprint
 from .presets import Preset, claim_status
 from .regularization_run import vit_arch
 from .removal_run import experiment_settings
-from .sslmem_run import (SSLMemRun, default_cache_dir, encoder_checkpoint, load_with_splits, model_seed, probe_rng,
-                         probe_sets, run_sslmem, train_families)
+from .sslmem_run import (SSLMemRun, default_cache_dir, encoder_checkpoint, load_with_splits, model_seed, probe_encoder,
+                         probe_rng, probe_sets, run_sslmem, train_families)
 from .validate import check_method_kwargs, validate_run_parameters
 
 #: The setups of Table 1, each name mapped to (method, architecture kind), where ``"resnet"`` is the
@@ -67,8 +67,8 @@ _ALL = {
     "setups": tuple(SETUPS), "overlaps": (0.70, 0.80, 0.85), "train_augmentations": ("crop_flip", "noise", "mask"),
     "measure_augmentations": ("simclr", "crop_flip", "noise", "rotation", "intensity", "mask"),
     "mask_ratios": (0.5, 0.75, 0.8, 0.9), "seed_setups": None, "dejavu_k": 20, "dejavu_centre": 14, "public": 5000, "top_k": (5, 10, 25),
-    # DINO's defaults (out_dim 1024) collapse on 150 images; see the chapter for the check that chose these.
-    "kwargs": {"dino": {}},
+    # Method arguments per method (e.g. {"dino": {"out_dim": 256}}); empty = each method's defaults.
+    "kwargs": {},
 }
 #: The settings of each preset, the keys of ``_ALL`` and any preset fields that differ from the SSLMem preset.
 SETUPS_SETTINGS: dict[str, dict] = {
@@ -327,10 +327,9 @@ def _row(run: SSLMemRun, **extra) -> dict:
             "n_candidates": int(len(_candidates(run)))}
 
 
-def _load_snapshot(p: Preset, train_set, state: dict):
-    mean, std = channel_stats(train_set.images)
-    enc = build_encoder(p.arch, train_set.channels, train_set.image_size, mean, std)
-    enc.load_state_dict(state)
+def _load_snapshot(p: Preset, train_set, stats, path: Path):
+    enc = build_encoder(p.arch, train_set.channels, train_set.image_size, *stats)
+    enc.load_state_dict(torch.load(path, weights_only=True)["encoder"])
     return enc.eval()
 
 
@@ -363,19 +362,17 @@ def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None,
         raise RuntimeError(f"training_dynamics: no snapshots in {folders['f']}; that encoder was trained without "
                            f"them: delete {folders['f'].parent} and rerun")
     loss = {h["epoch"]: h["loss"] for h in histories["f0"]}
+    stats = channel_stats(train_set.images)
     rows, points = [], {}
     for e in epochs:
-        f = _load_snapshot(p1, train_set, torch.load(folders["f"] / f"epoch{e:04d}.pt", weights_only=True)["encoder"])
-        g = _load_snapshot(p1, train_set, torch.load(folders["g"] / f"epoch{e:04d}.pt", weights_only=True)["encoder"])
+        f, g = (_load_snapshot(p1, train_set, stats, folders[fam] / f"epoch{e:04d}.pt") for fam in ("f", "g"))
         res = sslmem([f.to(device)], [g.to(device)], images, aug, views=p1.views, mode=p1.mode,
                      batch_size=p1.score_batch_size, seed=seed, device=device)
         c = res.raw[: len(cand)]
         points[e] = c
-        ftr, fte = embed(f, probe_tr.images, device=device), embed(f, probe_te.images, device=device)
-        lp = linear_probe(ftr, probe_tr.labels, fte, probe_te.labels, epochs=p1.probe_epochs, seed=seed)
+        pr = probe_encoder(f, probe_tr, probe_te, p1.probe_epochs, seed, device)
         top = np.sort(c)[-max(1, len(c) // 10):]
-        rows.append({"epoch": e, "loss": loss.get(e, np.nan), "linear_acc": lp["test_acc"],
-                     "knn_acc": knn_accuracy(ftr, probe_tr.labels, fte, probe_te.labels),
+        rows.append({"epoch": e, "loss": loss.get(e, np.nan), "linear_acc": pr["linear_acc"], "knn_acc": pr["knn_acc"],
                      "sslmem_raw": float(c.mean()), "sslmem_top10": float(top.mean()),
                      "shared_raw": float(res.raw[len(cand):].mean())})
     return pd.DataFrame(rows), points
@@ -497,14 +494,13 @@ def run_setups(
 
     # Table 4: Déjà Vu beside SSLMem, for every Table 1 setup at the first seed. The public set is drawn
     # from the test split without S_E (no encoder trained on any of it).
+    test_set = load_dataset(p.dataset, "test", root=data_root)
+    pool = np.setdiff1d(np.arange(len(test_set)), base.splits.extra)  # Table 1's setups share base's splits
+    public = test_set.subset(np.sort(np.random.default_rng(seed0 + 7).choice(pool, min(s["public"], len(pool)),
+                                                                            replace=False)))
     dv_rows = []
     for name in s["setups"]:
         run = get(setup_preset(p, s, name), seed0)
-        if not dv_rows:
-            test_set = load_dataset_for(run, data_root)
-            pool = np.setdiff1d(np.arange(len(test_set)), run.splits.extra)
-            public = test_set.subset(np.sort(np.random.default_rng(seed0 + 7).choice(pool, min(s["public"], len(pool)),
-                                                                                    replace=False)))
         cmask = run.subset == "candidate"
         res = dejavu(run.encoders["f"], run.encoders["g"], run.images[cmask], run.labels[cmask], public.images,
                      public.labels.numpy(), k=s["dejavu_k"], centre=s["dejavu_centre"], device=dev)
@@ -530,13 +526,6 @@ def run_setups(
                     dynamics, dynamics_points, prov, run_dir, {"total_s": wall, "sslmem_runs": len(done)})
     _save(out)
     return out
-
-
-def load_dataset_for(run: SSLMemRun, data_root=None):
-    """The test split of ``run``'s dataset (where S_E and the public sets are drawn from)."""
-    from ..data.datasets import load_dataset
-
-    return load_dataset(run.preset.dataset, "test", root=data_root)
 
 
 def _save(run: SetupsRun) -> None:

@@ -400,11 +400,8 @@ def run_sslmem(
     rows = []
     for fam, encs in families.items():
         for i, enc in enumerate(encs):
-            ftr, fte = embed(enc, probe_tr.images, device=dev), embed(enc, probe_te.images, device=dev)
-            lp = linear_probe(ftr, probe_tr.labels, fte, probe_te.labels, epochs=p.probe_epochs, seed=seed)
-            rows.append({"encoder": f"{fam}{i}", "family": fam, "linear_acc": lp["test_acc"],
-                         "linear_train_acc": lp["train_acc"],
-                         "knn_acc": knn_accuracy(ftr, probe_tr.labels, fte, probe_te.labels)})
+            rows.append({"encoder": f"{fam}{i}", "family": fam,
+                         **probe_encoder(enc, probe_tr, probe_te, p.probe_epochs, seed, dev)})
     probe = pd.DataFrame(rows).set_index("encoder")
     t_probe = time.perf_counter() - t_probe
 
@@ -426,6 +423,15 @@ def probe_sets(p: Preset, train_set: ImageDataset, test_set: ImageDataset,
                rng: np.random.Generator) -> tuple[ImageDataset, ImageDataset]:
     """The linear probe's train and test sets: ``p.probe_train`` / ``p.probe_test`` points drawn with ``rng``."""
     return sample_subset(train_set, p.probe_train, rng), sample_subset(test_set, p.probe_test, rng)
+
+
+def probe_encoder(encoder, probe_tr: ImageDataset, probe_te: ImageDataset, epochs: int, seed: int,
+                  device) -> dict[str, float]:
+    """Linear-probe test and train accuracy and kNN accuracy of ``encoder``'s frozen features."""
+    ftr, fte = embed(encoder, probe_tr.images, device=device), embed(encoder, probe_te.images, device=device)
+    lp = linear_probe(ftr, probe_tr.labels, fte, probe_te.labels, epochs=epochs, seed=seed)
+    return {"linear_acc": lp["test_acc"], "linear_train_acc": lp["train_acc"],
+            "knn_acc": knn_accuracy(ftr, probe_tr.labels, fte, probe_te.labels)}
 
 
 def sample_subset(ds: ImageDataset, n: int | None, rng: np.random.Generator) -> ImageDataset:
