@@ -12,13 +12,13 @@ over the repetitions), so that background load hits all of them alike:
              and ``g(x)`` on pre-made float views already on the device,
              batched as ``sslmem`` batches them (``B // K`` points, i.e.
              ``(B // K)·K`` views, per forward), models in eval mode, under
-             ``torch.inference_mode`` (and the same bf16 autocast as
-             ``sslmem`` on CUDA);
-- ``aug``    the augmentation alone, as ``sslmem`` runs it (generator
-             seeding, ``repeat_interleave``, ``SimCLRAugment``);
+             ``torch.inference_mode`` (float32, as ``sslmem`` by default;
+             ``--amp on`` gives both bf16 autocast);
+- ``aug``    the augmentation alone, as ``sslmem`` runs it (per-point keyed
+             draws on the CPU, ``repeat_interleave``, ``SimCLRAugment``);
 - ``post``   the rest of ``sslmem``'s per-batch work on ready representations:
-             L2 normalisation, ``cdist`` over the K views, the upper-triangle
-             mean and the copy to a numpy array;
+             float64 L2 normalisation and distances over the K views, the
+             upper-triangle mean and the copy to a numpy array;
 - ``loop``   the authors' way: a per-point loop with batch size 1 (for each
              point and each view, augment one image and run f and g on it),
              timed on ``--subset`` points and extrapolated to N.
@@ -54,6 +54,8 @@ import torch.nn.functional as F
 
 import memlib
 from memlib.data.augment import SimCLRAugment
+from memlib.memorization.scoring import view_distances
+from memlib.memorization.views import AugmentedViews
 from memlib.device import resolve_device
 from memlib.models import ENCODERS, build_encoder
 from memlib.provenance import git_commit, hardware
@@ -79,15 +81,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-loop", action="store_true", help="skip the batch-size-1 loop")
     p.add_argument("--img-size", type=int, default=32, help="image side (CIFAR-like 32; Fashion-MNIST 28)")
     p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
-                   help="bf16 autocast, for sslmem and the floor alike (auto: on CUDA only, as sslmem)")
+    p.add_argument("--amp", choices=("on", "off"), default="off",
+                   help="bf16 autocast, for sslmem and the floor alike (off: float32, sslmem's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures to this JSON file")
     args = p.parse_args(argv)
     if args.views < 2:
         p.error("--views must be ≥ 2 (pairwise mode)")
-    if args.batch_size < args.views:
-        p.error("--batch-size must be ≥ --views")
     if args.repeats < 1:
         p.error("--repeats must be ≥ 1")
     return args
@@ -119,7 +119,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, device: torch.device):
         self.args, self.device = args, device
         self.n, self.k, self.bs = args.n, args.views, args.batch_size
-        self.amp = device.type == "cuda" if args.amp == "auto" else args.amp == "on"
+        self.amp = args.amp == "on"
         c, s = args.channels, args.img_size
         torch.manual_seed(args.seed)
         self.f = build_encoder(args.arch, c, s).to(device).eval()
@@ -132,15 +132,13 @@ class Bench:
         # sslmem's batch layout: B // K points per forward, the last batch partial
         self.per_batch = max(1, self.bs // self.k)
         self.starts = list(range(0, self.n, self.per_batch))
-        self.iu = torch.triu_indices(self.k, self.k, offset=1, device=device)
+        self.source = AugmentedViews(self.images, self.aug, self.k, args.seed)
         # pre-made float views for the floor, and representations for `post`
         self.views_batches = []
-        gen_d = torch.Generator(device=device)
         with torch.inference_mode():
             for start in self.starts:
-                x = self.images[start : start + self.per_batch]
-                gen_d.manual_seed(args.seed * 1_000_003 + start)
-                self.views_batches.append(self.aug(x.repeat_interleave(self.k, dim=0), gen_d).contiguous())
+                end = min(start + self.per_batch, self.n)
+                self.views_batches.append(self.source.point_views(start, end, device).contiguous())
             self.reps = [[self._forward(m, v) for v in self.views_batches] for m in (self.f, self.g)]
         self.forwards = 2 * sum(v.shape[0] for v in self.views_batches)
         assert self.forwards == 2 * self.n * self.k
@@ -164,12 +162,9 @@ class Bench:
 
     # the augmentation, as sslmem runs it
     def augment(self):
-        gen = torch.Generator(device=self.device)
         with torch.inference_mode():
             for start in self.starts:
-                x = self.images[start : start + self.per_batch].to(self.device, non_blocking=True)
-                gen.manual_seed(self.args.seed * 1_000_003 + start)
-                self.aug(x.repeat_interleave(self.k, dim=0), gen)
+                self.source.point_views(start, min(start + self.per_batch, self.n), self.device)
 
     # sslmem's work after the forwards: normalise, cdist, triangle mean, copy out
     def post(self):
@@ -178,9 +173,7 @@ class Bench:
             for j in range(2):
                 for start, r in zip(self.starts, self.reps[j]):
                     b = r.shape[0] // self.k
-                    r = F.normalize(r.flatten(1).float(), dim=1).view(b, self.k, -1)
-                    d = torch.cdist(r, r)[:, self.iu[0], self.iu[1]].mean(1)
-                    out[j, start : start + b] = d.double().cpu().numpy()
+                    out[j, start : start + b] = view_distances(r, b, self.k, "pairwise").cpu().numpy()
         return out
 
     # the authors' way: one point, one view, one image per forward
@@ -287,7 +280,7 @@ def main(argv=None) -> dict:
         "score": "T_score  sslmem(f, g, uint8, SimCLRAugment)",
         "floor": f"T_floor  {bench.forwards} bare forwards",
         "aug": "T_aug    augmentation alone",
-        "post": "T_post   normalise + cdist + copy",
+        "post": "T_post   float64 normalise + dist + copy",
         "loop": f"T_loop   batch-1 loop, {n_sub} points, {config['loop_threads']} thr",
     }
     for name in names:

@@ -100,7 +100,7 @@ CASES = [
     ("align-float-images", lambda: memlib.alignment_loss(_tiny_encoder(), torch.rand(4, 1, 8, 8), SimCLRAugment(size=8)),
      TypeError, r"images must be uint8 of shape \(N, C, H, W\), got torch.float32"),
     ("sslmem-not-a-module", lambda: memlib.sslmem("f.pt", _tiny_encoder(), _uint8(), SimCLRAugment(size=8)),
-     TypeError, r"encoders must be an nn.Module .* got \['str'"),
+     TypeError, r"encoders must be an nn.Module .* got str \(load a checkpoint into a module first\)"),
     # SSLMem across setups (chapter 06)
     ("method-kwargs-unknown", lambda: validate_run_parameters("smoke", method="mae", arch="vit_micro",
                                                               method_kwargs={"mask": 0.5}), ValueError,

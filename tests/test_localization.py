@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from memlib.data.augment import GaussianNoise, to_float
-from memlib.memorization import layermem, selectivity, sslmem, unit_means, unitmem
+from memlib.memorization import draw_views, layermem, selectivity, sslmem, unit_means, unitmem
 from memlib.models import build_encoder, extract_taps
 
 N, TARGET = 12, 5
@@ -103,17 +103,13 @@ def test_unit_means_average_positions_and_views():
     images = torch.randint(0, 256, (6, 1, 16, 16), dtype=torch.uint8)
     aug = GaussianNoise(0.1)
     mu = unit_means(enc, images, aug, taps=["layer1.0"], views=3, batch_size=4, seed=2)["layer1.0"]
-    # By hand: the same draws (seed per batch start and view), averaged over positions and views.
+    # By hand, point by point: the same views (keyed by seed, point and view), averaged over positions and views.
+    views = draw_views(images, aug, 3, seed=2)
     enc.eval()
-    want = torch.zeros(6, 16)
-    gen = torch.Generator()
     with torch.no_grad():
-        for start in (0, 4):
-            x = images[start : start + 4]
-            for k in range(3):
-                gen.manual_seed(int(np.random.SeedSequence([2, start, k]).generate_state(1)[0]))
-                want[start : start + len(x)] += extract_taps(enc, aug(x, gen), ["layer1.0"])["layer1.0"].mean((2, 3))
-    np.testing.assert_allclose(mu, (want / 3).numpy(), rtol=1e-5, atol=1e-6)
+        want = torch.stack([extract_taps(enc, v, ["layer1.0"])["layer1.0"].double().mean((2, 3)).mean(0)
+                            for v in views])
+    np.testing.assert_allclose(mu, want.numpy(), rtol=1e-6, atol=1e-7)
 
 
 def test_resnet_block_tap_includes_the_residual_addition():

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from memlib.data.augment import GaussianNoise, SimCLRAugment
-from memlib.memorization import alignment_loss, sslmem
+from memlib.memorization import alignment_loss, draw_views, sslmem
 from memlib.models import build_encoder
 
 N, PLANTED = 60, [3, 17, 29, 41, 58]
@@ -100,13 +100,12 @@ def test_pairwise_matches_per_point_definition():
     images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
     aug, k = SimCLRAugment(size=28), 4
     batched = alignment_loss(enc, images, aug, views=k, batch_size=5 * k, seed=3)[0]
-    gen = torch.Generator().manual_seed(3 * 1_000_003)
-    views = aug(images.repeat_interleave(k, 0), gen)
+    views = draw_views(images, aug, k, seed=3)  # (5, k, 1, 28, 28): the views memlib scored
     enc.eval()
     with torch.no_grad():
-        reps = torch.nn.functional.normalize(enc(views), dim=1).view(5, k, -1)
+        reps = [torch.nn.functional.normalize(enc(v).double(), dim=1) for v in views]
     ref = [np.mean([(r[i] - r[j]).norm().item() for i in range(k) for j in range(i + 1, k)]) for r in reps]
-    np.testing.assert_allclose(batched, ref, rtol=1e-5)
+    np.testing.assert_allclose(batched, ref, rtol=1e-6)
 
 
 def test_scoring_uses_eval_mode_and_restores_it():
@@ -125,7 +124,8 @@ def test_scoring_uses_eval_mode_and_restores_it():
 @pytest.mark.parametrize("kw,err,msg", [
     (dict(views=1), ValueError, "views=1"),
     (dict(mode="cosine"), ValueError, "mode='cosine'"),
-    (dict(batch_size=2, views=5), ValueError, "batch_size=2"),
+    (dict(batch_size=2.5), ValueError, "batch_size=2.5"),
+    (dict(seed=-1), ValueError, "seed=-1"),
 ])
 def test_bad_arguments(pair, kw, err, msg):
     f, g, images = pair

@@ -13,7 +13,7 @@ from .data.augment import SimCLRAugment, build_augmentation
 from .data.datasets import ImageDataset, load_dataset
 from .data.splits import Splits, make_splits
 from .experiments import PRESETS, get_preset, run_sslmem
-from .memorization import SSLMemResult, alignment_loss, sslmem
+from .memorization import SSLMemResult, alignment_loss, draw_views, sslmem, sslmem_from_views
 from .methods import METHODS, build_method
 from .models import ENCODERS, build_encoder
 from .training import TrainConfig, train
@@ -23,5 +23,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ENCODERS", "METHODS", "PRESETS", "ImageDataset", "SSLMemResult", "SimCLRAugment", "Splits", "TrainConfig",
     "alignment_loss", "build_augmentation", "build_encoder", "build_method", "get_preset", "load_dataset",
-    "make_splits", "run_sslmem", "sslmem", "train",
+    "draw_views", "make_splits", "run_sslmem", "sslmem", "sslmem_from_views", "train",
 ]

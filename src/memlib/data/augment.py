@@ -19,16 +19,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
 
+from .draws import PointDraws, normal, uniform
+
 
 class Augmentation(Protocol):
-    """Anything mapping (uint8 images, generator) to float views in [0, 1]."""
+    """Anything mapping (uint8 images, generator) to float views in [0, 1].
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
+    The generator is a :class:`torch.Generator` (training) or, when the
+    augmentation declares ``point_draws = True``, a
+    :class:`~memlib.data.draws.PointDraws` (scoring: draws keyed by the point).
+    """
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | PointDraws | None = None) -> torch.Tensor: ...
 
 
 _GRAY = torch.tensor([0.2989, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R 601-2 luma, as torchvision's
@@ -44,7 +51,7 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def _uniform(n: int, low: float, high: float, gen, device) -> torch.Tensor:
-    return torch.rand(n, generator=gen, device=device) * (high - low) + low
+    return uniform(gen, (n,), device) * (high - low) + low
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -104,9 +111,9 @@ def random_resized_crop(
     r = torch.exp(log_r)
     w = torch.sqrt(area * r).clamp(max=1.0)  # fraction of the width
     h = torch.sqrt(area / r).clamp(max=1.0)
-    cx = (torch.rand(b, generator=gen, device=dev) * 2 - 1) * (1 - w)
-    cy = (torch.rand(b, generator=gen, device=dev) * 2 - 1) * (1 - h)
-    flip = torch.rand(b, generator=gen, device=dev) < flip_p
+    cx = (uniform(gen, (b,), dev) * 2 - 1) * (1 - w)
+    cy = (uniform(gen, (b,), dev) * 2 - 1) * (1 - h)
+    flip = uniform(gen, (b,), dev) < flip_p
     sx = torch.where(flip, -w, w)
     theta = torch.zeros(b, 2, 3, device=dev, dtype=x.dtype)
     theta[:, 0, 0], theta[:, 0, 2] = sx, cx
@@ -133,6 +140,8 @@ class SimCLRAugment:
         (0.08, 1) at 224 px; on 28–32 px images (0.2, 1) keeps the object.
     """
 
+    point_draws: ClassVar[bool] = True  # draws through draws.uniform/normal: can be keyed by the point
+
     size: int
     scale: tuple[float, float] = (0.2, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
@@ -147,7 +156,7 @@ class SimCLRAugment:
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         x = random_resized_crop(to_float(images), self.size, self.scale, self.ratio, self.flip_p, generator)
         b, dev, rgb = x.shape[0], x.device, x.shape[1] == 3
-        jitter = (torch.rand(b, generator=generator, device=dev) < self.jitter_p).view(-1, 1, 1, 1)
+        jitter = (uniform(generator, (b,), dev) < self.jitter_p).view(-1, 1, 1, 1)
         y = adjust_brightness(x.clone(), _uniform(b, 1 - self.brightness, 1 + self.brightness, generator, dev))
         y = adjust_contrast(y, _uniform(b, 1 - self.contrast, 1 + self.contrast, generator, dev))
         if rgb:
@@ -155,7 +164,7 @@ class SimCLRAugment:
             y = adjust_hue(y, _uniform(b, -self.hue, self.hue, generator, dev))
         x = torch.where(jitter, y, x)
         if rgb:
-            gray = (torch.rand(b, generator=generator, device=dev) < self.grayscale_p).view(-1, 1, 1, 1)
+            gray = (uniform(generator, (b,), dev) < self.grayscale_p).view(-1, 1, 1, 1)
             x = torch.where(gray, grayscale(x).expand_as(x), x)
         return x
 
@@ -163,6 +172,8 @@ class SimCLRAugment:
 @dataclass
 class CropFlip:
     """Random resized crop and horizontal flip only (no colour operations)."""
+
+    point_draws: ClassVar[bool] = True  # draws through draws.uniform/normal: can be keyed by the point
 
     size: int
     scale: tuple[float, float] = (0.2, 1.0)
@@ -177,11 +188,13 @@ class CropFlip:
 class GaussianNoise:
     """Additive Gaussian pixel noise of standard deviation ``std`` (in [0, 1] units)."""
 
+    point_draws: ClassVar[bool] = True  # draws through draws.uniform/normal: can be keyed by the point
+
     std: float = 0.05
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         x = to_float(images)
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noise = normal(generator, x.shape, x.device).to(x.dtype)
         return (x + self.std * noise).clamp_(0, 1)
 
 
@@ -247,6 +260,8 @@ class RandomRotation:
     """Rotation by a per-image angle drawn uniformly from [-``degrees``, ``degrees``] (bilinear, one
     ``grid_sample`` for the batch; corners filled with the nearest border pixel, as in the crops)."""
 
+    point_draws: ClassVar[bool] = True  # draws through draws.uniform/normal: can be keyed by the point
+
     degrees: float = 30.0
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -265,6 +280,8 @@ class PatchMask:
     """Masking: each ``patch`` × ``patch`` square of an image is set to 0 with probability ``ratio``
     (drawn per image and patch), as in MAE's input masking but applied to the pixels."""
 
+    point_draws: ClassVar[bool] = True  # draws through draws.uniform/normal: can be keyed by the point
+
     ratio: float = 0.25
     patch: int = 4
 
@@ -276,7 +293,7 @@ class PatchMask:
         x = to_float(images)
         b, _, h, w = x.shape
         gh, gw = -(-h // self.patch), -(-w // self.patch)
-        keep = torch.rand(b, 1, gh, gw, generator=generator, device=x.device) >= self.ratio
+        keep = uniform(generator, (b, 1, gh, gw), x.device) >= self.ratio
         keep = keep.repeat_interleave(self.patch, 2).repeat_interleave(self.patch, 3)[:, :, :h, :w]
         return x * keep.to(x.dtype)
 
@@ -285,6 +302,8 @@ class PatchMask:
 class IntensityJitter:
     """Brightness and contrast jitter only (SimCLR's factors): on 1-channel images this is all of
     SimCLR's colour augmentation, the stand-in for "colour" augmentations on Fashion-MNIST."""
+
+    point_draws: ClassVar[bool] = True  # draws through draws.uniform/normal: can be keyed by the point
 
     brightness: float = 0.4
     contrast: float = 0.4

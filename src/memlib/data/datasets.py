@@ -121,6 +121,15 @@ _DIGIT_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
 
 
 
+def test_point_ids(indices, train_set: "ImageDataset") -> np.ndarray:
+    """Point ids (for keyed view draws) of test-split points: their index offset by the training split's size.
+
+    Training points use their dataset index as id, so ids of points scored
+    together from both splits never collide.
+    """
+    return np.asarray(indices, dtype=np.int64) + len(train_set)
+
+
 @dataclass
 class ImageDataset:
     """All images of one split of a data set, in memory.

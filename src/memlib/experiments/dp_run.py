@@ -203,11 +203,12 @@ def run_dp(
                 if fam == "f":
                     spent.append(res)
                 trained_at.extend(res.commits)
-        r = sslmem(fams["f"], fams["g"], candidates, aug, views=p.views, mode=p.mode,
+        r = sslmem(fams["f"], fams["g"], candidates, aug, views=p.views, mode=p.mode, ids=splits.candidate,
                    batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
         points[eps] = r.raw
         for i, (enc, res) in enumerate(zip(fams["f"], spent)):
-            units = unitmem(enc, train_set.images[splits.f_train], aug, seed=seed, device=dev).unitmem
+            units = unitmem(enc, train_set.images[splits.f_train], aug, ids=splits.f_train, seed=seed,
+                            device=dev).unitmem
             rows.append({"target_epsilon": eps, "epsilon": res.epsilon, "noise_multiplier": res.noise_multiplier,
                          "delta": res.delta, "steps": res.steps, "member": i, "arch": arch,
                          "sslmem_raw": float((r.align_g - r.align_f_models[i]).mean()),

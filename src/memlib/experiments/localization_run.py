@@ -407,8 +407,8 @@ def run_localization(
     cand = train_set.subset(splits.candidate)
     t = time.perf_counter()
     kw = dict(views=p.views, mode=p.mode, batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
-    layer = {"resnet": layermem(fams["f"], fams["g"], cand.images, aug, **kw),
-             "vit": layermem(vit_fams["f"], vit_fams["g"], cand.images, aug, **kw)}
+    layer = {"resnet": layermem(fams["f"], fams["g"], cand.images, aug, ids=splits.candidate, **kw),
+             "vit": layermem(vit_fams["f"], vit_fams["g"], cand.images, aug, ids=splits.candidate, **kw)}
     t_layer = time.perf_counter() - t
 
     # UnitMem over f's training points (the first encoder of each family).
@@ -416,7 +416,8 @@ def run_localization(
     # Where each candidate sits among f's training points, in the order of the LayerMem result.
     order = {int(i): k for k, i in enumerate(splits.f_train)}
     cand_pos = np.array([order[int(i)] for i in splits.candidate])
-    ukw = dict(views=unit_views, seed=seed, device=dev, progress=progress)
+    # The same views as LayerMem's: view k of a point is keyed by (seed, dataset index, k).
+    ukw = dict(views=unit_views, ids=splits.f_train, seed=seed, device=dev, progress=progress)
     t = time.perf_counter()
     units = {"resnet": unitmem(fams["f"][0], pts.images, aug, **ukw),
              "vit": unitmem(vit_fams["f"][0], pts.images, aug, **ukw),

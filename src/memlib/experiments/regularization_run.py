@@ -216,7 +216,8 @@ def run_regularization(
                 trained_at.extend(res.commits)
         # Measured with the training augmentation, as the paper does.
         r = sslmem(fams["f"], fams["g"], candidates, build_augmentation(aug_name, train_set.image_size),
-                   views=p.views, mode=p.mode, batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
+                   views=p.views, mode=p.mode, ids=splits.candidate, batch_size=p.score_batch_size, seed=seed,
+                   device=dev, progress=progress)
         points[(method, lam)] = r.raw
         for i, enc in enumerate(fams["f"]):
             acc = probe_all(enc, sets, p.probe_epochs, seed, dev)[p.dataset]

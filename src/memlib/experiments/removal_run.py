@@ -396,8 +396,8 @@ def run_removal(
     fs = [fit(f_idx, seed * 1000 + 2 * i, f"f{i}") for i in range(p.models_per_family)]
     gs = [fit(g_idx, seed * 1000 + 2 * i + 1, f"g{i}") for i in range(p.models_per_family)]
     aug = build_augmentation(p.augmentation, train_set.image_size)
-    res = sslmem(fs, gs, train_set.images[f_idx], aug, views=p.views, mode=p.mode, batch_size=p.score_batch_size,
-                 seed=seed, device=dev, progress=progress)
+    res = sslmem(fs, gs, train_set.images[f_idx], aug, views=p.views, mode=p.mode, ids=f_idx,
+                 batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
     t_score = time.perf_counter() - t0
 
     sets = downstream_sets(train_set.channels, train_set.image_size, s["downstream_train"], s["downstream_test"],

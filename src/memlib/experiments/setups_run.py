@@ -355,6 +355,7 @@ def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None,
     aug = build_augmentation(p1.augmentation, train_set.image_size)
     cand, shared = train_set.subset(splits.candidate), train_set.subset(splits.shared)
     images = torch.cat([cand.images, shared.images])
+    ids = np.concatenate([splits.candidate, splits.shared])
     folders = {fam: encoder_checkpoint(p1, idx, model_seed(seed, fam, 0), cache / "dynamics")[1].parent / "snapshots"
                for fam, idx in (("f", splits.f_train), ("g", splits.g_train))}
     epochs = sorted(int(f.stem[5:]) for f in folders["f"].glob("epoch*.pt"))
@@ -366,7 +367,7 @@ def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None,
     rows, points = [], {}
     for e in epochs:
         f, g = (_load_snapshot(p1, train_set, stats, folders[fam] / f"epoch{e:04d}.pt") for fam in ("f", "g"))
-        res = sslmem([f.to(device)], [g.to(device)], images, aug, views=p1.views, mode=p1.mode,
+        res = sslmem([f.to(device)], [g.to(device)], images, aug, views=p1.views, mode=p1.mode, ids=ids,
                      batch_size=p1.score_batch_size, seed=seed, device=device)
         c = res.raw[: len(cand)]
         points[e] = c
@@ -483,7 +484,7 @@ def run_setups(
     for a in s["measure_augmentations"]:
         res = sslmem(base.encoders["f"], base.encoders["g"], base.images,
                      build_augmentation(a, base.images.shape[-1]), views=p.views, mode=p.mode,
-                     batch_size=p.score_batch_size, seed=seed0, device=dev)
+                     ids=base.result.ids, batch_size=p.score_batch_size, seed=seed0, device=dev)
         c = res.score[base.subset == "candidate"]
         measure_points[a] = c
         lo_hi = mean_ci(c)

@@ -22,7 +22,7 @@ import torch
 from scipy import stats as st
 
 from ..data.augment import build_augmentation
-from ..data.datasets import ImageDataset, load_dataset
+from ..data.datasets import ImageDataset, load_dataset, test_point_ids
 from ..data.splits import SUBSET_LABELS, SUBSETS, Splits, make_splits
 from ..device import resolve_device
 from ..memorization.sslmem import SSLMemResult, sslmem
@@ -391,8 +391,11 @@ def run_sslmem(
     images = torch.cat([d.images for d in scored.values()])
     labels = np.concatenate([d.labels.numpy() for d in scored.values()])
     subset = np.concatenate([[s] * len(d) for s, d in scored.items()])
+    # Views are drawn from each point's dataset index, so a point has the same views in every chapter.
+    ids = np.concatenate([splits.candidate, splits.shared, test_point_ids(splits.extra, train_set),
+                          splits.independent])
     t_score = time.perf_counter()
-    result = sslmem(families["f"], families["g"], images, aug, views=p.views, mode=p.mode,
+    result = sslmem(families["f"], families["g"], images, aug, views=p.views, mode=p.mode, ids=ids,
                     batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
     t_score = time.perf_counter() - t_score
 

@@ -9,10 +9,11 @@ Layer outputs are read with forward hooks (:func:`~memlib.models.encoder.tapped`
 the output each module really computes, so a ResNet block's tap includes its
 residual addition and ReLU. One forward pass per batch of views computes every
 tap, and every encoder of both families sees the same views as
-:func:`~memlib.memorization.sslmem.sslmem` with the same ``seed`` and
-``batch_size`` would draw. Representations are flattened and L2-normalised,
-d is the Euclidean distance, and the pairwise or clean form of the alignment
-loss is shared with SSLMem (:func:`~memlib.memorization.sslmem.view_distances`).
+:func:`~memlib.memorization.sslmem.sslmem` with the same ``seed`` and ``ids``
+would draw (whatever the batch size). Representations are flattened and
+L2-normalised, d is the Euclidean distance (float64), and the pairwise or
+clean form of the alignment loss is shared with SSLMem
+(:func:`~memlib.memorization.scoring.view_distances`).
 Encoders run in eval mode (BatchNorm on running statistics), as they must:
 the official code measured in train mode.
 """
@@ -29,8 +30,10 @@ from torch import nn
 
 from ..data.augment import Augmentation
 from ..models.encoder import tapped
-from .sslmem import (as_list, check_view_args, eval_mode, gather_points, normalize_scores, points_per_batch,
-                     resolve_scoring_device, view_batches, view_distances)
+from .scoring import as_list, eval_mode, forward, scoring_device, view_distances
+from .sslmem import normalize_scores
+from .views import (AugmentedViews, FixedViews, ViewSource, check_batch_size, check_views_arg, gather_points,
+                    points_per_batch, view_batches)
 
 
 @dataclass
@@ -93,17 +96,52 @@ class LayerMemResult:
         return tap
 
 
+def source_layer_alignment(
+    encoders: nn.Module | Sequence[nn.Module],
+    source: ViewSource,
+    taps: Sequence[str] | None = None,
+    *,
+    mode: str = "pairwise",
+    batch_size: int = 512,
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    progress: bool = False,
+) -> tuple[list[str], np.ndarray]:
+    """Alignment loss of each encoder at each tap on each point of a view source: taps and (n_encoders, L, N)."""
+    models = as_list(encoders)
+    check_views_arg(source.views, mode)
+    batch_size = check_batch_size(batch_size)
+    taps = list(getattr(models[0], "tap_names", ()) if taps is None else taps)
+    if not taps:
+        raise ValueError("taps is empty and the encoder has no tap_names; pass the module names to read")
+    for m in models:  # unknown names fail here, before any compute
+        with tapped(m, taps):
+            pass
+    device = scoring_device(models, device)
+    out = torch.empty((len(models), len(taps), source.n_points), dtype=torch.float64, device=device)
+    with eval_mode(models), torch.inference_mode():
+        for start, b, v in view_batches(source, mode, batch_size, device, progress, desc="layer alignment"):
+            for j, m in enumerate(models):
+                assert not m.training, "LayerMem must run in eval mode"
+                acts = forward(m, v, batch_size, device, amp, taps=taps)
+                for li, t in enumerate(taps):
+                    out[j, li, start : start + b] = view_distances(acts[t], b, source.views, mode)
+    return taps, gather_points(out, points_per_batch(batch_size, source.views, mode)).cpu().numpy()
+
+
 def layer_alignment(
     encoders: nn.Module | Sequence[nn.Module],
     images: torch.Tensor,
     augmentation: Augmentation,
     taps: Sequence[str] | None = None,
+    *,
     views: int = 5,
     mode: str = "pairwise",
+    ids=None,
     batch_size: int = 512,
     seed: int = 0,
     device: str | torch.device | None = None,
-    amp: bool | None = None,
+    amp: bool = False,
     progress: bool = False,
 ) -> tuple[list[str], np.ndarray]:
     """Alignment loss of each encoder at each tapped layer on each image.
@@ -115,7 +153,7 @@ def layer_alignment(
     taps
         Module names to read (see :func:`~memlib.models.encoder.tapped`);
         default: the first encoder's ``tap_names``.
-    images, augmentation, views, mode, batch_size, seed, device, amp, progress
+    images, augmentation, views, mode, ids, batch_size, seed, device, amp, progress
         As in :func:`~memlib.memorization.sslmem.alignment_loss`.
 
     Returns
@@ -123,26 +161,8 @@ def layer_alignment(
     tuple
         The tap names and an array of shape (n_encoders, L, N).
     """
-    models = as_list(encoders)
-    check_view_args(images, views, mode, batch_size)
-    taps = list(getattr(models[0], "tap_names", ()) if taps is None else taps)
-    if not taps:
-        raise ValueError("taps is empty and the encoder has no tap_names; pass the module names to read")
-    for m in models:  # unknown names fail here, before any compute
-        with tapped(m, taps):
-            pass
-    device, amp = resolve_scoring_device(models, device, amp)
-    out = torch.empty((len(models), len(taps), images.shape[0]), dtype=torch.float64, device=device)
-    with eval_mode(models), torch.inference_mode():
-        for start, b, v in view_batches(images, augmentation, views, mode, batch_size, seed, device, progress,
-                                        desc="layer alignment"):
-            for j, m in enumerate(models):
-                assert not m.training, "LayerMem must run in eval mode"
-                with tapped(m, taps) as acts, torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    m(v)  # one forward fills every tap
-                for li, t in enumerate(taps):
-                    out[j, li, start : start + b] = view_distances(acts[t], b, views, mode)
-    return taps, gather_points(out, points_per_batch(batch_size, views, mode)).cpu().numpy()
+    return source_layer_alignment(encoders, AugmentedViews(images, augmentation, views, seed, ids), taps,
+                                  mode=mode, batch_size=batch_size, device=device, amp=amp, progress=progress)
 
 
 def layermem(
@@ -151,12 +171,14 @@ def layermem(
     images: torch.Tensor,
     augmentation: Augmentation,
     taps: Sequence[str] | None = None,
+    *,
     views: int = 5,
     mode: str = "pairwise",
+    ids=None,
     batch_size: int = 512,
     seed: int = 0,
     device: str | torch.device | None = None,
-    amp: bool | None = None,
+    amp: bool = False,
     progress: bool = False,
 ) -> LayerMemResult:
     """LayerMem of ``images`` at every tapped layer, for encoders f (trained on them) and g (not).
@@ -178,10 +200,32 @@ def layermem(
     >>> res = layermem(f, g, images_uint8, SimCLRAugment(size=28), taps=f.tap_names)  # doctest: +SKIP
     >>> res.table()  # doctest: +SKIP
     """
+    return _layermem(f, g, AugmentedViews(images, augmentation, views, seed, ids), taps, mode, batch_size, device,
+                     amp, progress)
+
+
+def layermem_from_views(
+    f: nn.Module | Sequence[nn.Module],
+    g: nn.Module | Sequence[nn.Module],
+    views: torch.Tensor,
+    taps: Sequence[str] | None = None,
+    *,
+    clean: torch.Tensor | None = None,
+    mode: str = "pairwise",
+    batch_size: int = 512,
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    progress: bool = False,
+) -> LayerMemResult:
+    """LayerMem of views you made yourself, (N, K, C, H, W); as :func:`~memlib.memorization.sslmem.sslmem_from_views`."""
+    return _layermem(f, g, FixedViews(views, clean), taps, mode, batch_size, device, amp, progress)
+
+
+def _layermem(f, g, source, taps, mode, batch_size, device, amp, progress) -> LayerMemResult:
     fs, gs = as_list(f), as_list(g)
-    taps, a = layer_alignment(fs + gs, images, augmentation, taps, views, mode, batch_size, seed, device, amp,
-                              progress)
+    taps, a = source_layer_alignment(fs + gs, source, taps, mode=mode, batch_size=batch_size, device=device,
+                                     amp=amp, progress=progress)
     af, ag = a[: len(fs)].mean(0), a[len(fs) :].mean(0)
     raw = ag - af
     score = np.stack([normalize_scores(r) for r in raw])
-    return LayerMemResult(taps, af, ag, raw, score, views, mode)
+    return LayerMemResult(taps, af, ag, raw, score, source.views, mode)

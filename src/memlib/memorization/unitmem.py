@@ -25,6 +25,10 @@ clamping is the choice that keeps "responds to nothing but this point" at 1.
 The share of clamped μ per layer is reported (:attr:`UnitMemResult.clamped`).
 A unit silent on every point (μ_max = 0) gets UnitMem 0.
 
+Views: view k of a point is the view SSLMem and LayerMem score with the same
+``seed`` and ``ids`` (:mod:`memlib.memorization.views`), whatever the batch
+size. Means are accumulated in float64.
+
 Streaming: one forward pass per view of a batch of points computes every
 tap; each tap's output is reduced to (points, units) at once and summed into
 a per-point accumulator of shape (N, units), so views' activations are never
@@ -45,7 +49,8 @@ from tqdm import tqdm
 from ..data.augment import Augmentation
 from ..models.encoder import tapped
 from ..training.distributed import rank_and_world, shard_bounds
-from .sslmem import eval_mode, gather_points, resolve_scoring_device
+from .scoring import autocast, eval_mode, scoring_device
+from .views import AugmentedViews, FixedViews, ViewSource, check_batch_size, gather_points
 
 REDUCTIONS = ("mean", "median")
 
@@ -60,11 +65,11 @@ def unit_taps(encoder: nn.Module) -> list[str]:
 def _per_unit(a: torch.Tensor) -> torch.Tensor:
     """(B, units): conv maps averaged over positions, token sequences over tokens."""
     if a.ndim == 4:
-        return a.float().mean(dim=(2, 3))
+        return a.double().mean(dim=(2, 3))
     if a.ndim == 3:
-        return a.float().mean(dim=1)
+        return a.double().mean(dim=1)
     if a.ndim == 2:
-        return a.float()
+        return a.double()
     raise ValueError(f"cannot read units from an activation of shape {tuple(a.shape)}")
 
 
@@ -134,7 +139,7 @@ class UnitMemResult:
     taps
         Layer names.
     mu
-        Per tap, the clamped per-point means μ, shape (N, units), float32.
+        Per tap, the clamped per-point means μ, shape (N, units), float64.
     unitmem
         Per tap, UnitMem of each unit, shape (units,).
     argmax
@@ -176,16 +181,64 @@ class UnitMemResult:
                           for i, t in enumerate(self.taps)], ignore_index=True)
 
 
+def source_unit_means(
+    encoder: nn.Module,
+    source: ViewSource,
+    taps: Sequence[str] | None = None,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Per-point, per-unit mean activation over positions/tokens and the source's K views (not clamped)."""
+    if not isinstance(encoder, nn.Module):
+        raise TypeError(f"encoder must be an nn.Module, got {type(encoder).__name__}")
+    taps = list(unit_taps(encoder) if taps is None else taps)
+    if not taps:
+        raise ValueError("taps is empty and the encoder has no tap_names; pass the module names to read")
+    batch_size = check_batch_size(batch_size)
+    n, views = source.n_points, source.views
+    if n < 2:
+        raise ValueError(f"UnitMem needs at least 2 points, got {n}")
+    with tapped(encoder, taps):  # unknown names fail here, before any compute
+        pass
+    device = scoring_device([encoder], device)
+    _, world = rank_and_world()
+    if any(a == b for a, b in (shard_bounds(n, r, world, batch_size) for r in range(world))):
+        # every rank checks the same condition, so all raise together instead of one hanging in the gather
+        raise ValueError(f"batch_size={batch_size} leaves a rank without points ({n} points, {world} ranks); "
+                         f"pass batch_size ≤ {max(1, n // world)}")
+    acc: dict[str, torch.Tensor] = {}
+    with eval_mode([encoder]), torch.inference_mode(), tapped(encoder, taps) as acts:
+        assert not encoder.training, "UnitMem must run in eval mode"
+        lo, hi = shard_bounds(n, unit=batch_size)  # under torchrun: this rank's share of whole batches
+        for start in tqdm(range(lo, hi, batch_size), desc="unitmem", disable=not progress, leave=False):
+            end = min(start + batch_size, hi)
+            for k in range(views):
+                with autocast(device, amp):
+                    encoder(source.view(start, end, k, device))
+                for t in taps:
+                    u = _per_unit(acts[t])
+                    if t not in acc:
+                        acc[t] = torch.zeros((n, u.shape[1]), dtype=torch.float64, device=device)
+                    acc[t][start:end] += u
+                acts.clear()  # drop this view's activations before the next forward
+    return {t: gather_points((a / views).T, batch_size).T.cpu().numpy() for t, a in acc.items()}
+
+
 def unit_means(
     encoder: nn.Module,
     images: torch.Tensor,
     augmentation: Augmentation,
     taps: Sequence[str] | None = None,
+    *,
     views: int = 10,
+    ids=None,
     batch_size: int = 256,
     seed: int = 0,
     device: str | torch.device | None = None,
-    amp: bool | None = None,
+    amp: bool = False,
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per-point, per-unit mean activation over positions/tokens and K views (not clamped).
@@ -202,60 +255,23 @@ def unit_means(
         Layers to read; default :func:`unit_taps`.
     views
         K augmentations per point.
+    ids
+        Point ids for the view draws, as in :func:`~memlib.memorization.sslmem.alignment_loss`.
     batch_size
         Points per forward pass; each forward holds one view of each, so the
-        memory of a pass does not depend on K.
+        memory of a pass does not depend on K. It never changes a result.
     seed
-        Seeds the view draws (per batch position and view index).
+        Seeds the view draws: view k of point i is the view SSLMem scores with the same seed and ids.
     device, amp, progress
         As in :func:`~memlib.memorization.sslmem.alignment_loss`.
 
     Returns
     -------
     dict
-        Tap name → array (N, units), float32.
+        Tap name → array (N, units), float64.
     """
-    if not isinstance(encoder, nn.Module):
-        raise TypeError(f"encoder must be an nn.Module, got {type(encoder).__name__}")
-    taps = list(unit_taps(encoder) if taps is None else taps)
-    if not taps:
-        raise ValueError("taps is empty and the encoder has no tap_names; pass the module names to read")
-    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
-        raise ValueError(f"views={views!r} must be an int ≥ 1")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be a positive int")
-    if images.ndim != 4 or images.dtype != torch.uint8:
-        raise TypeError(f"images must be uint8 of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-    if images.shape[0] < 2:
-        raise ValueError(f"UnitMem needs at least 2 points, got {images.shape[0]}")
-    with tapped(encoder, taps):  # unknown names fail here, before any compute
-        pass
-    device, amp = resolve_scoring_device([encoder], device, amp)
-    n = images.shape[0]
-    _, world = rank_and_world()
-    if any(a == b for a, b in (shard_bounds(n, r, world, batch_size) for r in range(world))):
-        # every rank checks the same condition, so all raise together instead of one hanging in the gather
-        raise ValueError(f"batch_size={batch_size} leaves a rank without points ({n} points, {world} ranks); "
-                         f"pass batch_size ≤ {max(1, n // world)}")
-    images = images.to(device)
-    acc: dict[str, torch.Tensor] = {}
-    gen = torch.Generator(device=device)
-    with eval_mode([encoder]), torch.inference_mode(), tapped(encoder, taps) as acts:
-        assert not encoder.training, "UnitMem must run in eval mode"
-        lo, hi = shard_bounds(n, unit=batch_size)  # under torchrun: this rank's share of whole batches
-        for start in tqdm(range(lo, hi, batch_size), desc="unitmem", disable=not progress, leave=False):
-            x = images[start : min(start + batch_size, hi)]
-            for k in range(views):
-                gen.manual_seed(int(np.random.SeedSequence([seed, start, k]).generate_state(1)[0]))
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    encoder(augmentation(x, gen))
-                for t in taps:
-                    u = _per_unit(acts[t])
-                    if t not in acc:
-                        acc[t] = torch.zeros((n, u.shape[1]), dtype=torch.float32, device=device)
-                    acc[t][start : start + x.shape[0]] += u
-                acts.clear()  # drop this view's activations before the next forward
-    return {t: gather_points((a / views).T, batch_size).T.cpu().numpy() for t, a in acc.items()}
+    return source_unit_means(encoder, AugmentedViews(images, augmentation, views, seed, ids), taps,
+                             batch_size=batch_size, device=device, amp=amp, progress=progress)
 
 
 def unitmem(
@@ -263,12 +279,14 @@ def unitmem(
     images: torch.Tensor,
     augmentation: Augmentation,
     taps: Sequence[str] | None = None,
+    *,
     views: int = 10,
     reduce: str = "mean",
+    ids=None,
     batch_size: int = 256,
     seed: int = 0,
     device: str | torch.device | None = None,
-    amp: bool | None = None,
+    amp: bool = False,
     progress: bool = False,
 ) -> UnitMemResult:
     """UnitMem of every unit of the tapped layers over the points ``images``.
@@ -277,7 +295,7 @@ def unitmem(
     ----------
     reduce
         ``"mean"`` (default) or ``"median"`` of the non-max points' μ.
-    encoder, images, augmentation, taps, views, batch_size, seed, device, amp, progress
+    encoder, images, augmentation, taps, views, ids, batch_size, seed, device, amp, progress
         As in :func:`unit_means`.
 
     Returns
@@ -293,10 +311,36 @@ def unitmem(
     """
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce={reduce!r} is unknown; choose one of {REDUCTIONS}")
-    raw = unit_means(encoder, images, augmentation, taps, views, batch_size, seed, device, amp, progress)
+    raw = unit_means(encoder, images, augmentation, taps, views=views, ids=ids, batch_size=batch_size, seed=seed,
+                     device=device, amp=amp, progress=progress)
+    return unitmem_from_means(raw, reduce, views)
+
+
+def unitmem_from_views(
+    encoder: nn.Module,
+    views: torch.Tensor,
+    taps: Sequence[str] | None = None,
+    *,
+    reduce: str = "mean",
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    progress: bool = False,
+) -> UnitMemResult:
+    """UnitMem over views you made yourself, (N, K, C, H, W); other parameters as in :func:`unitmem`."""
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce={reduce!r} is unknown; choose one of {REDUCTIONS}")
+    src = FixedViews(views)
+    raw = source_unit_means(encoder, src, taps, batch_size=batch_size, device=device, amp=amp, progress=progress)
+    return unitmem_from_means(raw, reduce, src.views)
+
+
+def unitmem_from_means(raw: dict[str, np.ndarray], reduce: str, views: int) -> UnitMemResult:
+    """A :class:`UnitMemResult` from unclamped per-point unit means (:func:`unit_means`)."""
     mu = {t: np.maximum(m, 0.0) for t, m in raw.items()}
+    n = next(iter(raw.values())).shape[0]
     return UnitMemResult(
         taps=list(raw), mu=mu, unitmem={t: selectivity(m, reduce) for t, m in mu.items()},
         argmax={t: m.argmax(0) for t, m in mu.items()}, clamped={t: float((m < 0).mean()) for t, m in raw.items()},
-        views=views, reduce=reduce, n_points=images.shape[0],
+        views=views, reduce=reduce, n_points=n,
     )
