@@ -73,7 +73,7 @@ CASES = [
     ("views-one-pairwise", lambda: validate_run_parameters("smoke", views=1), ValueError,
      r"views=1 must be ≥ 2 for mode='pairwise'"),
     ("epochs-bool", lambda: validate_run_parameters("smoke", epochs=True), ValueError, r"epochs=True must be a positive int"),
-    ("lr-nonpositive", lambda: validate_run_parameters("smoke", lr=0.0), ValueError, r"lr=0.0 must be > 0"),
+    ("lr-nonpositive", lambda: validate_run_parameters("smoke", lr=0.0), ValueError, r"lr=0.0 must be a finite number > 0"),
     ("probe-size-zero", lambda: validate_run_parameters("smoke", probe_train=0), ValueError, r"probe_train=0 must be a positive"),
     ("augmentation-unknown", lambda: validate_run_parameters("smoke", augmentation="simclr++"), ValueError,
      r"augmentation='simclr\+\+' is unknown"),

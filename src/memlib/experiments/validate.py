@@ -17,18 +17,20 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+from pathlib import Path
 from typing import Iterable
 
 import torch
 
 from ..data.augment import AUGMENTATIONS
-from ..data.datasets import KNOWN_DATASETS, SPLIT_SIZES
+from ..data.datasets import KNOWN_DATASETS, SPLIT_SIZES, check_data_root
 from ..data.splits import check_split_sizes
 from ..device import resolve_device
 from ..memorization.sslmem import MODES
 from ..methods import METHODS, check_method
 from ..methods.regularizer import check_lambda
 from ..models import ENCODERS
+from .cache import check_cache_dir
 from .presets import Preset, get_preset
 
 #: Preset fields that must be positive ints.
@@ -113,8 +115,9 @@ def check_preset(p: Preset) -> Preset:
         check_positive_int(name, getattr(p, name))
     if p.mode == "pairwise" and p.views < 2:
         raise ValueError(f"views={p.views} must be ≥ 2 for mode='pairwise' (pairs of views); pass views=2 or more")
-    if not _as_float("lr", p.lr) > 0:
-        raise ValueError(f"lr={p.lr!r} must be > 0, e.g. lr=1e-3")
+    lr = _as_float("lr", p.lr)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr={p.lr!r} must be a finite number > 0, e.g. lr=1e-3")
     for name in ("warmup_epochs", "eval_every"):
         v = getattr(p, name)
         if not _is_int(v) or v < 0:
@@ -138,7 +141,43 @@ def check_method_kwargs(method: str, kwargs) -> dict:
     bad = sorted(set(kwargs) - set(known))
     if bad:
         raise ValueError(f"method_kwargs has {bad}, which method={method!r} does not take; known: {known}")
+    for k, v in kwargs.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"method_kwargs[{k!r}]={v!r} must be a finite number")
     return kwargs
+
+
+def check_run_folders(cache_dir=None, data_root=None, dataset: str | None = None) -> Path:
+    """Check, before any compute, that a run can write its cache folder and use its data root.
+
+    Nothing is created. The data root must be writable only when data will be
+    written into it (see :func:`~memlib.data.datasets.check_data_root`).
+
+    Parameters
+    ----------
+    cache_dir
+        The run's ``cache_dir`` (default ``$MEMLIB_CACHE``, else ``~/.cache/memlib/runs``).
+    data_root
+        The run's ``data_root`` (default ``$MEMLIB_DATA``, else ``~/.cache/memlib/data``).
+    dataset
+        The data set the run loads (its root is not checked if None).
+
+    Returns
+    -------
+    pathlib.Path
+        The cache folder.
+
+    Raises
+    ------
+    ValueError
+        If a folder, or one above it, is a file; the message names it and the fix.
+    PermissionError
+        If a folder that must be written is read-only for this user.
+    """
+    cache = check_cache_dir(cache_dir)
+    if dataset is not None:
+        check_data_root(dataset, data_root, param="data_root")
+    return cache
 
 
 def check_preset_sizes(p: Preset) -> tuple[int, int, int]:

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..data.augment import Augmentation
 from ..models.encoder import tapped
-from .scoring import as_list, eval_mode, forward, scoring_device, view_distances
+from .scoring import as_list, eval_mode, family_names, forward, require_finite, scoring_device, view_distances
 from .sslmem import normalize_scores
 from .views import (AugmentedViews, FixedViews, ViewSource, check_batch_size, check_views_arg, gather_points,
                     points_per_batch, view_batches)
@@ -106,8 +106,12 @@ def source_layer_alignment(
     device: str | torch.device | None = None,
     amp: bool = False,
     progress: bool = False,
+    names: Sequence[str] | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """Alignment loss of each encoder at each tap on each point of a view source: taps and (n_encoders, L, N)."""
+    """Alignment loss of each encoder at each tap on each point of a view source: taps and (n_encoders, L, N).
+
+    NaN or inf raises :class:`FloatingPointError` naming the encoder and the points.
+    """
     models = as_list(encoders)
     check_views_arg(source.views, mode)
     batch_size = check_batch_size(batch_size)
@@ -126,7 +130,9 @@ def source_layer_alignment(
                 acts = forward(m, v, batch_size, device, amp, taps=taps)
                 for li, t in enumerate(taps):
                     out[j, li, start : start + b] = view_distances(acts[t], b, source.views, mode)
-    return taps, gather_points(out, points_per_batch(batch_size, source.views, mode)).cpu().numpy()
+    out = gather_points(out, points_per_batch(batch_size, source.views, mode)).cpu().numpy()
+    return taps, require_finite(out, names or [str(j) for j in range(len(models))], "layer alignment",
+                                getattr(source, "ids", None))
 
 
 def layer_alignment(
@@ -224,7 +230,7 @@ def layermem_from_views(
 def _layermem(f, g, source, taps, mode, batch_size, device, amp, progress) -> LayerMemResult:
     fs, gs = as_list(f), as_list(g)
     taps, a = source_layer_alignment(fs + gs, source, taps, mode=mode, batch_size=batch_size, device=device,
-                                     amp=amp, progress=progress)
+                                     amp=amp, progress=progress, names=family_names(fs, gs))
     af, ag = a[: len(fs)].mean(0), a[len(fs) :].mean(0)
     raw = ag - af
     score = np.stack([normalize_scores(r) for r in raw])

@@ -18,6 +18,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,6 +39,11 @@ def as_list(models) -> list[nn.Module]:
         raise TypeError(f"encoders must be an nn.Module or a non-empty sequence of nn.Modules, got "
                         f"{[type(m).__name__ for m in models]}")
     return models
+
+
+def family_names(fs: Sequence[nn.Module], gs: Sequence[nn.Module]) -> list[str]:
+    """Names of f's and g's encoders in scoring order: ``f[0] … g[0] …``, for error messages."""
+    return [f"f[{i}]" for i in range(len(fs))] + [f"g[{i}]" for i in range(len(gs))]
 
 
 def scoring_device(models: Sequence[nn.Module], device=None) -> torch.device:
@@ -114,3 +120,22 @@ def view_distances(r: torch.Tensor, b: int, views: int, mode: str) -> torch.Tens
         return d[:, iu[0], iu[1]].mean(1)
     clean, rv = r[:b], r[b:].view(b, views, -1)
     return (rv - clean[:, None]).norm(dim=-1).mean(1)
+
+
+def require_finite(values: np.ndarray, names: Sequence[str], what: str, ids=None) -> np.ndarray:
+    """Raise if any value is NaN or inf, naming the encoder (first axis) and the points (last axis).
+
+    A NaN is never turned into a score: a non-finite alignment or activation
+    means the encoder itself is broken (non-finite weights or outputs).
+    """
+    bad = ~np.isfinite(values)
+    if bad.any():
+        j = int(np.argwhere(bad.reshape(len(values), -1).any(1))[0, 0])
+        pts = np.flatnonzero(bad[j].reshape(-1, values.shape[-1]).any(0))
+        named = pts if ids is None else np.asarray(ids)[pts]
+        raise FloatingPointError(
+            f"encoder {names[j]} gave a NaN or inf {what} for {len(pts)} point(s) "
+            f"({'ids' if ids is not None else 'positions'} {named[:10].tolist()}{' …' if len(pts) > 10 else ''}); "
+            f"its weights or outputs are not finite. Check that encoder (memlib's training stops on non-finite "
+            f"weights); no score is computed from NaN.")
+    return values

@@ -29,6 +29,7 @@ module's mode after.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -37,7 +38,7 @@ import torch
 from torch import nn
 
 from ..data.augment import Augmentation
-from .scoring import as_list, eval_mode, forward, scoring_device, view_distances
+from .scoring import as_list, eval_mode, family_names, forward, require_finite, scoring_device, view_distances
 from .views import (MODES, AugmentedViews, FixedViews, ViewSource, check_batch_size, check_views_arg,
                     gather_points, points_per_batch, view_batches)
 
@@ -89,8 +90,13 @@ def source_alignment(
     device: str | torch.device | None = None,
     amp: bool = False,
     progress: bool = False,
+    names: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Alignment loss of each encoder on each point of a view source, shape (n_encoders, N)."""
+    """Alignment loss of each encoder on each point of a view source, shape (n_encoders, N).
+
+    Raises :class:`FloatingPointError` naming the encoder (``names``, default
+    its position) and the points if any alignment is NaN or inf.
+    """
     models = as_list(encoders)
     check_views_arg(source.views, mode)
     batch_size = check_batch_size(batch_size)
@@ -102,7 +108,9 @@ def source_alignment(
             for j, m in enumerate(models):
                 out[j, start : start + b] = view_distances(forward(m, v, batch_size, device, amp), b,
                                                            source.views, mode)
-    return gather_points(out, points_per_batch(batch_size, source.views, mode)).cpu().numpy()
+    out = gather_points(out, points_per_batch(batch_size, source.views, mode)).cpu().numpy()
+    return require_finite(out, names or [str(j) for j in range(len(models))], "alignment loss",
+                          getattr(source, "ids", None))
 
 
 def alignment_loss(
@@ -162,8 +170,20 @@ def alignment_loss(
 
 
 def normalize_scores(raw: np.ndarray) -> np.ndarray:
-    """Divide by the range (max − min) over the set, so scores lie in [-1, 1]."""
+    """Divide by the range (max − min) over the set, so scores lie in [-1, 1].
+
+    A set whose raw scores are all equal (e.g. f and g the same encoder)
+    scores 0 everywhere; a single point does too, with a warning, since its
+    range is 0 by definition. NaN or inf is refused, never normalised away.
+    """
     raw = np.asarray(raw, dtype=np.float64)
+    if not np.isfinite(raw).all():
+        bad = np.flatnonzero(~np.isfinite(raw))
+        raise FloatingPointError(f"raw scores are NaN or inf at positions {bad[:10].tolist()}: scores are never "
+                                 f"computed from NaN; check the encoders that produced them")
+    if raw.size == 1:
+        warnings.warn("one point scored: the range-normalised score is 0 by definition; compare raw scores, "
+                      "or score the points to compare in one call", stacklevel=2)
     span = raw.max() - raw.min() if raw.size else 0.0
     return raw / span if span > 0 else np.zeros_like(raw)
 
@@ -242,5 +262,5 @@ def sslmem_from_views(
 def _sslmem(f, g, source: ViewSource, mode, batch_size, device, amp, progress, ids) -> SSLMemResult:
     fs, gs = as_list(f), as_list(g)
     a = source_alignment(fs + gs, source, mode=mode, batch_size=batch_size, device=device, amp=amp,
-                         progress=progress)
+                         progress=progress, names=family_names(fs, gs))
     return sslmem_from_alignment(a[: len(fs)], a[len(fs) :], source.views, mode, ids)

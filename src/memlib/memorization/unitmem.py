@@ -49,7 +49,7 @@ from tqdm import tqdm
 from ..data.augment import Augmentation
 from ..models.encoder import tapped
 from ..training.distributed import rank_and_world, shard_bounds
-from .scoring import autocast, eval_mode, scoring_device
+from .scoring import autocast, eval_mode, require_finite, scoring_device
 from .views import AugmentedViews, FixedViews, ViewSource, check_batch_size, gather_points
 
 REDUCTIONS = ("mean", "median")
@@ -224,7 +224,11 @@ def source_unit_means(
                         acc[t] = torch.zeros((n, u.shape[1]), dtype=torch.float64, device=device)
                     acc[t][start:end] += u
                 acts.clear()  # drop this view's activations before the next forward
-    return {t: gather_points((a / views).T, batch_size).T.cpu().numpy() for t, a in acc.items()}
+    means = {t: gather_points((a / views).T, batch_size).T.cpu().numpy() for t, a in acc.items()}
+    for t, m in means.items():
+        require_finite(m.T[None], [f"{type(encoder).__name__} (tap {t!r})"], "mean activation",
+                       getattr(source, "ids", None))
+    return means
 
 
 def unit_means(

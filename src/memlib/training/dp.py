@@ -39,7 +39,8 @@ from tqdm import tqdm
 from ..losses.mae import masked_patch_mse, patchify
 from ..methods.mae import MAE
 from ..provenance import git_commit
-from .loop import TrainConfig, _lr_lambda, atomic_save, fingerprint, load_checkpoint
+from .loop import (TrainConfig, _lr_lambda, at_config_threads, atomic_save, fingerprint, load_checkpoint,
+                   nonfinite_tensors)
 
 
 @dataclass
@@ -143,6 +144,7 @@ def check_dp_method(method) -> None:
         raise ValueError(f"dp_train: BatchNorm layers {bn[:3]} mix samples; use a BatchNorm-free ViT encoder")
 
 
+@at_config_threads
 def dp_train(
     method: MAE,
     images: torch.Tensor,
@@ -222,6 +224,10 @@ def dp_train(
         res.commits = list(dict.fromkeys(ck.get("commits", ["unknown"]) + more))
 
     def save(epoch):
+        bad = nonfinite_tensors(method.state_dict())
+        if bad:  # checked before writing: the checkpoint on disk keeps the last finite weights
+            raise FloatingPointError(f"dp_train: {len(bad)} weight tensors (e.g. {bad[0]}) are NaN or inf at epoch "
+                                     f"{epoch}; the checkpoint on disk ({path}) is the last finite one. Lower lr.")
         if path is not None:
             atomic_save({"fingerprint": fp, "epoch": epoch, "method": method.state_dict(),
                          "optimizer": opt.state_dict(),
