@@ -40,8 +40,11 @@ from memlib import plots
 from memlib.data.splits import SUBSET_LABELS
 from memlib.device import resolve_device
 from memlib.experiments import get_preset, preset_table
+from memlib.experiments.notebooks import refuse_unknown_parameters
 from memlib.experiments.page import smoke_banner
 from memlib.provenance import hardware, provenance, provenance_markdown, versions
+
+refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
 
 t0 = time.perf_counter()
 p = get_preset(preset, shared=shared, candidate=candidate)

@@ -52,8 +52,11 @@ from myst_nb import glue
 from memlib import plots
 from memlib.data.splits import SUBSET_LABELS, SUBSETS
 from memlib.experiments import run_sslmem
+from memlib.experiments.notebooks import refuse_unknown_parameters
 from memlib.experiments.page import glue_claims, smoke_banner
 from memlib.provenance import provenance_markdown
+
+refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
 
 run = run_sslmem(preset, device=device, seed=seed, shared=shared, candidate=candidate, epochs=epochs,
                  models_per_family=models_per_family, views=views, progress=progress)

@@ -55,8 +55,11 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from memlib.experiments.dp_run import run_dp
+from memlib.experiments.notebooks import refuse_unknown_parameters
 from memlib.experiments.page import glue_claims, smoke_banner
 from memlib.provenance import provenance_markdown
+
+refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
 
 run = run_dp(preset, device=device, seed=seed, epsilons=epsilons, max_grad_norm=max_grad_norm, epochs=epochs,
              models_per_family=models_per_family, progress=progress)

@@ -57,8 +57,11 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from memlib.experiments.localization_run import run_localization
+from memlib.experiments.notebooks import refuse_unknown_parameters
 from memlib.experiments.page import glue_claims, smoke_banner
 from memlib.provenance import provenance_markdown
+
+refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
 
 run = run_localization(preset, device=device, seed=seed, vit_arch=vit_arch, unit_views=unit_views, shared=shared,
                        candidate=candidate, epochs=epochs, models_per_family=models_per_family, views=views,

@@ -51,9 +51,12 @@ import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
 
+from memlib.experiments.notebooks import refuse_unknown_parameters
 from memlib.experiments.page import glue_claims, smoke_banner
 from memlib.experiments.setups_run import SETUPS_SETTINGS, run_setups
 from memlib.provenance import provenance_markdown
+
+refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
 
 if seeds is None:
     seeds = [seed + i for i in range(len(SETUPS_SETTINGS[preset]["seeds"]))]

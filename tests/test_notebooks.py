@@ -69,3 +69,44 @@ def test_failing_notebook_names_cell_and_leaves_book_untouched(tmp_path, monkeyp
         run_all("smoke")
     assert (chapters / "00_ok.ipynb").read_text() == "previous"  # no half-executed book
     assert not (chapters / "01_bad.ipynb").exists()
+
+
+def test_misspelt_parameter_is_refused_by_the_notebook(tmp_path):
+    """papermill itself only warns about ``-p epohcs 3``; the notebook stops before any compute."""
+    import papermill as pm
+
+    path = ROOT / "notebooks" / "02_removal.ipynb"
+    with pytest.raises(pm.PapermillExecutionError, match=r"'epohcs' \(did you mean 'epochs'\?\)"):
+        pm.execute_notebook(str(path), str(tmp_path / "out.ipynb"), parameters={"epohcs": 3},
+                            cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+
+
+def test_misspelt_parameter_is_refused_by_the_runner_and_the_check():
+    from memlib.experiments.notebooks import check_parameters, refuse_unknown_parameters
+
+    with pytest.raises(ValueError, match=r"'epohcs' \(did you mean 'epochs'\?\) for 01_sslmem.ipynb"):
+        check_parameters(ROOT / "notebooks" / "01_sslmem.ipynb", {"preset": "smoke", "epohcs": 3})
+    check_parameters(ROOT / "notebooks" / "01_sslmem.ipynb", {"preset": "smoke", "epochs": 3})
+    history = ["", 'preset = "smoke"\nepochs = None', "# Parameters\nepochs = 3\n", "x = 1"]
+    refuse_unknown_parameters(history)  # known names pass
+    with pytest.raises(ValueError, match=r"'sede'"):
+        refuse_unknown_parameters(["", 'preset = "smoke"', "# Parameters\nsede = 3\n"])
+    refuse_unknown_parameters(["", "x = 1"])  # not run by papermill: nothing to check
+
+
+def test_ctrl_c_prints_one_line_and_names_the_folder(tmp_path, monkeypatch, capsys):
+    from memlib.experiments import notebooks as nbrun
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nbrun, "execute", interrupt)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    chapters = sorted((ROOT / "book" / "chapters").glob("*.ipynb"))
+    before = [p.read_bytes() for p in chapters]
+    assert nbrun.main(["--preset", "smoke", "--only", "01"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "interrupted" in err[0]
+    folder = next(tmp_path.glob("memlib-nb-*"))
+    assert str(folder) in err[0] and folder.is_dir()
+    assert [p.read_bytes() for p in chapters] == before

@@ -204,3 +204,10 @@ def test_bad_ids_are_refused(images):
         sslmem(f, g, images[:0], GaussianNoise(0.1), views=2)
     res = sslmem(f, g, images.numpy(), GaussianNoise(0.1), views=2)  # a numpy array is taken as it is
     assert res.raw.shape == (N,)
+
+
+def test_augmentation_size_other_than_the_images_warns():
+    f, g = _encoders("resnet_narrow")
+    small = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    with pytest.warns(UserWarning, match=r"augmentation size=28 but the images are 8×8.*SimCLRAugment\(size=8\)"):
+        sslmem(f, g, small, SimCLRAugment(size=28), views=2)

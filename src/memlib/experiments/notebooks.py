@@ -11,6 +11,8 @@ stops the job with the notebook and the cell named.
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
 import shutil
 import subprocess
 import sys
@@ -27,6 +29,14 @@ class NotebookFailed(RuntimeError):
     """A notebook raised; the message names the notebook and the cell."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C during a run; holds the temporary folder with the notebooks executed so far."""
+
+    def __init__(self, folder: str):
+        super().__init__(folder)
+        self.folder = folder
+
+
 def repo_root() -> Path:
     """The repository holding ``notebooks/`` and ``book/`` (searched upward from the CWD)."""
     for d in [Path.cwd(), *Path.cwd().parents]:
@@ -39,10 +49,63 @@ def list_notebooks(root: Path) -> list[Path]:
     return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+def _unknown_message(unknown: list[str], known: list[str], where: str) -> str:
+    hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, known, n=1)) else repr(u)
+             for u in unknown]
+    return f"unknown parameter(s) {', '.join(hints)} for {where}; its parameters cell defines {sorted(known)}"
+
+
+def check_parameters(notebook: Path, parameters: dict) -> None:
+    """Refuse a parameter that ``notebook``'s ``parameters`` cell does not define (papermill only warns)."""
+    import nbformat
+
+    cells = nbformat.read(str(notebook), as_version=4).cells
+    known = sorted(set().union(*(_assigned(c.source) for c in cells
+                                 if "parameters" in c.get("metadata", {}).get("tags", []))))
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise ValueError(_unknown_message(unknown, known, notebook.name))
+
+
+def _assigned(source: str) -> set[str]:
+    """Names assigned at the top level of a cell's source."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+            if isinstance(t, ast.Name)}
+
+
+def refuse_unknown_parameters(history: list[str] | None = None) -> None:
+    """Call in the cell after a notebook's ``parameters`` cell: raise if papermill injected an unknown name.
+
+    Papermill (``papermill nb.ipynb out.ipynb -p epohcs 3``) only warns about
+    a name the parameters cell does not define and runs on at the default.
+    This reads the kernel's cell history: the injected cell (it starts with
+    ``# Parameters``) and the cell before it, the notebook's own parameters
+    cell. Outside papermill it does nothing.
+    """
+    if history is None:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        history = list(ip.user_ns.get("In", [])) if ip is not None else []
+    injected = [i for i, c in enumerate(history) if i > 0 and c.lstrip().startswith("# Parameters")]
+    if not injected:
+        return
+    i = injected[-1]
+    known = _assigned(history[i - 1])
+    unknown = sorted(_assigned(history[i]) - known)
+    if unknown:
+        raise ValueError(_unknown_message(unknown, sorted(known), "this notebook"))
+
+
 def execute(notebook: Path, output: Path, parameters: dict, cwd: Path, timeout: int | None = None) -> float:
     """Run one notebook with papermill; raise :class:`NotebookFailed` naming the failing cell."""
     import papermill as pm
 
+    check_parameters(notebook, parameters)
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(cwd), kernel_name="python3",
@@ -71,11 +134,14 @@ def run_all(preset: str = "smoke", device: str = "cpu", seed: int = 0, only: lis
     times = {}
     # Not a TemporaryDirectory: when a notebook fails, its partial output stays there for reading.
     tmp = tempfile.mkdtemp(prefix="memlib-nb-")
-    for nb in notebooks:
-        print(f"[memlib] executing {nb.name} at preset={preset} device={device} seed={seed}", flush=True)
-        times[nb.name] = execute(nb, Path(tmp) / nb.name, {"preset": preset, "device": device, "seed": seed},
-                                 cwd=root / "notebooks")
-        print(f"[memlib]   done in {times[nb.name]:.0f} s", flush=True)
+    try:
+        for nb in notebooks:
+            print(f"[memlib] executing {nb.name} at preset={preset} device={device} seed={seed}", flush=True)
+            times[nb.name] = execute(nb, Path(tmp) / nb.name, {"preset": preset, "device": device, "seed": seed},
+                                     cwd=root / "notebooks")
+            print(f"[memlib]   done in {times[nb.name]:.0f} s", flush=True)
+    except KeyboardInterrupt:
+        raise Interrupted(tmp) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     for nb in notebooks:
         shutil.move(Path(tmp) / nb.name, out_dir / nb.name)
@@ -99,6 +165,10 @@ def main(argv=None) -> int:
     except (NotebookFailed, ValueError) as e:
         print(f"[memlib] FAILED: {e}", file=sys.stderr)
         return 1
+    except Interrupted as e:
+        print(f"[memlib] interrupted; book/chapters is unchanged, and the notebooks executed so far are in "
+              f"{e.folder} (delete it when done)", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -21,6 +21,7 @@ tensor, e.g. to check memlib against your own code on exactly its views.
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterator, Protocol
 
 import numpy as np
@@ -105,6 +106,12 @@ class AugmentedViews:
                             f"{type(augmentation).__name__}")
         if isinstance(views, bool) or not isinstance(views, (int, np.integer)) or views < 1:
             raise ValueError(f"views={views!r} must be an int ≥ 1")
+        size = getattr(augmentation, "size", None)
+        if isinstance(size, int) and size != self.images.shape[-1]:
+            warnings.warn(f"augmentation size={size} but the images are {self.images.shape[-2]}×"
+                          f"{self.images.shape[-1]}: every view is resized to {size} px. If the encoder takes "
+                          f"{self.images.shape[-1]} px, pass e.g. SimCLRAugment(size={self.images.shape[-1]})",
+                          stacklevel=3)
         self.augmentation, self.views = augmentation, int(views)
         self.seed = check_seed(seed)
         self.ids = check_ids(ids, self.images.shape[0])
