@@ -4,8 +4,8 @@
 The goal is ≤ 15 minutes on 2 CPU cores. The script only times the command
 (run from the repository root, as README.md says) and prints a header
 (machine, commit, date, load average) and the minutes; ``--json PATH`` also
-writes them. It replaces ``book/chapters`` as the command does (``git
-checkout book/chapters`` restores them). Run it on an otherwise idle machine:
+writes them. Like the command, it leaves ``book/chapters`` alone (the smoke
+book goes to ``_build/scratch/smoke``). Run it on an otherwise idle machine:
 it measures the whole job, not a ratio, so background load inflates it.
 
 Usage::

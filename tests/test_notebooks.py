@@ -1,6 +1,7 @@
 """Every notebook executes at the smoke preset, and its jupytext pair is in sync."""
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -110,3 +111,45 @@ def test_ctrl_c_prints_one_line_and_names_the_folder(tmp_path, monkeypatch, caps
     folder = next(tmp_path.glob("memlib-nb-*"))
     assert str(folder) in err[0] and folder.is_dir()
     assert [p.read_bytes() for p in chapters] == before
+
+
+def _tiny_repo(tmp_path, monkeypatch, code="x = 1"):
+    """A repository with one notebook, the book's config files and a committed chapter."""
+    (tmp_path / "notebooks").mkdir()
+    chapters = tmp_path / "book" / "chapters"
+    chapters.mkdir(parents=True)
+    (chapters / "00_nb.ipynb").write_text("committed")
+    for name in ("_config.yml", "_toc.yml"):
+        (tmp_path / name).write_text("")
+    cells = [nbformat.v4.new_code_cell('preset = "smoke"\ndevice = "cpu"\nseed = 0', metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell(code)]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "notebooks" / "00_nb.ipynb")
+    monkeypatch.chdir(tmp_path)
+    return chapters
+
+
+@pytest.mark.notebook
+def test_smoke_run_leaves_the_committed_chapters_alone(tmp_path, monkeypatch):
+    from memlib.experiments.notebooks import run_all
+
+    chapters = _tiny_repo(tmp_path, monkeypatch)
+    run_all("smoke")
+    assert (chapters / "00_nb.ipynb").read_text() == "committed"
+    assert nbformat.read(tmp_path / "_build" / "scratch" / "smoke" / "book" / "chapters" / "00_nb.ipynb", 4).cells
+    with pytest.raises(ValueError, match=r"replace_chapters with preset='smoke' would put meaningless numbers"):
+        run_all("smoke", replace_chapters=True)
+    assert (chapters / "00_nb.ipynb").read_text() == "committed"
+
+
+@pytest.mark.notebook
+def test_figures_are_stored_as_png_whatever_mplbackend_says(tmp_path, monkeypatch):
+    from memlib.experiments.notebooks import run_all
+
+    _tiny_repo(tmp_path, monkeypatch, "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([0, 1])")
+    monkeypatch.setenv("MPLBACKEND", "agg")  # what .ci/run sets: a kernel under it stores only "<Figure size …>"
+    run_all("smoke", out_dir=tmp_path / "out")
+    outputs = nbformat.read(tmp_path / "out" / "00_nb.ipynb", 4).cells[-1].outputs
+    assert any("image/png" in o.get("data", {}) for o in outputs), outputs
+    assert os.environ["MPLBACKEND"] == "agg"  # restored for the caller

@@ -2,10 +2,18 @@
 
 ``memlib-run-notebooks --preset smoke --build`` is the project's main job:
 every notebook in ``notebooks/`` runs at the chosen preset into a temporary
-folder; only if all succeed are the executed copies moved into
-``book/chapters/`` (so the book is never built from half-executed notebooks),
-and ``--build`` then runs ``jupyter-book build book/``. A failing notebook
-stops the job with the notebook and the cell named.
+folder; only if all succeed are the executed copies moved on (so a book is
+never built from half-executed notebooks), and ``--build`` then builds the
+book. A failing notebook stops the job with the notebook and the cell named.
+
+Where the executed notebooks go: by default into a scratch copy of the book,
+``_build/scratch/<preset>/`` (git-ignored), which ``--build`` builds into
+``_build/scratch/<preset>/_build/html``; the committed chapters in
+``book/chapters/`` are left alone. ``--replace-chapters`` puts them into
+``book/chapters/`` and builds the real book instead; it is refused for a
+preset whose numbers mean nothing (``smoke``). Notebooks run with
+matplotlib's inline backend whatever ``MPLBACKEND`` says, so every figure is
+stored as a PNG.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +32,10 @@ from pathlib import Path
 from ..device import resolve_device
 from .presets import PRESETS
 from .validate import check_seed
+
+
+#: The backend notebooks run with: under ``MPLBACKEND=agg`` a figure's output would be its text repr only.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 class NotebookFailed(RuntimeError):
@@ -59,7 +72,10 @@ def check_parameters(notebook: Path, parameters: dict) -> None:
     """Refuse a parameter that ``notebook``'s ``parameters`` cell does not define (papermill only warns)."""
     import nbformat
 
-    cells = nbformat.read(str(notebook), as_version=4).cells
+    try:
+        cells = nbformat.read(str(notebook), as_version=4).cells
+    except Exception:  # not a readable notebook: papermill reports that itself
+        return
     known = sorted(set().union(*(_assigned(c.source) for c in cells
                                  if "parameters" in c.get("metadata", {}).get("tags", []))))
     unknown = sorted(set(parameters) - set(known))
@@ -107,6 +123,8 @@ def execute(notebook: Path, output: Path, parameters: dict, cwd: Path, timeout: 
 
     check_parameters(notebook, parameters)
     t0 = time.perf_counter()
+    backend = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE_BACKEND  # the kernel inherits it: figures are stored as PNG, not as text
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(cwd), kernel_name="python3",
                             progress_bar=False, execution_timeout=timeout)
@@ -115,19 +133,48 @@ def execute(notebook: Path, output: Path, parameters: dict, cwd: Path, timeout: 
             f"{notebook.name} failed in cell {e.exec_count} ({e.ename}: {e.evalue}); "
             f"the partial output is in {output}"
         ) from e
+    finally:
+        if backend is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = backend
     return time.perf_counter() - t0
 
 
+def scratch_book(root: Path, preset: str) -> Path:
+    """A fresh copy of the book's sources (``_config.yml``, ``_toc.yml``, ``book/``) in ``_build/scratch/<preset>``."""
+    scratch = root / "_build" / "scratch" / preset
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / name, scratch / name)
+    shutil.copytree(root / "book", scratch / "book", symlinks=True, ignore=shutil.ignore_patterns("_build"))
+    if (root / "benchmarks" / "RESULTS.md").exists():  # included by book/benchmarks.md
+        (scratch / "benchmarks").mkdir()
+        shutil.copy2(root / "benchmarks" / "RESULTS.md", scratch / "benchmarks" / "RESULTS.md")
+    return scratch
+
+
 def run_all(preset: str = "smoke", device: str = "cpu", seed: int = 0, only: list[str] | None = None,
-            out_dir: Path | None = None, build: bool = False) -> dict[str, float]:
-    """Execute the notebooks (all, or those whose name contains one of ``only``)."""
+            out_dir: Path | None = None, build: bool = False, replace_chapters: bool = False) -> dict[str, float]:
+    """Execute the notebooks (all, or those whose name contains one of ``only``).
+
+    Executed notebooks go to ``out_dir`` if given, else to ``book/chapters``
+    with ``replace_chapters=True`` (meaningful presets only), else to a
+    scratch copy of the book (see the module docstring); ``build`` builds the
+    book they went into.
+    """
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r} is unknown; choose one of {sorted(PRESETS)}")
+    if replace_chapters and not PRESETS[preset].meaningful:
+        raise ValueError(f"replace_chapters with preset={preset!r} would put meaningless numbers into the committed "
+                         f"book; run without --replace-chapters (the book goes to _build/scratch/{preset}), or use "
+                         f"a meaningful preset such as 'cpu'")
     # Refuse a bad device or seed now, not in the first cell of every notebook.
     resolve_device(device)
     check_seed(seed)
     root = repo_root()
-    out_dir = out_dir or root / "book" / "chapters"
+    book_root = root if replace_chapters or out_dir is not None else None
     notebooks = [nb for nb in list_notebooks(root) if not only or any(o in nb.stem for o in only)]
     if not notebooks:
         raise FileNotFoundError(f"no notebooks match {only} in {root / 'notebooks'}")
@@ -142,12 +189,17 @@ def run_all(preset: str = "smoke", device: str = "cpu", seed: int = 0, only: lis
             print(f"[memlib]   done in {times[nb.name]:.0f} s", flush=True)
     except KeyboardInterrupt:
         raise Interrupted(tmp) from None
+    if book_root is None:
+        book_root = scratch_book(root, preset)
+    out_dir = out_dir or book_root / "book" / "chapters"
     out_dir.mkdir(parents=True, exist_ok=True)
     for nb in notebooks:
         shutil.move(Path(tmp) / nb.name, out_dir / nb.name)
     shutil.rmtree(tmp, ignore_errors=True)
+    print(f"[memlib] executed notebooks are in {out_dir}", flush=True)
     if build:
-        subprocess.run(["jupyter-book", "build", "book/"], cwd=root, check=True)
+        subprocess.run(["jupyter-book", "build", "book/"], cwd=book_root, check=True)
+        print(f"[memlib] book: {book_root / '_build' / 'html' / 'index.html'}", flush=True)
     return times
 
 
@@ -157,11 +209,14 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
-    ap.add_argument("--out-dir", type=Path, default=None, help="where executed notebooks go (default book/chapters)")
-    ap.add_argument("--build", action="store_true", help="then run `jupyter-book build book/`")
+    ap.add_argument("--out-dir", type=Path, default=None,
+                    help="where executed notebooks go (default: a scratch copy of the book, _build/scratch/<preset>)")
+    ap.add_argument("--replace-chapters", action="store_true",
+                    help="put them into book/chapters (the committed book) instead; refused for smoke")
+    ap.add_argument("--build", action="store_true", help="then build the book they went into")
     args = ap.parse_args(argv)
     try:
-        run_all(args.preset, args.device, args.seed, args.only, args.out_dir, args.build)
+        run_all(args.preset, args.device, args.seed, args.only, args.out_dir, args.build, args.replace_chapters)
     except (NotebookFailed, ValueError) as e:
         print(f"[memlib] FAILED: {e}", file=sys.stderr)
         return 1
