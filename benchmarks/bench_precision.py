@@ -41,7 +41,9 @@ from memlib.data.augment import build_augmentation
 from memlib.data.datasets import test_point_ids
 from memlib.device import resolve_device
 from memlib.experiments import get_preset
-from memlib.experiments.sslmem_run import default_cache_dir, load_with_splits, train_families
+from memlib.experiments.artifacts import default_cache_dir
+from memlib.experiments.encoders import family_specs, fit
+from memlib.experiments.inputs import load_with_splits
 from memlib.memorization.scoring import eval_mode, forward, view_distances
 from memlib.memorization.sslmem import normalize_scores
 from memlib.memorization.views import AugmentedViews, view_batches
@@ -90,8 +92,8 @@ def main(argv=None) -> dict:
     dev = resolve_device(args.device)
     p = get_preset(args.preset, models_per_family=1)
     train_set, test_set, splits = load_with_splits(p, args.seed)
-    fams, _, _ = train_families(p, train_set, splits, args.seed, dev, default_cache_dir(), progress=True)
-    f, g = fams["f"][0].to(dev), fams["g"][0].to(dev)
+    specs = family_specs(p, splits, args.seed)
+    f, g = (x.encoder.to(dev) for x in fit([specs["f"][0], specs["g"][0]], train_set, default_cache_dir(), dev))
     images = torch.cat([train_set.images[splits.candidate], train_set.images[splits.shared],
                         test_set.images[splits.extra], train_set.images[splits.independent]])
     ids = np.concatenate([splits.candidate, splits.shared, test_point_ids(splits.extra, train_set),

@@ -72,7 +72,7 @@ glue("seed_note", f"{', '.join(only_first)} ran the first seed only (the preset'
      else "every setup ran every seed", display=False)
 glue("n_candidates", len(run.candidate_scores), display=False)
 glue("train_size", int(p.shared) + int(p.candidate), display=False)
-glue("n_runs", run.timings["sslmem_runs"], display=False)
+glue("n_runs", run.timings["sslmem_experiments"], display=False)
 
 # %% [markdown]
 # ## Setup of this run

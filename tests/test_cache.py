@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from memlib.experiments.cache import clear_cache, list_artifacts, main, read_provenance
-from memlib.experiments.sslmem_run import default_cache_dir
+from memlib.experiments.artifacts import default_cache_dir
 from memlib.provenance import provenance
 from memlib.training.loop import atomic_save
 

@@ -110,6 +110,9 @@ def test_smoke_run():
     assert r.linear_acc.between(0, 1).all() and r.unitmem.between(0, 1).all()
     assert run.claims().loc[["S24", "L9"], "status"].str.startswith("not reproduced yet").all()
     assert len(run.summary()) == 3
+    from memlib.atomic import is_complete
+
+    assert is_complete(run.run_dir)  # results and provenance written, then the COMPLETE marker
 
 
 def test_finished_checkpoint_is_loaded_with_its_accountant(fmnist_small, tmp_path):

@@ -3,8 +3,10 @@ import json
 import numpy as np
 import pytest
 
+from memlib.atomic import is_complete
 from memlib.experiments import get_preset, run_sslmem
-from memlib.experiments.sslmem_run import validate
+from memlib.experiments.cache import list_artifacts
+from memlib.experiments.validate import validate_run_parameters
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +30,28 @@ def test_smoke_run_end_to_end(smoke_run):
     assert saved["provenance"]["config"]["preset"] == "smoke"
     assert saved["provenance"]["trained_at"] and saved["provenance"]["commit"]
     assert (r.run_dir / "scores.csv").exists() and (r.run_dir / "splits.json").exists()
+    # Finished: the COMPLETE marker lists every result, and the cache lists the run as complete.
+    assert is_complete(r.run_dir)
+    assert set(json.loads((r.run_dir / "COMPLETE").read_text())["files"]) == {"scores.csv", "splits.json",
+                                                                              "summary.json"}
+    assert [a.status for a in list_artifacts(r.run_dir.parents[1], "sslmem")] == ["complete"]
+    assert not [f for f in r.run_dir.iterdir() if ".tmp" in f.name]
+
+
+def test_interrupted_rerun_leaves_the_folder_incomplete(smoke_run, monkeypatch):
+    import memlib.experiments.sslmem_experiment as S
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(S, "sslmem", interrupted)  # stops the rerun after its splits, before any result
+    with pytest.raises(KeyboardInterrupt):
+        run_sslmem("smoke", cache_dir=smoke_run.run_dir.parents[1], progress=False)
+    assert not is_complete(smoke_run.run_dir)
+    assert [a.status for a in list_artifacts(smoke_run.run_dir.parents[1], "sslmem")] == ["incomplete"]
+    monkeypatch.undo()
+    run_sslmem("smoke", cache_dir=smoke_run.run_dir.parents[1], progress=False)  # a rerun finishes it
+    assert is_complete(smoke_run.run_dir)
 
 
 def test_rerun_reuses_cached_encoders(smoke_run, tmp_path):
@@ -65,7 +89,7 @@ def test_cuda_refused_without_gpu():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="no CUDA GPU is available here; use device='cpu'"):
-        validate(get_preset("smoke"), "cuda")
+        validate_run_parameters(get_preset("smoke"), "cuda")
 
 
 def test_impossible_split_sizes(tmp_path):

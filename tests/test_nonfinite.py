@@ -96,8 +96,9 @@ def test_checkpoint_with_non_finite_weights_is_refused(fmnist_small, tmp_path):
 
 def test_stale_checkpoint_temp_files_are_removed(fmnist_small, tmp_path):
     path = tmp_path / "c.pt"
-    dead = tmp_path / "c.pt.tmp999999999"  # no such process
+    dead = tmp_path / "c.pt.tmp999999999"  # an earlier process, killed mid-save
     dead.write_bytes(b"")
+    os.utime(dead, (0, 0))
     torch.manual_seed(0)
     train(build_method("simclr", build_encoder("resnet_narrow", 1, 28)), fmnist_small.images[:8], None,
           TrainConfig(epochs=1, batch_size=8), checkpoint_path=path, progress=False)

@@ -62,23 +62,17 @@ def test_higher_lambda_gives_larger_view_distances(fmnist_small):
 
 
 def test_lambda_zero_reuses_sslmem_encoders(fmnist_small, tmp_path):
-    """fit_encoder with no regulariser has the cache key of train_families: it loads, not retrains."""
+    """λ = 0 is the plain method's spec, so the sweep loads chapter 01's encoders instead of retraining."""
     from memlib.data.splits import make_splits
     from memlib.experiments import get_preset
-    from memlib.experiments.removal_run import fit_encoder, train_config
-    from memlib.experiments.sslmem_run import model_seed, train_families
-    from memlib.models import channel_stats
-    from memlib.training.loop import fingerprint
+    from memlib.experiments.encoders import EncoderSpec, family_specs, fit, model_seed
 
     p = get_preset("smoke", shared=32, candidate=16, epochs=1, batch_size=16, models_per_family=1)
     splits = make_splits(len(fmnist_small), 100, p.shared, p.candidate, seed=0)
-    train_families(p, fmnist_small, splits, 0, torch.device("cpu"), tmp_path, families=("f",), progress=False)
-    mean, std = channel_stats(fmnist_small.images)
-    idx = splits.f_train
-    _, res = fit_encoder(fmnist_small.images[idx], p, train_config(p), model_seed(0, "f", 0),
-                         {"dataset": p.dataset, "train_indices": fingerprint(idx.tolist())}, tmp_path,
-                         torch.device("cpu"), mean, std, progress=False)
-    assert res.resumed_from_epoch == p.epochs
+    fit(family_specs(p, splits, 0, ("f",))["f"], fmnist_small, tmp_path, "cpu", progress=False)
+    spec = EncoderSpec.from_preset(p, splits.f_train, model_seed(0, "f", 0), lam=0.0)
+    assert spec.key() != EncoderSpec.from_preset(p, splits.f_train, model_seed(0, "f", 0), lam=0.1).key()
+    assert fit([spec], fmnist_small, tmp_path, "cpu", progress=False)[0].result.resumed_from_epoch == p.epochs
 
 
 def test_bad_sweep_settings_fail_before_compute(tmp_path):
@@ -102,3 +96,6 @@ def test_smoke_sweep():
     s = run.summary()
     assert len(s) == 4 and (s["ci95 low"] <= s["sslmem raw"]).all()
     assert run.claims().loc["S22", "status"].startswith("not reproduced yet")
+    from memlib.atomic import is_complete
+
+    assert is_complete(run.run_dir)  # results and provenance written, then the COMPLETE marker

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from memlib.experiments.removal_run import DOWNSTREAM, resize_to, run_removal, select_removal
+from memlib.experiments.inputs import DOWNSTREAM, resize_to
+from memlib.experiments.removal_run import run_removal, select_removal
 
 
 def test_top_k_are_the_k_highest():
@@ -65,3 +66,6 @@ def test_smoke_run(fmnist_small):
     # a second call reuses every cached encoder and gives the same numbers
     again = run_removal("smoke", progress=False)
     assert np.allclose(again.results[list(DOWNSTREAM)].to_numpy(), r[list(DOWNSTREAM)].to_numpy())
+    from memlib.atomic import is_complete
+
+    assert is_complete(run.run_dir)  # results, scores and provenance written, then the COMPLETE marker

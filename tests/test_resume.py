@@ -174,11 +174,15 @@ def test_checkpoint_carries_provenance(fmnist_small, tmp_path):
     assert prov["commit"] and torch.__version__.startswith(prov["versions"]["torch"]) and prov["wall_time_s"] >= 0
 
 
-def test_new_field_at_default_keeps_cache_keys():
+def test_train_config_round_trips_and_keys_are_versioned():
+    from memlib.experiments.encoders import CACHE_SCHEMA, EncoderSpec
+    from memlib.experiments.presets import get_preset
+
     cfg = TrainConfig(epochs=3, batch_size=8)
-    assert "checkpoint_every_steps" not in cfg.to_dict()  # old fingerprints, old cache paths
-    assert TrainConfig(epochs=3, batch_size=8, checkpoint_every_steps=4).to_dict()["checkpoint_every_steps"] == 4
+    assert cfg.to_dict()["checkpoint_every_steps"] == 0  # every field is covered, none left out
     assert TrainConfig(**cfg.to_dict()) == cfg
+    spec = EncoderSpec.from_preset(get_preset("smoke"), range(10), 0)
+    assert spec.run_config()["schema"] == CACHE_SCHEMA  # a change of what keys cover bumps one number
     with pytest.raises(ValueError, match="checkpoint_every_steps=-1"):
         TrainConfig(epochs=3, batch_size=8, checkpoint_every_steps=-1)
 

@@ -8,7 +8,7 @@ from torch import nn
 from memlib.data.augment import IntensityJitter, PatchMask, RandomRotation, build_augmentation
 from memlib.experiments.presets import get_preset
 from memlib.experiments.setups_run import mask_ratio_kwargs, overlap_sizes, plan, setups_settings
-from memlib.experiments.sslmem_run import encoder_checkpoint
+from memlib.experiments.encoders import EncoderSpec
 from memlib.memorization.dejavu import dejavu, periphery_crop
 from memlib.memorization.feldman import supervised_memorization
 from memlib.methods import build_method
@@ -166,11 +166,11 @@ def test_snapshots_hold_initial_and_final_weights(tmp_path):
 def test_method_kwargs_change_the_encoder_key_only_when_set(tmp_path):
     p = get_preset("smoke", method="mae", arch="vit_micro")
     idx = np.arange(10)
-    _, plain = encoder_checkpoint(p, idx, 0, tmp_path)
-    _, empty = encoder_checkpoint(p.replace(method_kwargs={}), idx, 0, tmp_path)
-    _, half = encoder_checkpoint(p.replace(method_kwargs={"mask_ratio": 0.5}), idx, 0, tmp_path)
+    plain = EncoderSpec.from_preset(p, idx, 0).checkpoint(tmp_path)
+    empty = EncoderSpec.from_preset(p.replace(method_kwargs={}), idx, 0).checkpoint(tmp_path)
+    half = EncoderSpec.from_preset(p.replace(method_kwargs={"mask_ratio": 0.5}), idx, 0).checkpoint(tmp_path)
     assert plain == empty != half
-    assert "method_kwargs" not in p.to_dict() and p.replace(method_kwargs={"a": 1}).to_dict()["method_kwargs"] == {"a": 1}
+    assert p.replace(method_kwargs={"a": 1}).to_dict()["method_kwargs"] == {"a": 1}
     assert mask_ratio_kwargs(0.75) == {} and mask_ratio_kwargs(0.5) == {"mask_ratio": 0.5}
 
 

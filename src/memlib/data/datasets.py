@@ -16,6 +16,11 @@ Sources (see §4 of the methods spec, "Real data on machines without internet"):
     named by the environment variable ``MEMLIB_FASHION_MNIST_DIR``), whose
     gzipped files are decompressed once into ``<root>/FashionMNIST/raw``; and,
     only with ``download=True``, on the internet through torchvision.
+    Every idx file is checked before it is read (magic number, size against
+    the dimensions in its header, labels in 0..9, and, for files the size of
+    the real ones, the published MD5 of the uncompressed data), once per file
+    size and modification time; a copy from the Debian package is checked as
+    it is decompressed, and nothing is written if it is bad.
 ``cifar10``, ``cifar100``, ``svhn``, ``stl10``
     Through :mod:`torchvision.datasets` (``CIFAR10``, ``CIFAR100``, ``SVHN``,
     ``STL10``) with torchvision's file layout under ``root``:
@@ -46,9 +51,11 @@ from __future__ import annotations
 import difflib
 import functools
 import gzip
+import hashlib
+import math
 import os
-import shutil
-import tempfile
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,11 +63,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..atomic import CorruptFileError, atomic_open, check_writable_dir, clean_stale_temps
+
 __all__ = [
     "DEBIAN_FASHION_MNIST",
     "KNOWN_DATASETS",
     "SPLIT_SIZES",
+    "CorruptFileError",
     "ImageDataset",
+    "check_data_root",
     "default_data_root",
     "load_dataset",
 ]
@@ -103,6 +114,21 @@ _FASHION_MNIST_FILES: tuple[str, ...] = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+
+#: MD5 of each uncompressed idx file of the original Fashion-MNIST (as published with the data set).
+#: torchvision's ``FashionMNIST.resources`` hold the MD5s of the original .gz files, but the
+#: Debian package ships recompressed .gz files (no file name in the gzip header, dated 2020), whose
+#: MD5s differ; their decompressed content is byte-identical to the original, so the content is checked.
+_FASHION_MNIST_MD5: dict[str, str] = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
+#: Items in the real files, by file-name prefix: only files of this size are held to the MD5s.
+_FASHION_MNIST_COUNT: dict[str, int] = {"train": 60000, "t10k": 10000}
+
+_REINSTALL = "sudo apt-get install --reinstall dataset-fashion-mnist"
 
 _STL10_CLASSES: tuple[str, ...] = (
     "airplane",
@@ -259,6 +285,51 @@ def default_data_root() -> Path:
     return Path.home() / ".cache" / "memlib" / "data"
 
 
+def check_data_root(name: str, root: str | Path | None = None, download: bool = False,
+                    param: str = "root") -> Path:
+    """Check, before anything is read or computed, that the data root of data set ``name`` can be used.
+
+    The root must be a folder (or not exist yet, with no file in its way);
+    it must be writable only when files will be written into it: Fashion-MNIST
+    not yet copied from the Debian package, or ``download=True``. Nothing is created.
+
+    Parameters
+    ----------
+    name
+        A data set of :data:`KNOWN_DATASETS` (``mnist5k`` and ``digits`` use no root).
+    root
+        The data root; default :func:`default_data_root`.
+    download
+        Whether files may be downloaded into it.
+    param
+        The caller's name for the root, for the message (``"root"``, ``"data_root"``).
+
+    Returns
+    -------
+    pathlib.Path
+        The data root.
+
+    Raises
+    ------
+    ValueError
+        If the root, or a folder above it, is a file.
+    PermissionError
+        If files must be written and the root is not writable.
+    """
+    given = root is not None
+    path = Path(root).expanduser() if given else default_data_root()
+    if name in ("mnist5k", "digits"):
+        return path
+    label = param if given else ("MEMLIB_DATA" if os.environ.get("MEMLIB_DATA") else f"{param} (default)")
+    fix = f"pass {param}= a writable folder (or set MEMLIB_DATA)"
+    try:
+        check_writable_dir(path, label, fix)
+    except PermissionError:
+        if download or (name == "fashion_mnist" and not _fashion_mnist_complete(path)):
+            raise
+    return path
+
+
 def load_dataset(
     name: str,
     split: str = "train",
@@ -293,7 +364,13 @@ def load_dataset(
     ------
     ValueError
         If ``name`` is not in :data:`KNOWN_DATASETS` or ``split`` is not a split
-        of that data set.
+        of that data set, or ``root`` is a file (:func:`check_data_root`).
+    PermissionError
+        If files must be written into ``root`` and it is not writable.
+    CorruptFileError
+        If a Fashion-MNIST idx file is truncated or corrupt (bad magic number,
+        size not matching its header, labels outside 0..9, MD5 not the
+        published one); the message names the file and the fix.
     FileNotFoundError
         If the files are not on disk and ``download`` is False. The message
         says where the files were looked for and how to get them.
@@ -311,7 +388,7 @@ def load_dataset(
         return _load_mnist5k(split)
     if name == "digits":
         return _load_digits(split)
-    root_path = Path(root).expanduser() if root is not None else default_data_root()
+    root_path = check_data_root(name, root, download)
     if name == "fashion_mnist":
         return _load_fashion_mnist(split, root_path, download)
     if name in ("cifar10", "cifar100"):
@@ -361,20 +438,124 @@ def _debian_source(folder: Path, filename: str) -> Path | None:
     return None
 
 
-def _decompress_atomically(src: Path, dest: Path) -> None:
-    """Write the (possibly gzipped) ``src`` to ``dest`` via a temporary file and ``os.replace``."""
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+def _copy_verified(src: Path, dest: Path, fix: str) -> None:
+    """Write the (possibly gzipped) ``src`` to ``dest`` atomically, checking its content on the way.
+
+    Nothing is written if ``src`` cannot be read or its content is not a
+    sound idx file (:class:`_IdxCheck`).
+    """
+    check = _IdxCheck(dest.name)
+    with atomic_open(dest, "wb") as out:
+        for chunk in _chunks(src, fix):
+            check.update(chunk)
+            out.write(chunk)
+        n = check.finish(src, fix)  # raising here removes the temporary file
+    st = dest.stat()
+    _VERIFIED[(str(dest.resolve()), st.st_size, st.st_mtime_ns)] = n
+
+
+def _chunks(src: Path, fix: str, size: int = 1 << 20):
+    """The bytes of ``src`` (decompressed if it ends in .gz), in chunks; unreadable gzip data name the file."""
+    opener = gzip.open if src.suffix == ".gz" else open
     try:
-        opener = gzip.open if src.suffix == ".gz" else open
-        with os.fdopen(fd, "wb") as out, opener(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, length=1 << 20)
-        os.replace(tmp_name, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+        with opener(src, "rb") as inp:
+            while chunk := inp.read(size):
+                yield chunk
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # a truncated or damaged .gz
+        raise CorruptFileError(f"load_dataset: {src} is damaged ({type(err).__name__}: {err}). Fix: {fix}") from err
+
+
+class _IdxCheck:
+    """Checks an idx file as its bytes stream by: magic number, size against the header, labels, MD5.
+
+    Parameters
+    ----------
+    name
+        The idx file's name (``train-labels-idx1-ubyte``, …): a labels file
+        if it has ``labels`` in it, else an images file.
+    classes
+        Labels must lie in ``0 .. classes - 1``.
+    """
+
+    def __init__(self, name: str, classes: int = 10):
+        self.name, self.classes = name, classes
+        self.labels = "labels" in name
+        self.ndim = 1 if self.labels else 3
+        self.header = 4 + 4 * self.ndim
+        self.head, self.size, self.max_label = b"", 0, -1
+        self.md5 = hashlib.md5()
+
+    def update(self, chunk: bytes) -> None:
+        if len(self.head) < self.header:
+            self.head += chunk[: self.header - len(self.head)]
+        if self.labels and self.size + len(chunk) > self.header:
+            body = chunk[max(0, self.header - self.size):]
+            self.max_label = max(self.max_label, max(body))
+        self.size += len(chunk)
+        self.md5.update(chunk)
+
+    def finish(self, path: Path, fix: str) -> int:
+        """Raise :class:`~memlib.atomic.CorruptFileError` naming ``path`` and ``fix`` if the file is unsound; else
+        return the number of items its header declares."""
+        kind = "labels" if self.labels else "images"
+        if self.size < self.header:
+            raise CorruptFileError(f"load_dataset: {path} is truncated: {self.size} bytes, shorter than the "
+                                   f"{self.header}-byte header of an idx {kind} file. Fix: {fix}")
+        magic, want = int.from_bytes(self.head[:4], "big"), 0x0800 + self.ndim  # ubyte data, ndim dimensions
+        if magic != want:
+            raise CorruptFileError(f"load_dataset: {path} is not an idx {kind} file: magic number {magic:#010x}, "
+                                   f"expected {want:#010x}. Fix: {fix}")
+        dims = struct.unpack(f">{self.ndim}I", self.head[4: self.header])
+        expected = self.header + math.prod(dims)
+        if self.size != expected:
+            raise CorruptFileError(
+                f"load_dataset: {path} is {'truncated' if self.size < expected else 'too long'}: {self.size} bytes, "
+                f"but its header says {' x '.join(map(str, dims))} {kind} = {expected} bytes. Fix: {fix}")
+        if self.labels and self.max_label >= self.classes:
+            raise CorruptFileError(f"load_dataset: {path} holds label {self.max_label}, outside 0..{self.classes - 1}: "
+                                   f"its labels are garbage. Fix: {fix}")
+        # Only a file the size of the real one is held to its MD5 (small idx files are test data).
+        real = _FASHION_MNIST_MD5.get(self.name)
+        if real and dims[0] == _FASHION_MNIST_COUNT[self.name.split("-")[0]] and self.md5.hexdigest() != real:
+            raise CorruptFileError(f"load_dataset: {path} has the size of Fashion-MNIST's {self.name} but not its "
+                                   f"content (MD5 {self.md5.hexdigest()}, published {real}). Fix: {fix}")
+        return dims[0]
+
+
+#: Verdicts of :func:`_verify_idx`: (path, size, mtime in ns) → number of items, so each file is read once.
+_VERIFIED: dict[tuple[str, int, int], int] = {}
+
+
+def _verify_idx(path: Path, fix: str) -> int:
+    """Check the idx file ``path`` (:class:`_IdxCheck`) once per size and modification time; return its item count."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED:
+        check = _IdxCheck(path.name)
+        for chunk in _chunks(path, fix):
+            check.update(chunk)
+        _VERIFIED[key] = check.finish(path, fix)
+    return _VERIFIED[key]
+
+
+def _verify_fashion_mnist(raw: Path, split: str, debian: Path) -> None:
+    """Check the split's idx files in ``raw`` before torchvision reads them; raise naming the file and the fix."""
+    prefix = "train" if split == "train" else "t10k"
+    images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+
+    def fix(p: Path) -> str:
+        return (f"delete {p} and load again: it is copied again from {debian} (if that copy is bad too: "
+                f"{_REINSTALL}) or, with download=True, downloaded again")
+
+    n_images, n_labels = _verify_idx(images, fix(images)), _verify_idx(labels, fix(labels))
+    if n_images != n_labels:
+        raise CorruptFileError(f"load_dataset: {images} holds {n_images} images but {labels} {n_labels} labels. "
+                               f"Fix: {fix(images)}; likewise {labels}")
+
+
+def _fashion_mnist_complete(root: Path) -> bool:
+    raw = root / "FashionMNIST" / "raw"
+    return all((raw / f).is_file() for f in _FASHION_MNIST_FILES)
 
 
 def _load_fashion_mnist(split: str, root: Path, download: bool) -> ImageDataset:
@@ -387,9 +568,10 @@ def _load_fashion_mnist(split: str, root: Path, download: bool) -> ImageDataset:
         sources = {f: _debian_source(debian, f) for f in missing}
         if all(s is not None for s in sources.values()):
             raw.mkdir(parents=True, exist_ok=True)
+            clean_stale_temps(raw)  # copies a crash left half-written
             for f, src in sources.items():
                 assert src is not None
-                _decompress_atomically(src, raw / f)
+                _copy_verified(src, raw / f, f"{_REINSTALL} (or point MEMLIB_FASHION_MNIST_DIR at a good copy)")
         elif download:
             try:
                 FashionMNIST(str(root), train=True, download=True)
@@ -407,6 +589,7 @@ def _load_fashion_mnist(split: str, root: Path, download: bool) -> ImageDataset:
                 f"Fix: run 'sudo apt-get install dataset-fashion-mnist', or call "
                 f"load_dataset('fashion_mnist', ..., download=True) on a machine with internet."
             )
+    _verify_fashion_mnist(raw, split, debian)
     ds = FashionMNIST(str(root), train=(split == "train"), download=False)
     images = ds.data.to(torch.uint8).unsqueeze(1).contiguous()
     labels = ds.targets.to(torch.int64).clone()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import save_json
+
 SUBSETS = ("candidate", "shared", "extra", "independent")
 #: Paper notation for each subset, for plots and tables.
 SUBSET_LABELS = {"candidate": "S_C", "shared": "S_S", "extra": "S_E", "independent": "S_I"}
@@ -71,13 +73,13 @@ class Splits:
         return {"seed": self.seed, "meta": self.meta, **{n: getattr(self, n).tolist() for n in SUBSETS}}
 
     def save(self, path: str | Path) -> Path:
-        """Write the splits as JSON (saved with every run so it can be re-scored)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict()))
-        tmp.replace(path)
-        return path
+        """Write the splits as JSON (saved with every run so it can be re-scored).
+
+        Written atomically through a temporary file of its own
+        (:func:`~memlib.atomic.save_json`), so two processes saving the same
+        splits at once never collide, and a crash never leaves half a file.
+        """
+        return save_json(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> "Splits":

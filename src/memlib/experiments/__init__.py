@@ -1,11 +1,12 @@
 """Experiments: presets and end-to-end runs that the notebooks call."""
 
+from .artifacts import default_cache_dir
 from .dp_run import DPRun, run_dp
 from .localization_run import LocalizationRun, run_localization
 from .presets import PRESETS, Preset, get_preset, preset_table
 from .regularization_run import RegularizationRun, run_regularization
 from .removal_run import RemovalRun, run_removal
-from .sslmem_run import SSLMemRun, default_cache_dir, run_sslmem
+from .sslmem_experiment import SSLMemRun, run_sslmem
 from .validate import check_epsilon, check_lambda, validate_run_parameters
 
 __all__ = [

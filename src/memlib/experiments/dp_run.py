@@ -12,32 +12,28 @@ clipping does not bound its influence.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats as st
 from tqdm import tqdm
 
 from ..data.augment import build_augmentation
 from ..memorization.sslmem import sslmem
 from ..memorization.unitmem import unitmem
-from ..methods import build_method
-from ..models import build_encoder, channel_stats
-from ..provenance import git_commit, provenance
 from ..stats import mean_ci
-from ..training.dp import DPConfig, DPResult, dp_train
-from ..training.loop import fingerprint
+from ..training.dp import DPConfig
+from .artifacts import DP
+from .claims import Claim, claims_table
+from .context import RunContext
+from .encoders import family_specs, method_setup
+from .inputs import load_with_splits, probe_rng, probe_sets
 from .presets import Preset, claim_status
-from .regularization_run import method_setup
-from .removal_run import experiment_settings, probe_all, train_config
-from .sslmem_run import default_cache_dir, load_with_splits, model_seed, probe_rng, probe_sets, validate
+from .probes import probe_all
+from .settings import experiment_settings
 
 #: DP settings per preset (training settings come from the SSLMem preset of the same name).
 #: ``epsilons`` = target ε per run (``inf`` = no noise); ``max_grad_norm`` = per-sample clipping norm C.
@@ -119,54 +115,23 @@ class DPRun:
                 tau = p = float("nan")
             stat = f"τ = {tau:+.2f}, p = {p:.2g} (n = {len(r)})"
             status = claim_status(self.preset, self.seed, bool(p < alpha), n=len(r))
-            out.append({"claim": cid, "status": status, "statistic": stat})
-        return pd.DataFrame(out).set_index("claim")
+            out.append(Claim(cid, status, stat, "one-sided Kendall τ over target ε", "f encoder", len(r)))
+        return claims_table(out)
 
 
-def fit_dp_encoder(images, p: Preset, arch: str, aug_name: str, dp: DPConfig, model_seed: int, run_config: dict,
-                   cache: Path, device, mean, std, progress: bool = True, desc: str = "dp") -> tuple:
-    """Build an MAE and train it with DP-SGD, reusing a cached checkpoint of the same configuration.
-
-    Returns
-    -------
-    tuple
-        The trained method and its :class:`~memlib.training.dp.DPResult`.
-    """
-    torch.manual_seed(model_seed)
-    enc = build_encoder(arch, images.shape[1], images.shape[-1], mean, std)
-    method = build_method("mae", enc, augmentation=build_augmentation(aug_name, images.shape[-1]))
-    cfg = train_config(p)
-    rc = {**run_config, "arch": arch, "method": "mae", "augmentation": aug_name, "model_seed": model_seed}
-    key = fingerprint({"train": cfg.to_dict(), "dp": dp.to_dict(), "run": rc})
-    ckpt = cache / "dp_encoders" / key / "checkpoint.pt"
-    res = dp_train(method, images, dataclasses.replace(cfg, seed=model_seed), dp, device=device,
-                   checkpoint_path=ckpt, run_config=rc, progress=progress, desc=desc)
-    return method, res
-
-
-def run_dp(
-    preset: str | Preset = "smoke",
-    device: str = "cpu",
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    data_root: str | Path | None = None,
-    progress: bool = True,
-    **overrides,
-) -> DPRun:
+def run_dp(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0, cache_dir=None, data_root=None,
+        progress: bool = True, **overrides) -> DPRun:
     """Train MAE with DP-SGD at several ε and measure SSLMem and accuracy (paper §4.6, Table 5).
 
     Parameters
     ----------
     preset
         ``smoke``, ``cpu``, ``gpu`` or ``paper`` (see :data:`DP_SETTINGS`).
-    device
-        ``"cpu"``, ``"cuda"`` or ``"auto"``.
     seed
         Seeds the splits, every encoder, the noise and the scoring views.
-    cache_dir, data_root
-        As in :func:`~memlib.experiments.sslmem_run.run_sslmem`.
-    progress
-        Show progress bars.
+    device, cache_dir, data_root, progress
+        As in :meth:`RunContext.start <memlib.experiments.context.RunContext.start>`: ``"cpu"``,
+        ``"cuda"`` or ``"auto"``; the cache folder (default ``$MEMLIB_CACHE``); the data root; progress bars.
     **overrides
         ``epsilons``, ``max_grad_norm``, or any :class:`~memlib.experiments.presets.Preset`
         field; ``None`` values are ignored.
@@ -176,50 +141,41 @@ def run_dp(
     DPRun
     """
     p, s = dp_settings(preset, **overrides)
-    dev = validate(p, device)
-    t0 = time.perf_counter()
-    commit = git_commit()
+    ctx = RunContext.start(DP, p, device, seed, {"settings": s}, cache_dir=cache_dir, data_root=data_root,
+                           progress=progress)
+    dev = ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
-    mean, std = channel_stats(train_set.images)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    run_dir = cache / "dp" / fingerprint({"preset": p.to_dict(), "settings": s, "seed": seed})
-    run_dir.mkdir(parents=True, exist_ok=True)
     sets = {p.dataset: probe_sets(p, train_set, test_set, probe_rng(seed))}
     arch, aug_name = method_setup(p, "mae")
     aug = build_augmentation(aug_name, train_set.image_size)
     candidates = train_set.images[splits.candidate]
-    trained_at: list[str] = []
+    # Every encoder of every ε in one fit, so they share the worker pool.
+    specs = {eps: family_specs(p.replace(method="mae"), splits, seed, arch=arch, augmentation=aug_name,
+                               dp=DPConfig(epsilon=eps, max_grad_norm=s["max_grad_norm"]))
+             for eps in s["epsilons"]}
+    flat = [(eps, fam, i, sp) for eps, fams in specs.items() for fam, ss in fams.items() for i, sp in enumerate(ss)]
+    fitted = ctx.fit([sp for *_, sp in flat], train_set, labels=[f"ε={eps:g} {fam}{i}" for eps, fam, i, _ in flat])
+    by_eps: dict = {}
+    for (eps, fam, _, _), f in zip(flat, fitted):
+        by_eps.setdefault(eps, {"f": [], "g": []})[fam].append(f)
     rows, points = [], {}
     for eps in tqdm(s["epsilons"], desc="ε", disable=not progress, leave=False):
-        dp = DPConfig(epsilon=eps, max_grad_norm=s["max_grad_norm"])
-        fams: dict[str, list] = {"f": [], "g": []}
-        spent: list[DPResult] = []
-        for fam, idx in (("f", splits.f_train), ("g", splits.g_train)):
-            for i in range(p.models_per_family):
-                m, res = fit_dp_encoder(train_set.images[idx], p, arch, aug_name, dp, model_seed(seed, fam, i),
-                                        {"dataset": p.dataset, "train_indices": fingerprint(idx.tolist())}, cache,
-                                        dev, mean, std, progress=progress, desc=f"ε={eps:g} {fam}{i}")
-                fams[fam].append(m.encoder)
-                if fam == "f":
-                    spent.append(res)
-                trained_at.extend(res.commits)
+        fams = {fam: [f.encoder for f in fs] for fam, fs in by_eps[eps].items()}
         r = sslmem(fams["f"], fams["g"], candidates, aug, views=p.views, mode=p.mode, ids=splits.candidate,
                    batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
         points[eps] = r.raw
-        for i, (enc, res) in enumerate(zip(fams["f"], spent)):
-            units = unitmem(enc, train_set.images[splits.f_train], aug, ids=splits.f_train, seed=seed,
+        for i, f in enumerate(by_eps[eps]["f"]):
+            res = f.result
+            units = unitmem(f.encoder, train_set.images[splits.f_train], aug, ids=splits.f_train, seed=seed,
                             device=dev).unitmem
             rows.append({"target_epsilon": eps, "epsilon": res.epsilon, "noise_multiplier": res.noise_multiplier,
                          "delta": res.delta, "steps": res.steps, "member": i, "arch": arch,
                          "sslmem_raw": float((r.align_g - r.align_f_models[i]).mean()),
                          "sslmem_score": float(r.score.mean()),
-                         "linear_acc": probe_all(enc, sets, p.probe_epochs, seed, dev)[p.dataset],
+                         "linear_acc": probe_all(f.encoder, sets, p.probe_epochs, seed, dev)[p.dataset],
                          "unitmem": float(np.concatenate(list(units.values())).mean())})
     results = pd.DataFrame(rows)
-    wall = time.perf_counter() - t0
-    prov = provenance({"preset": p.name, "seed": seed, **p.to_dict(), **s}, dev, wall, commit=commit,
-                      trained_at=trained_at)
-    run = DPRun(p, s, seed, results, points, prov, run_dir, {"total_s": wall})
-    results.to_csv(run_dir / "results.csv", index=False)
-    (run_dir / "provenance.json").write_text(json.dumps(prov, indent=1, default=str))
+    prov = ctx.provenance({**p.to_dict(), **s})
+    run = DPRun(p, s, seed, results, points, prov, ctx.run_dir, {"total_s": ctx.elapsed()})
+    ctx.save(tables={"results": results}, jsons={"provenance": prov})
     return run

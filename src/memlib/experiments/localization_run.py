@@ -1,6 +1,6 @@
 """Localising memorisation (Wang et al., NeurIPS 2024): LayerMem, UnitMem, ClassMem end to end.
 
-One run takes the SSLMem experiment's encoders (:func:`~memlib.experiments.sslmem_run.train_families`,
+One run takes the SSLMem experiment's encoders (:func:`~memlib.experiments.encoders.family_specs`,
 so the same cache entries: a run after ``run_sslmem`` at the same preset and
 seed trains nothing) and adds
 
@@ -24,7 +24,6 @@ and its statistic. Notebook ``05_localization`` only plots what it returns.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from scipy import stats as st
 from torch import nn
 from tqdm import tqdm
 
+from ..atomic import write_csv
 from ..data.augment import build_augmentation, to_float
 from ..data.datasets import ImageDataset
 from ..data.splits import Splits
@@ -45,15 +45,30 @@ from ..memorization.layermem import LayerMemResult, layermem
 from ..memorization.unitmem import UnitMemResult, unitmem
 from ..models import ENCODERS
 from ..probing import embed, linear_probe
-from ..provenance import git_commit, provenance
 from ..stats import ttest_greater, ttest_vs_zero
-from ..training.loop import fingerprint
+from .artifacts import LOCALIZATION
+from .claims import Claim, claims_table
+from .context import RunContext, members, named_families
+from .encoders import family_specs
+from .inputs import load_with_splits, sample_subset
 from .presets import Preset, claim_status, get_preset
-from .sslmem_run import default_cache_dir, load_with_splits, sample_subset, train_families
-from .validate import check_positive_int, validate_run_parameters
+from .validate import check_positive_int
 
 #: The encoders whose units UnitMem reads (ResNet f, ViT f and the supervised ResNet).
 UNIT_ENCODERS = ("resnet", "vit", "supervised")
+
+
+#: The test and unit of replication behind each claim of :meth:`LocalizationRun.claims`.
+LOCALIZATION_TESTS = {
+    "L1": ("Spearman ρ(depth, LayerMem) and ΔLayerMem < 0", "layer"),
+    "L2": ("Welch t-test, MLP vs attention LayerMem", "point × block"),
+    "L3": ("top-10 % UnitMem units per layer; Fisher's exact test", "unit"),
+    "L4": ("Welch t-test on UnitMem − ClassMem", "unit"),
+    "L5": ("Welch t-test, top vs bottom quartile by SSLMem, per layer", "point"),
+    "L6": ("Spearman ρ(UnitMem index, SSLMem)", "point"),
+    "L7": ("exact binomial test on discordant test points", "test point"),
+    "L8": ("top-unit drop above every random draw", "pruning draw"),
+}
 
 
 @dataclass
@@ -225,12 +240,9 @@ class LocalizationRun:
         rows["L9"] = ("DP training lowers UnitMem", None, "measured in the DP chapter (04), not here")
         out = []
         for cid, (text, ok, stat) in rows.items():
-            if ok is None:
-                status = "not reproduced yet (not run)"
-            else:
-                status = claim_status(self.preset, self.seed, list(ok))
-            out.append({"claim id": cid, "claim": text, "status": status, "statistic": stat})
-        return pd.DataFrame(out).set_index("claim id")
+            status = "not reproduced yet (not run)" if ok is None else claim_status(self.preset, self.seed, list(ok))
+            out.append(Claim(cid, status, stat, *LOCALIZATION_TESTS.get(cid, ("", "")), text=text))
+        return claims_table(out)
 
     def _top_in_last(self, top: float = 0.1) -> tuple[tuple[int, int], tuple[int, int]]:
         """(top units in the last layer, top units) for SSL and for supervised."""
@@ -340,17 +352,13 @@ def run_localization(
     finetune_epochs: int | None = None,
     prune_fractions: tuple[float, ...] = (0.1, 0.2),
     random_draws: int = 5,
-    cache_dir: str | Path | None = None,
-    data_root: str | Path | None = None,
-    progress: bool = True,
-    **overrides,
-) -> LocalizationRun:
+    cache_dir=None, data_root=None, progress: bool = True, **overrides) -> LocalizationRun:
     """Run the localisation experiments of METHODS.md §3 at a preset.
 
     Parameters
     ----------
     preset, device, seed, cache_dir, data_root, progress, **overrides
-        As in :func:`~memlib.experiments.sslmem_run.run_sslmem`; the ResNet
+        As in :func:`~memlib.experiments.sslmem_experiment.run_sslmem`; the ResNet
         families are that run's encoders (same cache entries).
     vit_arch
         The ViT trained beside them (one of ``memlib.models.ENCODERS`` whose name starts with ``vit``).
@@ -371,7 +379,7 @@ def run_localization(
     LocalizationRun
     """
     # Every parameter is checked before any data is loaded or anything written.
-    p, dev = validate_run_parameters(get_preset(preset, **overrides), device, seed)
+    p = get_preset(preset, **overrides)
     if vit_arch not in ENCODERS or not vit_arch.startswith("vit"):
         raise ValueError(f"vit_arch={vit_arch!r} must be a ViT; choose one of "
                          f"{sorted(a for a in ENCODERS if a.startswith('vit'))}")
@@ -384,23 +392,21 @@ def run_localization(
     fracs = tuple(prune_fractions)
     if not fracs or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fracs):
         raise ValueError(f"prune_fractions={prune_fractions!r} must be numbers in (0, 1), e.g. (0.1, 0.2)")
-    t_start = time.perf_counter()
-    commit = git_commit()
+    key = {"vit_arch": vit_arch, "unit_views": unit_views, "n_finetune": n_finetune, "finetune_epochs": finetune_epochs,
+           "prune_fractions": fracs, "random_draws": random_draws}
+    ctx = RunContext.start(LOCALIZATION, p, device, seed, key, cache_dir=cache_dir, data_root=data_root,
+                           progress=progress)
+    p, dev = ctx.preset, ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    run_key = {"preset": p.to_dict(), "seed": seed, "splits": fingerprint(splits.to_dict()), "vit_arch": vit_arch,
-               "unit_views": unit_views, "n_finetune": n_finetune, "finetune_epochs": finetune_epochs, "prune_fractions": fracs,
-               "random_draws": random_draws}
-    run_dir = cache / "localization" / fingerprint(run_key)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
-    # The same encoders as run_sslmem (ResNet), a ViT family, and one supervised ResNet.
+    # The same encoders as run_sslmem (ResNet), a ViT family, and one supervised ResNet: one fit, one pool.
     t = time.perf_counter()
-    fams, _, trained = train_families(p, train_set, splits, seed, dev, cache, progress=progress)
-    vit_fams, _, t_vit = train_families(p.replace(arch=vit_arch), train_set, splits, seed, dev, cache,
-                                        progress=progress)
-    sup, _, t_sup = train_families(p.replace(method="supervised"), train_set, splits, seed, dev, cache,
-                                   families=("f",), progress=progress)
+    named = {**named_families(family_specs(p, splits, seed), "resnet "),
+             **named_families(family_specs(p.replace(arch=vit_arch), splits, seed), "vit "),
+             **named_families(family_specs(p.replace(method="supervised"), splits, seed, ("f",)), "supervised ")}
+    fitted = ctx.fit_named(named, train_set)
+    fams, vit_fams, sup = ({fam: [f.encoder for f in members(fitted, f"{name} {fam}")] for fam in ("f", "g")}
+                           for name in ("resnet", "vit", "supervised"))
     t_train = time.perf_counter() - t
 
     aug = build_augmentation(p.augmentation, train_set.image_size)
@@ -427,7 +433,7 @@ def run_localization(
     rng = np.random.default_rng(seed + 54321)
     down_tr, down_te = sample_subset(train_set, p.probe_train, rng), sample_subset(test_set, p.probe_test, rng)
     run = LocalizationRun(p, seed, splits, layer, units, pts.labels.numpy(), cand_pos, pd.DataFrame(),
-                          pd.DataFrame(), {}, run_dir,
+                          pd.DataFrame(), {}, ctx.run_dir,
                           encoders={"f": fams["f"], "g": fams["g"], "vit_f": vit_fams["f"], "vit_g": vit_fams["g"],
                                     "supervised": sup["f"]})
 
@@ -438,13 +444,11 @@ def run_localization(
     run.pruning = _prune(run, fams["f"][0], down_tr, down_te, fracs, random_draws, p, seed, dev, progress)
     t_prune = time.perf_counter() - t
 
-    wall = time.perf_counter() - t_start
     run.timings = {"train_s": t_train, "layermem_s": t_layer, "unitmem_s": t_unit, "finetune_s": t_ft,
-                   "prune_s": t_prune, "total_s": wall}
-    run.provenance = provenance({"preset": p.name, "seed": seed, "vit_arch": vit_arch, "unit_views": unit_views,
-                                 "finetune_epochs": finetune_epochs,
-                                 **p.to_dict()}, dev, wall, commit=commit, trained_at=trained + t_vit + t_sup)
-    _save(run)
+                   "prune_s": t_prune, "total_s": ctx.elapsed()}
+    run.provenance = ctx.provenance({"vit_arch": vit_arch, "unit_views": unit_views,
+                                     "finetune_epochs": finetune_epochs, **p.to_dict()})
+    _save(run, ctx)
     return run
 
 
@@ -493,17 +497,14 @@ def _prune(run: LocalizationRun, enc, down_tr, down_te, fracs, draws, p: Preset,
     return out
 
 
-def _save(run: LocalizationRun) -> None:
-    """Write the LayerMem tables, unit tables, fine-tuning, pruning and claims (CSV / JSON) to the run folder."""
+def _save(run: LocalizationRun, ctx: RunContext) -> None:
+    """Write the LayerMem tables, unit tables, fine-tuning, pruning and claims (CSV / JSON) to the run folder,
+    then its ``COMPLETE`` marker."""
     for arch in run.layer:
-        run.layer_table(arch).to_csv(run.run_dir / f"layermem_{arch}.csv")
-    for which in run.units:
-        run.unit_table(which).to_csv(run.run_dir / f"units_{which}.csv", index=False)
-    run.pruning.to_csv(run.run_dir / "pruning.csv", index=False)
+        write_csv(run.layer_table(arch), run.run_dir / f"layermem_{arch}.csv")
     summary = {"claims": run.claims().reset_index().to_dict(orient="records"),
                "finetune": run.finetune.to_dict(orient="records"),
                "base_accuracy": run.pruning.attrs.get("base_accuracy"), "timings": run.timings,
                "provenance": run.provenance}
-    tmp = run.run_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1, default=float))
-    tmp.replace(run.run_dir / "summary.json")
+    ctx.save(tables={**{f"units_{which}": run.unit_table(which) for which in run.units}, "pruning": run.pruning},
+             jsons={"summary": summary})

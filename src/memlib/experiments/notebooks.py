@@ -33,7 +33,6 @@ from ..device import resolve_device
 from .presets import PRESETS
 from .validate import check_seed
 
-
 #: The backend notebooks run with: under ``MPLBACKEND=agg`` a figure's output would be its text repr only.
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 

@@ -53,10 +53,8 @@ class Preset:
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        if not d["method_kwargs"]:  # keeps the cache keys of runs from before this field valid
-            del d["method_kwargs"]
-        return d
+        """Every field, as a dict (what run-folder keys cover)."""
+        return dataclasses.asdict(self)
 
 
 PRESETS: dict[str, Preset] = {

@@ -1,7 +1,7 @@
 """The alignment regulariser against memorisation (SSLMem paper §4.4, Fig. 4).
 
 For each method (SimCLR, MAE) and each λ, f and g families are trained as in
-:func:`~memlib.experiments.sslmem_run.run_sslmem` (f on S_S ∪ S_C, g on
+:func:`~memlib.experiments.sslmem_experiment.run_sslmem` (f on S_S ∪ S_C, g on
 S_S ∪ S_I) with the loss ``(1 − λ) L_SSL − λ E d(f(x'), f(x''))``
 (:class:`~memlib.methods.regularizer.AlignmentRegularized`); the candidates
 S_C are scored with SSLMem, and f is linear-probed. The claims (S22, S23):
@@ -14,8 +14,6 @@ loaded, not retrained.
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,14 +25,16 @@ from tqdm import tqdm
 from ..data.augment import build_augmentation
 from ..memorization.sslmem import sslmem
 from ..methods import check_method
-from ..methods.regularizer import AlignmentRegularized, check_lambda
-from ..models import channel_stats
-from ..provenance import git_commit, provenance
+from ..methods.regularizer import check_lambda
 from ..stats import mean_ci
-from ..training.loop import fingerprint
+from .artifacts import REGULARIZATION
+from .claims import Claim, claims_table
+from .context import RunContext
+from .encoders import family_specs, method_setup
+from .inputs import load_with_splits, probe_rng, probe_sets
 from .presets import Preset, claim_status
-from .removal_run import experiment_settings, fit_encoder, probe_all, train_config
-from .sslmem_run import default_cache_dir, load_with_splits, model_seed, probe_rng, probe_sets, validate
+from .probes import probe_all
+from .settings import experiment_settings
 
 #: Sweep settings per preset (training settings come from the SSLMem preset of the same name).
 #: ``lambdas`` = the λ values (0 first: the unregularised baseline); ``methods`` = methods swept.
@@ -49,23 +49,6 @@ REGULARIZATION_SETTINGS: dict[str, dict] = {
 }
 
 OWN_KEYS = ("lambdas", "methods")
-
-
-def method_setup(p: Preset, method: str) -> tuple[str, str]:
-    """Architecture and training augmentation of ``method`` at preset ``p``.
-
-    MAE needs a ViT (``vit_micro`` at the small presets, ``vit_tiny`` where the
-    preset uses a full ResNet) and trains with crop + flip (MAE, ViP); other
-    methods use the preset's architecture and augmentation.
-    """
-    if method == "mae":
-        return vit_arch(p), "crop_flip"
-    return p.arch, p.augmentation
-
-
-def vit_arch(p: Preset) -> str:
-    """The ViT of preset ``p``: its own arch if a ViT, ``vit_tiny`` beside a full ResNet, else ``vit_micro``."""
-    return p.arch if p.arch.startswith("vit") else "vit_tiny" if p.arch in ("resnet18", "resnet50") else "vit_micro"
 
 
 def regularization_settings(preset: str | Preset, **overrides) -> tuple[Preset, dict]:
@@ -148,34 +131,25 @@ class RegularizationRun:
             tc = t[t.quantity == col]
             oks = [bool(p < alpha) for p in tc.p]
             stat = "; ".join(f"{r.method}: τ = {r.tau:+.2f}, p = {r.p:.2g} (n = {r.n})" for r in tc.itertuples())
-            status = claim_status(self.preset, self.seed, oks, n=int(tc.n.min()) if len(tc) else 0)
-            out.append({"claim": cid, "status": status, "statistic": stat})
-        return pd.DataFrame(out).set_index("claim")
+            n = int(tc.n.min()) if len(tc) else 0
+            status = claim_status(self.preset, self.seed, oks, n=n)
+            out.append(Claim(cid, status, stat, "one-sided Kendall τ over λ, per method", "f encoder", n))
+        return claims_table(out)
 
 
-def run_regularization(
-    preset: str | Preset = "smoke",
-    device: str = "cpu",
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    data_root: str | Path | None = None,
-    progress: bool = True,
-    **overrides,
-) -> RegularizationRun:
+def run_regularization(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0, cache_dir=None, data_root=None,
+        progress: bool = True, **overrides) -> RegularizationRun:
     """Sweep the alignment regulariser's λ (paper §4.4, Fig. 4) at a preset.
 
     Parameters
     ----------
     preset
         ``smoke``, ``cpu``, ``gpu`` or ``paper`` (see :data:`REGULARIZATION_SETTINGS`).
-    device
-        ``"cpu"``, ``"cuda"`` or ``"auto"``.
     seed
         Seeds the splits, every encoder and the scoring views.
-    cache_dir, data_root
-        As in :func:`~memlib.experiments.sslmem_run.run_sslmem`.
-    progress
-        Show progress bars.
+    device, cache_dir, data_root, progress
+        As in :meth:`RunContext.start <memlib.experiments.context.RunContext.start>`: ``"cpu"``,
+        ``"cuda"`` or ``"auto"``; the cache folder (default ``$MEMLIB_CACHE``); the data root; progress bars.
     **overrides
         ``lambdas``, ``methods``, or any :class:`~memlib.experiments.presets.Preset`
         field; ``None`` values are ignored.
@@ -185,35 +159,28 @@ def run_regularization(
     RegularizationRun
     """
     p, s = regularization_settings(preset, **overrides)
-    dev = validate(p, device)
-    t0 = time.perf_counter()
-    commit = git_commit()
+    ctx = RunContext.start(REGULARIZATION, p, device, seed, {"settings": s}, cache_dir=cache_dir,
+                           data_root=data_root, progress=progress)
+    dev = ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
-    mean, std = channel_stats(train_set.images)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cfg = train_config(p)
-    run_dir = cache / "regularization" / fingerprint({"preset": p.to_dict(), "settings": s, "seed": seed})
-    run_dir.mkdir(parents=True, exist_ok=True)
     # The probe sets of run_sslmem (same rng), so λ = 0 matches chapter 01's probe.
     sets = {p.dataset: probe_sets(p, train_set, test_set, probe_rng(seed))}
     candidates = train_set.images[splits.candidate]
-    trained_at: list[str] = []
-    rows, points = [], {}
     jobs = [(m, lam) for m in s["methods"] for lam in s["lambdas"]]
+    # Every encoder of the sweep in one fit, so they share the worker pool.
+    specs = {(method, lam): family_specs(p.replace(method=method), splits, seed, lam=lam,
+                                         **dict(zip(("arch", "augmentation"), method_setup(p, method))))
+             for method, lam in jobs}
+    flat = [(job, fam, i, sp) for job, fams in specs.items() for fam, ss in fams.items() for i, sp in enumerate(ss)]
+    fitted = ctx.fit([sp for *_, sp in flat], train_set,
+                     labels=[f"{m} λ={lam:g} {fam}{i}" for (m, lam), fam, i, _ in flat])
+    encoders = {}
+    for (job, fam, _, _), f in zip(flat, fitted):
+        encoders.setdefault(job, {"f": [], "g": []})[fam].append(f.encoder)
+    rows, points = [], {}
     for method, lam in tqdm(jobs, desc="λ sweep", disable=not progress, leave=False):
         arch, aug_name = method_setup(p, method)
-        pm = p.replace(method=method)
-        wrap = None if lam == 0 else (lambda m, lam=lam: AlignmentRegularized(m, lam))
-        fams = {}
-        for fam, idx in (("f", splits.f_train), ("g", splits.g_train)):
-            fams[fam] = []
-            for i in range(p.models_per_family):
-                m, res = fit_encoder(train_set.images[idx], pm, cfg, model_seed(seed, fam, i),
-                                     {"dataset": p.dataset, "train_indices": fingerprint(idx.tolist())}, cache, dev,
-                                     mean, std, wrap=wrap, progress=progress, desc=f"{method} λ={lam:g} {fam}{i}",
-                                     labels=train_set.labels[idx], arch=arch, augmentation=aug_name)
-                fams[fam].append(m.encoder)
-                trained_at.extend(res.commits)
+        fams = encoders[(method, lam)]
         # Measured with the training augmentation, as the paper does.
         r = sslmem(fams["f"], fams["g"], candidates, build_augmentation(aug_name, train_set.image_size),
                    views=p.views, mode=p.mode, ids=splits.candidate, batch_size=p.score_batch_size, seed=seed,
@@ -226,10 +193,7 @@ def run_regularization(
                          "sslmem_score": float(r.score.mean()), "align_f": float(r.align_f_models[i].mean()),
                          "linear_acc": acc})
     results = pd.DataFrame(rows)
-    wall = time.perf_counter() - t0
-    prov = provenance({"preset": p.name, "seed": seed, **p.to_dict(), **s}, dev, wall, commit=commit,
-                      trained_at=trained_at)
-    run = RegularizationRun(p, s, seed, results, points, prov, run_dir, {"total_s": wall})
-    results.to_csv(run_dir / "results.csv", index=False)
-    (run_dir / "provenance.json").write_text(json.dumps(prov, indent=1, default=str))
+    prov = ctx.provenance({**p.to_dict(), **s})
+    run = RegularizationRun(p, s, seed, results, points, prov, ctx.run_dir, {"total_s": ctx.elapsed()})
+    ctx.save(tables={"results": results}, jsons={"provenance": prov})
     return run

@@ -17,36 +17,25 @@ so a re-run, or another experiment with the same configuration, reuses it.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 from scipy import stats as st
-from tqdm import tqdm
 
 from ..data.augment import build_augmentation
-from ..data.datasets import ImageDataset, load_dataset
+from ..data.datasets import load_dataset
 from ..memorization.sslmem import sslmem
-from ..methods import SSLMethod, build_method
-from ..models import build_encoder, channel_stats
-from ..probing import embed, linear_probe
-from ..provenance import git_commit, provenance
 from ..stats import mean_ci
-from ..training import TrainConfig, train
-from ..training.loop import TrainResult, fingerprint
-from .presets import Preset, claim_status, get_preset
-from .sslmem_run import default_cache_dir, probe_rng, probe_sets, sample_subset, train_config, validate
-
-#: The downstream sets every retrained encoder is probed on. Fashion-MNIST is
-#: the training distribution; the two digit sets are data the encoders never saw.
-DOWNSTREAM = ("fashion_mnist", "mnist5k", "digits")
+from .artifacts import REMOVAL
+from .claims import Claim, claims_table
+from .context import RunContext
+from .encoders import EncoderSpec, model_seed
+from .inputs import DOWNSTREAM, downstream_sets, probe_rng, probe_sets
+from .presets import Preset, claim_status
+from .probes import probe_all
+from .settings import experiment_settings
 
 #: Removal settings per preset (training settings come from the SSLMem preset of the same name).
 #: ``half`` = size of f's (and g's) half of the pool; ``fractions`` = k as fractions of the half
@@ -97,107 +86,6 @@ def select_removal(scores, k: int, how: str = "top", seed: int = 0) -> np.ndarra
     else:
         raise ValueError(f"how={how!r} is unknown; choose 'top' or 'random'")
     return np.sort(idx).astype(np.int64)
-
-
-def fit_encoder(
-    images: torch.Tensor,
-    preset: Preset,
-    cfg: TrainConfig,
-    model_seed: int,
-    run_config: dict,
-    cache: Path,
-    device: torch.device,
-    mean,
-    std,
-    wrap: Callable[[SSLMethod], SSLMethod] | None = None,
-    progress: bool = True,
-    desc: str = "train",
-    labels: torch.Tensor | None = None,
-    arch: str | None = None,
-    augmentation: str | None = None,
-) -> tuple[SSLMethod, TrainResult]:
-    """Build and train one encoder with the shared loop, reusing a cached checkpoint.
-
-    The checkpoint path is a fingerprint of the training settings, the
-    architecture, method (its ``name``, so a wrapper such as
-    :class:`~memlib.methods.regularizer.AlignmentRegularized` counts), the
-    augmentation, ``run_config`` (which must identify the training points) and
-    ``model_seed``; an interrupted run resumes, a finished one is loaded.
-
-    Parameters
-    ----------
-    images
-        uint8 training images (N, C, H, W).
-    preset
-        Supplies ``arch``, ``method`` and ``augmentation``.
-    cfg
-        Training settings; its ``seed`` is replaced by ``model_seed``.
-    model_seed
-        Seeds the weights, the data order and the augmentation draws.
-    run_config
-        What else identifies the run (data set, training indices, …).
-    cache, device
-        Cache root (checkpoints go to ``cache/encoders/<fingerprint>``) and device.
-    mean, std
-        Per-channel input statistics for the encoder.
-    wrap
-        Optional function wrapping the built method (e.g. in a regulariser).
-    progress, desc
-        Progress bar and its label.
-    labels
-        Labels of ``images`` (passed to the method; SSL methods ignore them).
-    arch, augmentation
-        Override the preset's architecture and augmentation (e.g. a ViT and
-        crop + flip for MAE).
-
-    Returns
-    -------
-    tuple
-        The trained method (its ``encoder`` is the encoder) and the :class:`~memlib.training.loop.TrainResult`.
-    """
-    arch, augmentation = arch or preset.arch, augmentation or preset.augmentation
-    torch.manual_seed(model_seed)
-    enc = build_encoder(arch, images.shape[1], images.shape[-1], mean, std)
-    method = build_method(preset.method, enc, augmentation=build_augmentation(augmentation, images.shape[-1]))
-    if wrap is not None:
-        method = wrap(method)
-    rc = {**run_config, "arch": arch, "method": method.name, "augmentation": augmentation, "model_seed": model_seed}
-    # Same key as sslmem_run.train_families (cfg before its seed is set, same run_config keys): an
-    # encoder trained there on the same points with the same seed is loaded here, not retrained.
-    ckpt = cache / "encoders" / fingerprint({"train": cfg.to_dict(), "run": rc}) / "checkpoint.pt"
-    res = train(method, images, labels, dataclasses.replace(cfg, seed=model_seed), device=device,
-                checkpoint_path=ckpt, run_config=rc, progress=progress, desc=desc)
-    return method, res
-
-
-def resize_to(ds: ImageDataset, channels: int, size: int) -> ImageDataset:
-    """``ds`` with images bilinearly resized to size × size and 1↔3 channels matched (uint8 kept)."""
-    x = ds.images.float()
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    if x.shape[1] != channels:
-        x = x.mean(1, keepdim=True) if channels == 1 else x.expand(-1, channels, -1, -1)
-    return ImageDataset(x.round().clamp(0, 255).to(torch.uint8), ds.labels, ds.classes, ds.name)
-
-
-def downstream_sets(channels: int, size: int, n_train: int | None, n_test: int | None, seed: int,
-                    data_root=None, names=DOWNSTREAM) -> dict[str, tuple[ImageDataset, ImageDataset]]:
-    """(train, test) probe sets ``names``, resized to the encoder's input, optionally subsampled."""
-    rng = probe_rng(seed)
-    out = {}
-    for name in names:
-        tr, te = (resize_to(load_dataset(name, s, root=data_root), channels, size) for s in ("train", "test"))
-        out[name] = (sample_subset(tr, n_train, rng), sample_subset(te, n_test, rng))
-    return out
-
-
-def probe_all(encoder, sets: dict, epochs: int, seed: int, device) -> dict[str, float]:
-    """Linear-probe test accuracy of ``encoder`` on every downstream set."""
-    out = {}
-    for name, (tr, te) in sets.items():
-        ftr, fte = embed(encoder, tr.images, device=device), embed(encoder, te.images, device=device)
-        out[name] = linear_probe(ftr, tr.labels, fte, te.labels, epochs=epochs, seed=seed)["test_acc"]
-    return out
 
 
 @dataclass
@@ -290,35 +178,10 @@ class RemovalRun:
             parts.append(f"{ds}: random − top {d.mean():+.4f} (n = {len(d)}), p = {p:.2g}")
         s19 = claim_status(self.preset, self.seed, oks, n=len(top), min_n=min_pairs)
         na = "not attempted (no segmentation / depth labels available offline)"
-        return pd.DataFrame([
-            {"claim": "S19", "status": s19, "statistic": "; ".join(parts)},
-            {"claim": "S20", "status": na, "statistic": "—"},
-            {"claim": "S21", "status": na, "statistic": "—"},
-        ]).set_index("claim")
-
-
-def experiment_settings(table: dict[str, dict], own: tuple[str, ...], preset: str | Preset,
-                        overrides: dict) -> tuple[Preset, dict]:
-    """Split a preset's experiment settings from its training settings, with overrides applied.
-
-    ``table[name]`` holds the experiment's own keys ``own`` (e.g. ``half``,
-    ``fractions``) and any :class:`~memlib.experiments.presets.Preset` fields
-    that differ from the SSLMem preset of the same name; ``overrides`` may
-    change either (``None`` values are ignored).
-
-    Returns
-    -------
-    tuple
-        The training preset and the dict of the experiment's own settings.
-    """
-    name = preset if isinstance(preset, str) else preset.name
-    if name not in table:
-        raise ValueError(f"preset={name!r} has no settings for this experiment; choose one of {sorted(table)}")
-    s = dict(table[name])
-    s.update({k: overrides[k] for k in own if overrides.get(k) is not None})
-    train_keys = {k: s.pop(k) for k in list(s) if k not in own}
-    rest = {k: v for k, v in overrides.items() if k not in own and v is not None}
-    return get_preset(preset, **{**train_keys, **rest}), s
+        return claims_table([
+            Claim("S19", s19, "; ".join(parts), "one-sided paired t-test per downstream set",
+                  "retrained encoder pair (top vs random, same seed)", len(top)),
+            Claim("S20", na, "—"), Claim("S21", na, "—")])
 
 
 def removal_settings(preset: str | Preset, **overrides) -> tuple[Preset, dict]:
@@ -336,29 +199,19 @@ def removal_settings(preset: str | Preset, **overrides) -> tuple[Preset, dict]:
     return p, s
 
 
-def run_removal(
-    preset: str | Preset = "smoke",
-    device: str = "cpu",
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    data_root: str | Path | None = None,
-    progress: bool = True,
-    **overrides,
-) -> RemovalRun:
+def run_removal(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0, cache_dir=None, data_root=None,
+        progress: bool = True, **overrides) -> RemovalRun:
     """Run the removal experiment of the paper's §4.4 at a preset.
 
     Parameters
     ----------
     preset
         ``smoke``, ``cpu``, ``gpu`` or ``paper`` (see :data:`REMOVAL_SETTINGS`).
-    device
-        ``"cpu"``, ``"cuda"`` or ``"auto"``.
     seed
         Seeds the pool, f and g, and the scoring views.
-    cache_dir, data_root
-        As in :func:`~memlib.experiments.sslmem_run.run_sslmem`.
-    progress
-        Show progress bars.
+    device, cache_dir, data_root, progress
+        As in :meth:`RunContext.start <memlib.experiments.context.RunContext.start>`: ``"cpu"``,
+        ``"cuda"`` or ``"auto"``; the cache folder (default ``$MEMLIB_CACHE``); the data root; progress bars.
     **overrides
         ``half``, ``fractions``, ``seeds``, ``downstream_train``,
         ``downstream_test``, or any :class:`~memlib.experiments.presets.Preset`
@@ -369,36 +222,25 @@ def run_removal(
     RemovalRun
     """
     p, s = removal_settings(preset, **overrides)
-    dev = validate(p, device)
-    half = s["half"]
-    t0 = time.perf_counter()
-    commit = git_commit()
+    ctx = RunContext.start(REMOVAL, p, device, seed, {"settings": s}, cache_dir=cache_dir, data_root=data_root,
+                           progress=progress, splits=False)
+    dev, half = ctx.device, s["half"]
     train_set = load_dataset(p.dataset, "train", root=data_root)
     if 2 * half > len(train_set):
         raise ValueError(f"half={half} needs 2·half ≤ {len(train_set)} training images of {p.dataset}")
     pool = np.random.default_rng(seed).permutation(len(train_set))[: 2 * half]
     f_idx, g_idx = np.sort(pool[:half]), np.sort(pool[half:])
-    mean, std = channel_stats(train_set.images)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cfg = train_config(p)
-    run_dir = cache / "removal" / fingerprint({"preset": p.to_dict(), "settings": s, "seed": seed})
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trained_at: list[str] = []
-
-    def fit(idx, mseed, desc):
-        m, res = fit_encoder(train_set.images[idx], p, cfg, mseed,
-                             {"dataset": p.dataset, "train_indices": fingerprint(idx.tolist())},
-                             cache, dev, mean, std, progress=progress, desc=desc)
-        trained_at.extend(res.commits)
-        return m.encoder
 
     # f and g families on the disjoint halves, then SSLMem of f's half.
-    fs = [fit(f_idx, seed * 1000 + 2 * i, f"f{i}") for i in range(p.models_per_family)]
-    gs = [fit(g_idx, seed * 1000 + 2 * i + 1, f"g{i}") for i in range(p.models_per_family)]
+    specs = [EncoderSpec.from_preset(p, idx, model_seed(seed, fam, i))
+             for fam, idx in (("f", f_idx), ("g", g_idx)) for i in range(p.models_per_family)]
+    fitted = ctx.fit(specs, train_set, labels=[f"{fam}{i}" for fam in "fg" for i in range(p.models_per_family)])
+    fs = [f.encoder for f in fitted[: p.models_per_family]]
+    gs = [f.encoder for f in fitted[p.models_per_family :]]
     aug = build_augmentation(p.augmentation, train_set.image_size)
     res = sslmem(fs, gs, train_set.images[f_idx], aug, views=p.views, mode=p.mode, ids=f_idx,
                  batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
-    t_score = time.perf_counter() - t0
+    t_score = ctx.elapsed()
 
     sets = downstream_sets(train_set.channels, train_set.image_size, s["downstream_train"], s["downstream_test"],
                            seed, data_root, names=[d for d in DOWNSTREAM if d != p.dataset])
@@ -409,21 +251,20 @@ def run_removal(
     rows = [{"k": 0, "fraction": 0.0, "how": "none", "seed": seed,
              **probe_all(fs[0], sets, p.probe_epochs, seed, dev)}]
     jobs = [(frac, how, rs) for frac in s["fractions"] for rs in s["seeds"] for how in ("top", "random")]
-    for frac, how, rs in tqdm(jobs, desc="retrain", disable=not progress, leave=False):
+    retrain = []
+    for frac, how, rs in jobs:
         k = max(1, round(frac * half))
-        drop = select_removal(res.score, k, how, seed=seed * 1000 + rs)
-        keep = np.delete(f_idx, drop)
+        keep = np.delete(f_idx, select_removal(res.score, k, how, seed=seed * 1000 + rs))
         # The retraining seed is shared by top and random removal, so their accuracies pair up.
-        enc = fit(keep, seed * 1000 + 500 + rs, f"{how} k={k} s{rs}")
-        rows.append({"k": k, "fraction": frac, "how": how, "seed": rs,
-                     **probe_all(enc, sets, p.probe_epochs, seed, dev)})
+        retrain.append(EncoderSpec.from_preset(p, keep, seed * 1000 + 500 + rs))
+    labels = [f"{how} k={max(1, round(frac * half))} s{rs}" for frac, how, rs in jobs]
+    for (frac, how, rs), fit in zip(jobs, ctx.fit(retrain, train_set, labels=labels)):
+        rows.append({"k": max(1, round(frac * half)), "fraction": frac, "how": how, "seed": rs,
+                     **probe_all(fit.encoder, sets, p.probe_epochs, seed, dev)})
     results = pd.DataFrame(rows)
-    wall = time.perf_counter() - t0
-    prov = provenance({"preset": p.name, "seed": seed, **p.to_dict(), **s}, dev, wall, commit=commit,
-                      trained_at=trained_at)
-    run = RemovalRun(p, s, seed, f_idx, g_idx, res.score, res.raw, results, prov, run_dir,
-                     {"score_s": t_score, "total_s": wall})
-    results.to_csv(run_dir / "results.csv", index=False)
-    pd.DataFrame({"index": f_idx, "raw": res.raw, "score": res.score}).to_csv(run_dir / "scores.csv", index=False)
-    (run_dir / "provenance.json").write_text(json.dumps(prov, indent=1, default=str))
+    prov = ctx.provenance({**p.to_dict(), **s})
+    run = RemovalRun(p, s, seed, f_idx, g_idx, res.score, res.raw, results, prov, ctx.run_dir,
+                     {"score_s": t_score, "total_s": ctx.elapsed()})
+    ctx.save(tables={"results": results, "scores": pd.DataFrame({"index": f_idx, "raw": res.raw, "score": res.score})},
+             jsons={"provenance": prov})
     return run

@@ -14,7 +14,7 @@ same seeded splits, so that all setups score the *same* candidates:
 - **Table 4**: Déjà Vu memorisation beside SSLMem per setup (S26).
 - **Fig. 2b**: loss, accuracy and SSLMem over training, from saved snapshots (S10).
 
-Each setup is an SSLMem run (:func:`~memlib.experiments.sslmem_run.run_sslmem`)
+Each setup is an SSLMem run (:func:`~memlib.experiments.sslmem_experiment.run_sslmem`)
 with a few preset fields changed, so encoders are cached and shared with the
 other chapters (the SimCLR encoders of seed 0 are chapter 01's first pair).
 The ablations (Tables 7–9, Fig. 2b) use the first seed only.
@@ -23,8 +23,6 @@ The ablations (Tables 7–9, Fig. 2b) use the first seed only.
 from __future__ import annotations
 
 import inspect
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +31,7 @@ import pandas as pd
 import torch
 from scipy import stats as st
 
+from ..atomic import CorruptFileError
 from ..data.augment import AUGMENTATIONS, build_augmentation
 from ..data.datasets import load_dataset
 from ..memorization.dejavu import dejavu
@@ -40,14 +39,17 @@ from ..memorization.feldman import supervised_memorization
 from ..memorization.sslmem import sslmem
 from ..methods import METHODS
 from ..models import build_encoder, channel_stats
-from ..provenance import git_commit, provenance
 from ..stats import kendall_tau, mean_ci, overlap_at_k
 from ..training.loop import fingerprint
+from .artifacts import SETUPS as SETUPS_KIND
+from .claims import Claim, claims_table
+from .context import RunContext
+from .encoders import family_specs, fit, vit_arch
+from .inputs import load_with_splits, probe_rng, probe_sets
 from .presets import Preset, claim_status
-from .regularization_run import vit_arch
-from .removal_run import experiment_settings
-from .sslmem_run import (SSLMemRun, default_cache_dir, encoder_checkpoint, load_with_splits, model_seed, probe_encoder,
-                         probe_rng, probe_sets, run_sslmem, train_families)
+from .probes import probe_encoder
+from .settings import experiment_settings
+from .sslmem_experiment import SSLMemRun, run_sslmem
 from .validate import check_method_kwargs, validate_run_parameters
 
 #: The setups of Table 1, each name mapped to (method, architecture kind), where ``"resnet"`` is the
@@ -311,9 +313,28 @@ class SetupsRun:
 
         out = []
         for cid, (ok, stat, n) in sorted(rows.items(), key=lambda kv: int(kv[0][1:])):
-            out.append({"claim": cid, "status": claim_status(p, seed, list(ok) if isinstance(ok, tuple) else ok, n=n),
-                        "statistic": stat})
-        return pd.DataFrame(out).set_index("claim")
+            out.append(Claim(cid, claim_status(p, seed, list(ok) if isinstance(ok, tuple) else ok, n=n), stat,
+                             *SETUPS_TESTS.get(cid, ("", "")), n))
+        return claims_table(out)
+
+
+#: The test and unit of replication behind each claim of :meth:`SetupsRun.claims`.
+SETUPS_TESTS = {
+    "S10": ("Wilcoxon signed-rank, S_C at the accuracy plateau vs the end", "point"),
+    "S13": ("Kendall τ(SSLMem, linear accuracy)", "SSL run"),
+    "S15": ("Welch t-tests between overlap ratios", "point"),
+    "S16": ("Mann–Whitney U on pairwise Kendall τ", "pair of setups"),
+    "S17": ("Wilcoxon signed-rank, supervised vs SimCLR", "point"),
+    "S18": ("overlap@k against a permutation null; Kendall τ", "point"),
+    "S26": ("rank of MAE by SSLMem and by Déjà Vu gap", "setup"),
+    "S27": ("paired Wilcoxon, each measuring augmentation vs the training one", "point"),
+    "S28": ("Welch t-tests between training augmentations", "point"),
+    "S29": ("Welch t-tests between neighbouring mask ratios", "point"),
+}
+
+#: The tables of a SetupsRun, written as CSV into its run folder.
+TABLES = ("table1_runs", "candidate_scores", "feldman", "overlap", "measure_aug", "train_aug", "mask_ratio", "dejavu",
+          "dynamics")
 
 
 def _candidates(run: SSLMemRun, kind: str = "score") -> np.ndarray:
@@ -328,18 +349,25 @@ def _row(run: SSLMemRun, **extra) -> dict:
 
 
 def _load_snapshot(p: Preset, train_set, stats, path: Path):
+    """The encoder of the snapshot ``path``; a missing, truncated or foreign file names itself and the fix."""
     enc = build_encoder(p.arch, train_set.channels, train_set.image_size, *stats)
-    enc.load_state_dict(torch.load(path, weights_only=True)["encoder"])
+    try:
+        enc.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["encoder"])
+    except Exception as e:  # torch raises several types for truncated or foreign files
+        raise CorruptFileError(
+            f"training_dynamics: snapshot {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0]}). "
+            f"Fix: delete its encoder folder {path.parent.parent} and rerun run_setups, which trains that "
+            f"encoder again with its snapshots") from e
     return enc.eval()
 
 
 def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None, progress: bool = False):
     """SSLMem, loss and probe accuracy over training (Fig. 2b) from snapshots of one f and one g.
 
-    The pair trains in its own cache folder (``cache / "dynamics"``) with
-    snapshots at every checkpoint epoch; at each snapshot, the candidates and
-    shared points are scored (raw scores, comparable across epochs) and f is
-    probed (linear and kNN).
+    The pair trains in its own cache folder (``<cache>/dynamics``, the kind
+    :data:`~memlib.experiments.artifacts.DYNAMICS`) with snapshots at every
+    checkpoint epoch; at each snapshot, the candidates and shared points are
+    scored (raw scores, comparable across epochs) and f is probed (linear and kNN).
 
     Returns
     -------
@@ -348,21 +376,21 @@ def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None,
     """
     p1 = p.replace(models_per_family=1)
     train_set, test_set, splits = load_with_splits(p1, seed, data_root)
-    _, histories, _ = train_families(p1, train_set, splits, seed, device, cache / "dynamics", progress=progress,
-                                     snapshots=True)
+    # snapshots=True: a cache of its own, <cache>/dynamics/encoders/<key> (the kind DYNAMICS)
+    specs = {fam: ss[0] for fam, ss in family_specs(p1, splits, seed, snapshots=True).items()}
+    f0 = fit([specs["f"], specs["g"]], train_set, cache, device, progress=progress, labels=["f0", "g0"])[0]
     rng = probe_rng(seed)
     probe_tr, probe_te = probe_sets(p1, train_set, test_set, rng)
     aug = build_augmentation(p1.augmentation, train_set.image_size)
     cand, shared = train_set.subset(splits.candidate), train_set.subset(splits.shared)
     images = torch.cat([cand.images, shared.images])
     ids = np.concatenate([splits.candidate, splits.shared])
-    folders = {fam: encoder_checkpoint(p1, idx, model_seed(seed, fam, 0), cache / "dynamics")[1].parent / "snapshots"
-               for fam, idx in (("f", splits.f_train), ("g", splits.g_train))}
+    folders = {fam: spec.checkpoint(cache).parent / "snapshots" for fam, spec in specs.items()}
     epochs = sorted(int(f.stem[5:]) for f in folders["f"].glob("epoch*.pt"))
     if not epochs:
         raise RuntimeError(f"training_dynamics: no snapshots in {folders['f']}; that encoder was trained without "
                            f"them: delete {folders['f'].parent} and rerun")
-    loss = {h["epoch"]: h["loss"] for h in histories["f0"]}
+    loss = {h["epoch"]: h["loss"] for h in f0.history}
     stats = channel_stats(train_set.images)
     rows, points = [], {}
     for e in epochs:
@@ -379,26 +407,17 @@ def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None,
     return pd.DataFrame(rows), points
 
 
-def run_setups(
-    preset: str | Preset = "smoke",
-    device: str = "cpu",
-    cache_dir: str | Path | None = None,
-    data_root: str | Path | None = None,
-    progress: bool = False,
-    **overrides,
-) -> SetupsRun:
+def run_setups(preset: str | Preset = "smoke", *, device: str = "cpu", cache_dir=None, data_root=None,
+               progress: bool = False, **overrides) -> SetupsRun:
     """Run every comparison of the section (see the module docstring) at ``preset``.
 
     Parameters
     ----------
     preset
         ``smoke``, ``cpu``, ``gpu`` or ``paper`` (:data:`SETUPS_SETTINGS`).
-    device
-        ``"cpu"``, ``"cuda"`` or ``"auto"``.
-    cache_dir, data_root
-        As for :func:`~memlib.experiments.sslmem_run.run_sslmem`.
-    progress
-        Show progress bars.
+    device, cache_dir, data_root, progress
+        As in :meth:`RunContext.start <memlib.experiments.context.RunContext.start>`: ``"cpu"``,
+        ``"cuda"`` or ``"auto"``; the cache folder (default ``$MEMLIB_CACHE``); the data root; progress bars.
     **overrides
         This experiment's settings (``seeds``, ``setups``, ``seed_setups`` (the setups that run every
         seed; the others run the first), ``overlaps``, ``train_augmentations``,
@@ -414,10 +433,10 @@ def run_setups(
     runs = plan(p, s)
     for _, _, rp, seed in runs:
         validate_run_parameters(rp, device, seed)
-    _, dev = validate_run_parameters(p, device, s["seeds"][0])
     s["train_augmentation"] = p.augmentation
-    t0, commit = time.perf_counter(), git_commit()
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    ctx = RunContext.start(SETUPS_KIND, p, device, s["seeds"][0], {"settings": s}, cache_dir=cache_dir,
+                           data_root=data_root, progress=progress)
+    dev, cache = ctx.device, ctx.cache
     kw = dict(device=device, cache_dir=cache, data_root=data_root, progress=progress)
     done: dict[tuple, SSLMemRun] = {}
 
@@ -427,7 +446,6 @@ def run_setups(
             done[key] = run_sslmem(rp, seed=seed, **kw)
         return done[key]
 
-    trained_at: list[str] = []
     t1_rows, cand_cols = [], {}
     seed0 = s["seeds"][0]
     for table, name, rp, seed in runs:
@@ -445,9 +463,10 @@ def run_setups(
     if sup:
         rp = setup_preset(p, s, sup[0])
         train_set, _, splits = load_with_splits(rp, seed0, data_root)
-        fams, _, _ = train_families(rp, train_set, splits, seed0, dev, cache, progress=progress, keep="method")
+        fams = ctx.fit_families(rp, train_set, splits)  # whole methods: Feldman needs the classifier heads
         cand = train_set.subset(splits.candidate)
-        cand_cols["Feldman (supervised)"] = supervised_memorization(fams["f"], fams["g"], cand.images,
+        cand_cols["Feldman (supervised)"] = supervised_memorization([f.method for f in fams["f"]],
+                                                                    [f.method for f in fams["g"]], cand.images,
                                                                     cand.labels.numpy())
         ssl_scores, fm = cand_cols[BASE_SETUP], cand_cols["Feldman (supervised)"]
         rng = np.random.default_rng(seed0)
@@ -516,23 +535,11 @@ def run_setups(
                                                   progress)
 
     for r in done.values():
-        trained_at += r.provenance.get("trained_at") or []
-    wall = time.perf_counter() - t0
-    prov = provenance({"preset": p.name, "seed": s["seeds"][0], **p.to_dict(), **s}, dev, wall, commit=commit,
-                      trained_at=trained_at)
-    run_dir = cache / "setups" / fingerprint({"preset": p.to_dict(), "settings": s})
-    run_dir.mkdir(parents=True, exist_ok=True)
+        ctx.trained_at += r.provenance.get("trained_at") or []
+    prov = ctx.provenance({**p.to_dict(), **s})
     out = SetupsRun(p, s, table1_runs, candidate_scores, pd.DataFrame(feldman_rows), overlap, measure_aug,
                     measure_points, train_aug, train_aug_points, mask_ratio, mask_ratio_points, overlap_points, dv,
-                    dynamics, dynamics_points, prov, run_dir, {"total_s": wall, "sslmem_runs": len(done)})
-    _save(out)
+                    dynamics, dynamics_points, prov, ctx.run_dir,
+                    {"total_s": ctx.elapsed(), "sslmem_experiments": len(done)})
+    ctx.save(tables={name: getattr(out, name) for name in TABLES}, jsons={"provenance": prov}, index=True)
     return out
-
-
-def _save(run: SetupsRun) -> None:
-    """Write every table (CSV) and the provenance (JSON) to the run folder."""
-    d = run.run_dir
-    for name in ("table1_runs", "candidate_scores", "feldman", "overlap", "measure_aug", "train_aug", "mask_ratio",
-                 "dejavu", "dynamics"):
-        getattr(run, name).to_csv(d / f"{name}.csv")
-    (d / "provenance.json").write_text(json.dumps(run.provenance, indent=1, default=str))

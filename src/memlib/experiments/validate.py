@@ -26,11 +26,11 @@ from ..data.augment import AUGMENTATIONS
 from ..data.datasets import KNOWN_DATASETS, SPLIT_SIZES, check_data_root
 from ..data.splits import check_split_sizes
 from ..device import resolve_device
-from ..memorization.sslmem import MODES
+from ..memorization.views import MODES
 from ..methods import METHODS, check_method
 from ..methods.regularizer import check_lambda
 from ..models import ENCODERS
-from .cache import check_cache_dir
+from .artifacts import check_cache_dir
 from .presets import Preset, get_preset
 
 #: Preset fields that must be positive ints.

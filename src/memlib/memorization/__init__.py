@@ -4,10 +4,10 @@ and for comparison Feldman's supervised memorisation and Déjà Vu."""
 from .dejavu import DejaVuResult, dejavu, periphery_crop
 from .feldman import label_probability, supervised_memorization
 from .layermem import LayerMemResult, layer_alignment, layermem, layermem_from_views
-from .sslmem import MODES, SSLMemResult, alignment_loss, normalize_scores, sslmem, sslmem_from_views
+from .sslmem import SSLMemResult, alignment_loss, normalize_scores, sslmem, sslmem_from_views
 from .unitmem import (UnitMemResult, point_selectivity, selectivity, unit_means, unit_taps, unitmem,
                       unitmem_from_views)
-from .views import AugmentedViews, FixedViews, draw_views
+from .views import MODES, AugmentedViews, FixedViews, draw_views
 
 __all__ = [
     "AugmentedViews", "FixedViews", "draw_views", "layermem_from_views", "sslmem_from_views", "unitmem_from_views",

@@ -39,7 +39,7 @@ from torch import nn
 
 from ..data.augment import Augmentation
 from .scoring import as_list, eval_mode, family_names, forward, require_finite, scoring_device, view_distances
-from .views import (MODES, AugmentedViews, FixedViews, ViewSource, check_batch_size, check_views_arg,
+from .views import (AugmentedViews, FixedViews, ViewSource, check_batch_size, check_views_arg,
                     gather_points, points_per_batch, view_batches)
 
 @dataclass

@@ -23,7 +23,6 @@ import hashlib
 import inspect
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
+from ..atomic import clean_stale_temps, save_torch
 from ..methods.base import SSLMethod
 from ..provenance import git_commit, provenance
 from . import distributed as dist_utils
@@ -117,17 +117,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: checkpoint_every_steps={v!r} must be an int ≥ 0 (0 = epoch checkpoints only)")
 
     def to_dict(self) -> dict:
-        """The settings as a dict; fields added later are left out at their default, so
-        fingerprints (and the cache paths keyed by them) of older runs do not change."""
-        d = dataclasses.asdict(self)
-        for name, default in _LATER_FIELDS.items():
-            if d[name] == default:
-                del d[name]
-        return d
-
-
-# Fields added after caches keyed by TrainConfig.to_dict() existed, with their defaults.
-_LATER_FIELDS = {"checkpoint_every_steps": 0}
+        """Every setting, as a dict (what fingerprints cover; cache keys are versioned by
+        :data:`memlib.experiments.encoders.CACHE_SCHEMA`, not by leaving fields out)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -188,38 +180,9 @@ def content_hash(obj) -> str:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file, fsync, then rename: a crash never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def remove_stale_temps(path: Path) -> list[Path]:
-    """Delete ``<path>.tmp<PID>`` files left by processes that no longer run (a kill mid-save); return them."""
-    gone = []
-    for tmp in path.parent.glob(path.name + ".tmp*"):
-        pid = tmp.name[len(path.name) + 4:]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-            gone.append(tmp)
-    return gone
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
+    """``torch.save`` through a temporary file, fsync and rename (:func:`memlib.atomic.save_torch`):
+    a crash never leaves half a checkpoint."""
+    save_torch(obj, path)
 
 
 def nonfinite_tensors(state: dict) -> list[str]:
@@ -388,7 +351,7 @@ def train(
     # Read (and check) the checkpoint before any compute, so a foreign one costs nothing.
     ckpt = load_checkpoint(path, fp) if path is not None and path.exists() else None
     if path is not None and rank == 0:
-        remove_stale_temps(path)
+        clean_stale_temps(path.parent)  # what a kill mid-save left
 
     images = images.to(device)
     labels = (labels if labels is not None else torch.full((n,), -1, dtype=torch.long)).to(device)

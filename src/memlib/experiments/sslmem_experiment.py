@@ -10,8 +10,6 @@ training resumes from its last checkpoint.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,24 +20,32 @@ import torch
 from scipy import stats as st
 
 from ..data.augment import build_augmentation
-from ..data.datasets import ImageDataset, load_dataset, test_point_ids
-from ..data.splits import SUBSET_LABELS, SUBSETS, Splits, make_splits
-from ..device import resolve_device
+from ..data.datasets import test_point_ids
+from ..data.splits import SUBSET_LABELS, SUBSETS, Splits
 from ..memorization.sslmem import SSLMemResult, sslmem
-from ..methods import build_method
-from ..models import build_encoder, channel_stats
-from ..probing import atypicality, embed, knn_accuracy, linear_probe
-from ..provenance import git_commit, provenance
-from ..stats import largest_step, mean_ci, point_intervals, significant_points, sslmem_tests
-from ..training import TrainConfig, train
-from ..training.loop import fingerprint
+from ..probing import atypicality, embed
+from ..stats import (
+    largest_step,
+    mean_ci,
+    point_intervals,
+    significant_points,
+    sslmem_tests,
+)
+from .artifacts import SSLMEM
+from .claims import Claim, claims_table
+from .context import RunContext
+from .inputs import load_with_splits, probe_rng, probe_sets, sample_subset
 from .presets import Preset, claim_status, get_preset
-from .validate import check_preset, validate_run_parameters
+from .probes import KnnEval, probe_encoder
 
 
-def default_cache_dir() -> Path:
-    """``$MEMLIB_CACHE`` if set, else ``~/.cache/memlib/runs``."""
-    return Path(os.environ.get("MEMLIB_CACHE") or Path.home() / ".cache" / "memlib" / "runs")
+#: The test that decides each claim of :meth:`SSLMemRun.claims` (its unit is the scored point).
+SSLMEM_TESTS = {
+    "S1": "one-sample t-test, Holm", "S2": "95 % CI of the mean contains 0",
+    "S3": "one-sample and Welch t-tests, Holm", "S4": "one-sample t-test, Holm", "S5": "Welch t-test, Holm",
+    "S6": "Welch t-test, Holm", "S7": "Welch t-test, Holm", "S8": "Welch t-test, Holm",
+    "S9": "one-sided Kendall τ", "S11": "share of the loss range (≥ 50 %)", "S12": "largest step (≤ 10 %)",
+}
 
 
 @dataclass
@@ -127,11 +133,14 @@ class SSLMemRun:
             "S8": test("m(S_E) ≤ m(S_I)"),
         }
         rows.update(self._spectrum_claims())
-        out = []
-        for cid, (ok, stat) in rows.items():
-            status = claim_status(self.preset, self.seed, list(ok) if isinstance(ok, tuple) else ok)
-            out.append({"claim": cid, "status": status, "statistic": stat})
-        return pd.DataFrame(out).set_index("claim")
+        n = {s: int((self.subset == s).sum()) for s in SUBSETS}
+        sizes = {"S1": n["candidate"], "S2": n["shared"], "S3": n["extra"] + n["candidate"], "S4": n["independent"],
+                 "S5": n["candidate"] + n["shared"], "S6": n["candidate"] + n["extra"],
+                 "S7": n["shared"] + n["independent"], "S8": n["extra"] + n["independent"]}
+        return claims_table([
+            Claim(cid, claim_status(self.preset, self.seed, list(ok) if isinstance(ok, tuple) else ok), stat,
+                  SSLMEM_TESTS[cid], "point", sizes.get(cid, n["candidate"]))
+            for cid, (ok, stat) in rows.items()])
 
     def _spectrum_claims(self) -> dict:
         """S9 (atypical points score highest), S11 (memorisation vs f's alignment) and S12 (a smooth spectrum)."""
@@ -196,161 +205,19 @@ class SSLMemRun:
         return bool(m["candidate"] > m["extra"] > m["shared"] > m["independent"])
 
 
-def validate(preset: Preset, device: str) -> torch.device:
-    """Check every setting before any compute; raise naming the parameter and the fix.
-
-    See :func:`~memlib.experiments.validate.check_preset`; split sizes are not checked here.
-    """
-    check_preset(preset)
-    return resolve_device(device)
-
-
-def model_seed(seed: int, family: str, i: int) -> int:
-    """Seed of member ``i`` of family ``"f"`` or ``"g"`` in a run seeded with ``seed``."""
-    # f and g members get distinct seeds, as independent draws from A(S) and A(S \ x).
-    return seed * 1000 + 2 * i + (family == "g")
-
-
-def load_with_splits(p: Preset, seed: int, data_root=None) -> tuple[ImageDataset, ImageDataset, Splits]:
-    """The preset's dataset (train and test split) and its seeded S_S / S_C / S_I / S_E split."""
-    train_set = load_dataset(p.dataset, "train", root=data_root)
-    test_set = load_dataset(p.dataset, "test", root=data_root)
-    splits = make_splits(len(train_set), len(test_set), p.shared, p.candidate, p.extra, seed=seed,
-                         train_labels=train_set.labels.numpy())
-    return train_set, test_set, splits
-
-
-def train_config(p: Preset) -> TrainConfig:
-    """The training settings of the SSLMem encoders at preset ``p`` (seed set per encoder)."""
-    return TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, warmup_epochs=min(p.warmup_epochs, p.epochs),
-                       eval_every=p.eval_every, checkpoint_every=max(1, p.epochs // 10))
-
-
-def encoder_checkpoint(p: Preset, train_indices, mseed: int, cache: Path) -> tuple[dict, Path]:
-    """The run description and checkpoint path of the encoder trained on ``train_indices`` with seed ``mseed``.
-
-    The path is the cache key (a fingerprint of everything that determines
-    the encoder): keep it stable so trained encoders are reused.
-    """
-    run_config = {"dataset": p.dataset, "arch": p.arch, "method": p.method, "augmentation": p.augmentation,
-                  "train_indices": fingerprint(np.asarray(train_indices).tolist()), "model_seed": mseed}
-    if p.method_kwargs:  # only when set, so encoders trained before this option keep their keys
-        run_config["method_kwargs"] = dict(sorted(p.method_kwargs.items()))
-    key = fingerprint({"train": train_config(p).to_dict(), "run": run_config})
-    return run_config, cache / "encoders" / key / "checkpoint.pt"
-
-
-def train_families(
-    p: Preset,
-    train_set: ImageDataset,
-    splits: Splits,
-    seed: int,
-    device: torch.device,
-    cache: Path,
-    families: tuple[str, ...] = ("f", "g"),
-    eval_fn=None,
-    progress: bool = True,
-    snapshots: bool = False,
-    keep: str = "encoder",
-) -> tuple[dict[str, list], dict[str, list[dict]], list[str]]:
-    """Train (or load from the cache) the encoders of f's and g's families.
-
-    f's encoders train on ``splits.f_train`` (S_S ∪ S_C), g's on
-    ``splits.g_train`` (S_S ∪ S_I), each from its own seed, with the preset's
-    method, architecture, augmentation and training settings. Checkpoints
-    live under ``cache / "encoders"``, keyed by a fingerprint of everything
-    that determines the encoder, so any experiment asking for the same
-    encoder loads it instead of training again.
-
-    Parameters
-    ----------
-    p
-        The preset (already validated).
-    train_set
-        The dataset's training split.
-    splits
-        The S_S / S_C / S_I / S_E split.
-    seed
-        The run's seed (member seeds derive from it).
-    device
-        Where to train.
-    cache
-        The cache directory.
-    families
-        Which families to train: ``"f"``, ``"g"`` or both.
-    eval_fn
-        Optional ``method → dict`` evaluated during training (e.g. kNN accuracy).
-    progress
-        Show progress bars.
-    snapshots
-        Keep the encoder's weights at every checkpoint epoch in a
-        ``snapshots`` folder beside the checkpoint (see :func:`~memlib.training.loop.train`).
-        An encoder already trained is loaded as it is, without snapshots.
-    keep
-        ``"encoder"`` returns the encoders; ``"method"`` the whole trained
-        methods (heads included, e.g. a supervised classifier).
-
-    Returns
-    -------
-    tuple
-        Encoders (or methods) per family (``{"f": [...], "g": [...]}``), training history
-        per encoder (``"f0"``, …), and the commits that trained them.
-    """
-    if keep not in ("encoder", "method"):
-        raise ValueError(f"keep={keep!r} must be 'encoder' or 'method'")
-    bad = sorted(set(families) - {"f", "g"})
-    if bad or not families:
-        raise ValueError(f"families={families!r} must be a non-empty subset of ('f', 'g')")
-    mean, std = channel_stats(train_set.images)
-    aug = build_augmentation(p.augmentation, train_set.image_size)
-    cfg = train_config(p)
-    out: dict[str, list] = {fam: [] for fam in families}
-    histories: dict[str, list[dict]] = {}
-    trained_at: list[str] = []
-    for fam, idx in (("f", splits.f_train), ("g", splits.g_train)):
-        if fam not in families:
-            continue
-        for i in range(p.models_per_family):
-            mseed = model_seed(seed, fam, i)
-            run_config, ckpt = encoder_checkpoint(p, idx, mseed, cache)
-            torch.manual_seed(mseed)
-            enc = build_encoder(p.arch, train_set.channels, train_set.image_size, mean, std)
-            method = build_method(p.method, enc, augmentation=aug, **p.method_kwargs)
-            res = train(method, train_set.images[idx], train_set.labels[idx],
-                        TrainConfig(**{**cfg.to_dict(), "seed": mseed}), device=device, checkpoint_path=ckpt,
-                        run_config=run_config, eval_fn=eval_fn, progress=progress, desc=f"{fam}{i}",
-                        snapshot_dir=ckpt.parent / "snapshots" if snapshots else None)
-            out[fam].append(method if keep == "method" else method.encoder)
-            histories[f"{fam}{i}"] = res.history
-            trained_at += res.commits
-    return out, histories, trained_at
-
-
-def run_sslmem(
-    preset: str | Preset = "smoke",
-    device: str = "cpu",
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    data_root: str | Path | None = None,
-    progress: bool = True,
-    **overrides,
-) -> SSLMemRun:
+def run_sslmem(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0, cache_dir=None, data_root=None,
+        progress: bool = True, **overrides) -> SSLMemRun:
     """Run the SSLMem experiment of the paper's §4.2 at a preset.
 
     Parameters
     ----------
     preset
         Preset name (``smoke``, ``cpu``, ``gpu``, ``paper``) or a :class:`~memlib.experiments.presets.Preset`.
-    device
-        ``"cpu"``, ``"cuda"`` or ``"auto"``.
     seed
         Seeds the splits and every encoder of both families.
-    cache_dir
-        Where trained encoders and results go (default :func:`default_cache_dir`).
-    data_root
-        Dataset root passed to :func:`~memlib.data.datasets.load_dataset`.
-    progress
-        Show progress bars.
+    device, cache_dir, data_root, progress
+        As in :meth:`RunContext.start <memlib.experiments.context.RunContext.start>`: ``"cpu"``,
+        ``"cuda"`` or ``"auto"``; the cache folder (default ``$MEMLIB_CACHE``); the data root; progress bars.
     **overrides
         Any :class:`~memlib.experiments.presets.Preset` field, e.g. ``epochs=50`` or ``shared=200``;
         ``None`` values are ignored (so notebook parameters can default to None).
@@ -360,30 +227,22 @@ def run_sslmem(
     SSLMemRun
     """
     # Every parameter (split sizes included) is checked before any data is loaded or anything written.
-    p, dev = validate_run_parameters(get_preset(preset, **overrides), device, seed)
-    t_start = time.perf_counter()
-    commit = git_commit()  # at the start: code may change while a long run trains
+    ctx = RunContext.start(SSLMEM, get_preset(preset, **overrides), device, seed, {}, cache_dir=cache_dir,
+                           data_root=data_root, progress=progress)
+    p, dev = ctx.preset, ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    run_key = {"preset": p.to_dict(), "seed": seed, "splits": fingerprint(splits.to_dict())}
-    run_dir = cache / "sslmem" / fingerprint(run_key)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    splits.save(run_dir / "splits.json")
+    splits.save(ctx.run_dir / "splits.json")
 
     rng = probe_rng(seed)
     probe_tr, probe_te = probe_sets(p, train_set, test_set, rng)
-    knn_bank, knn_query = sample_subset(probe_tr, 2000, rng), sample_subset(probe_te, 1000, rng)
-
-    def knn_eval(method):
-        enc = method.encoder
-        fb, fq = embed(enc, knn_bank.images, device=dev), embed(enc, knn_query.images, device=dev)
-        return {"knn_acc": knn_accuracy(fb, knn_bank.labels, fq, knn_query.labels)}
+    knn = KnnEval(sample_subset(probe_tr, 2000, rng), sample_subset(probe_te, 1000, rng))
 
     # The same augmentation trains the encoders and measures their alignment (as the paper does).
     aug = build_augmentation(p.augmentation, train_set.image_size)
     t_train = time.perf_counter()
-    families, histories, trained_at = train_families(p, train_set, splits, seed, dev, cache, eval_fn=knn_eval,
-                                                     progress=progress)
+    fitted = ctx.fit_families(p, train_set, splits, eval_fn=knn)
+    families = {fam: [f.encoder for f in fs] for fam, fs in fitted.items()}
+    histories = {f"{fam}{i}": f.history for fam, fs in fitted.items() for i, f in enumerate(fs)}
     t_train = time.perf_counter() - t_train
 
     scored = {"candidate": train_set.subset(splits.candidate), "shared": train_set.subset(splits.shared),
@@ -408,51 +267,22 @@ def run_sslmem(
     probe = pd.DataFrame(rows).set_index("encoder")
     t_probe = time.perf_counter() - t_probe
 
-    wall = time.perf_counter() - t_start
-    prov = provenance({"preset": p.name, "seed": seed, **p.to_dict()}, dev, wall, commit=commit, trained_at=trained_at)
+    prov = ctx.provenance(p.to_dict())
     run = SSLMemRun(p, seed, splits, result, subset, images, labels, train_set.classes, histories, probe, prov,
-                    run_dir, {"train_s": t_train, "score_s": t_score, "probe_s": t_probe, "total_s": wall},
-                    families)
-    _save(run)
+                    ctx.run_dir, {"train_s": t_train, "score_s": t_score, "probe_s": t_probe,
+                                  "total_s": ctx.elapsed()}, families)
+    _save(run, ctx)
     return run
 
 
-def probe_rng(seed: int) -> np.random.Generator:
-    """The generator that draws the probe sets of a run seeded with ``seed`` (the same in every experiment)."""
-    return np.random.default_rng(seed + 12345)
-
-
-def probe_sets(p: Preset, train_set: ImageDataset, test_set: ImageDataset,
-               rng: np.random.Generator) -> tuple[ImageDataset, ImageDataset]:
-    """The linear probe's train and test sets: ``p.probe_train`` / ``p.probe_test`` points drawn with ``rng``."""
-    return sample_subset(train_set, p.probe_train, rng), sample_subset(test_set, p.probe_test, rng)
-
-
-def probe_encoder(encoder, probe_tr: ImageDataset, probe_te: ImageDataset, epochs: int, seed: int,
-                  device) -> dict[str, float]:
-    """Linear-probe test and train accuracy and kNN accuracy of ``encoder``'s frozen features."""
-    ftr, fte = embed(encoder, probe_tr.images, device=device), embed(encoder, probe_te.images, device=device)
-    lp = linear_probe(ftr, probe_tr.labels, fte, probe_te.labels, epochs=epochs, seed=seed)
-    return {"linear_acc": lp["test_acc"], "linear_train_acc": lp["train_acc"],
-            "knn_acc": knn_accuracy(ftr, probe_tr.labels, fte, probe_te.labels)}
-
-
-def sample_subset(ds: ImageDataset, n: int | None, rng: np.random.Generator) -> ImageDataset:
-    """``n`` points of ``ds`` drawn with ``rng``, in dataset order (all of ``ds`` for ``n=None``)."""
-    if n is None or n >= len(ds):
-        return ds
-    return ds.subset(np.sort(rng.choice(len(ds), size=n, replace=False)))
-
-
-def _save(run: SSLMemRun) -> None:
-    """Write per-point scores (CSV), summary, tests, probe and provenance (JSON) to the run folder."""
+def _save(run: SSLMemRun, ctx: RunContext) -> None:
+    """Write per-point scores (CSV), summary, tests, probe and provenance (JSON) to the run folder, then its
+    ``COMPLETE`` marker."""
     r = run.result
-    pd.DataFrame({"subset": run.subset, "label": run.labels, "align_f": r.align_f, "align_g": r.align_g,
-                  "raw": r.raw, "score": r.score}).to_csv(run.run_dir / "scores.csv", index=False)
+    scores = pd.DataFrame({"subset": run.subset, "label": run.labels, "align_f": r.align_f, "align_g": r.align_g,
+                           "raw": r.raw, "score": r.score})
     summary = {"summary": run.summary().reset_index().to_dict(orient="records"),
                "tests": run.tests().to_dict(orient="records"), "probe": run.probe.reset_index().to_dict(orient="records"),
                "order_holds": run.order_holds(), "timings": run.timings, "provenance": run.provenance,
                "histories": run.histories}
-    tmp = run.run_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1, default=float))
-    tmp.replace(run.run_dir / "summary.json")
+    ctx.save(tables={"scores": scores}, jsons={"summary": summary})

@@ -1,0 +1,29 @@
+"""Claims as data (memlib.experiments.claims): one record, one table builder for every chapter."""
+
+import pandas as pd
+
+from memlib.experiments.claims import Claim, claims_table
+from memlib.experiments.page import glue_claims
+
+
+def test_claims_table_keeps_every_field_and_the_order():
+    t = claims_table([Claim("S2", "reproduced (cpu, seed 0)", "t = 3.1", "Welch t-test", "encoder pair", 4),
+                      Claim("S1", "inconclusive", "—")])
+    assert list(t.index) == ["S2", "S1"] and t.index.name == "claim"
+    assert list(t.columns) == ["status", "statistic", "test", "unit", "n"]
+    assert t.loc["S2", "n"] == 4 and pd.isna(t.loc["S1", "n"])  # no count is missing, not 0
+    assert t.loc["S2", "unit"] == "encoder pair"
+
+
+def test_claim_words_become_a_column_when_given():
+    t = claims_table([Claim("L1", "x", "y", text="LayerMem rises with depth")])
+    assert t.index.name == "claim id" and t.loc["L1", "claim"] == "LayerMem rises with depth"
+
+
+def test_glue_takes_status_and_statistic(monkeypatch):
+    glued = {}
+    import myst_nb
+
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.__setitem__(name, value))
+    glue_claims(claims_table([Claim("S5", "not reproduced (cpu, seed 0)", "t = -1.0")]))
+    assert glued == {"claim_S5_status": "not reproduced (cpu, seed 0)", "claim_S5_stat": "t = -1.0"}
