@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from .encoders import family_specs, method_setup
 from .inputs import load_with_splits, probe_rng, probe_sets
 from .presets import Preset, claim_status
 from .probes import probe_all
-from .settings import experiment_settings
+from .settings import Settings
 
 #: DP settings per preset (training settings come from the SSLMem preset of the same name).
 #: ``epsilons`` = target ε per run (``inf`` = no noise); ``max_grad_norm`` = per-sample clipping norm C.
@@ -47,19 +48,26 @@ DP_SETTINGS: dict[str, dict] = {
     "paper": {"epsilons": (math.inf, 20.0, 8.0), "max_grad_norm": 1.0},
 }
 
-OWN_KEYS = ("epsilons", "max_grad_norm")
+@dataclass(frozen=True)
+class DPSettings(Settings):
+    """The DP sweep's own settings (see :data:`DP_SETTINGS`)."""
+
+    TABLE: ClassVar[dict[str, dict]] = DP_SETTINGS
+
+    epsilons: tuple[float, ...]
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self):
+        eps = tuple(self.epsilons)
+        if not eps:
+            raise ValueError("epsilons=() is empty; give at least one target ε, e.g. (inf, 20, 8)")
+        for e in eps:
+            DPConfig(epsilon=e, max_grad_norm=self.max_grad_norm)  # raises naming the bad value
+        self._set("epsilons", tuple(sorted((float(e) for e in eps), reverse=True)))
 
 
-def dp_settings(preset: str | Preset, **overrides) -> tuple[Preset, dict]:
-    """The training preset and DP settings for ``preset``, with ``overrides`` (None ignored)."""
-    p, s = experiment_settings(DP_SETTINGS, OWN_KEYS, preset, overrides)
-    eps = tuple(s["epsilons"])
-    if not eps:
-        raise ValueError("epsilons=() is empty; give at least one target ε, e.g. (inf, 20, 8)")
-    for e in eps:
-        DPConfig(epsilon=e, max_grad_norm=s["max_grad_norm"])  # raises naming the bad value
-    s["epsilons"] = tuple(sorted((float(e) for e in eps), reverse=True))
-    return p, s
+#: The training preset and DP settings for a preset, with overrides (None ignored).
+dp_settings = DPSettings.for_preset
 
 
 @dataclass
@@ -141,7 +149,7 @@ def run_dp(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0
     DPRun
     """
     p, s = dp_settings(preset, **overrides)
-    ctx = RunContext.start(DP, p, device, seed, {"settings": s}, cache_dir=cache_dir, data_root=data_root,
+    ctx = RunContext.start(DP, p, device, seed, {"settings": s.to_dict()}, cache_dir=cache_dir, data_root=data_root,
                            progress=progress)
     dev = ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
@@ -175,7 +183,7 @@ def run_dp(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0
                          "linear_acc": probe_all(f.encoder, sets, p.probe_epochs, seed, dev)[p.dataset],
                          "unitmem": float(np.concatenate(list(units.values())).mean())})
     results = pd.DataFrame(rows)
-    prov = ctx.provenance({**p.to_dict(), **s})
+    prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
     run = DPRun(p, s, seed, results, points, prov, ctx.run_dir, {"total_s": ctx.elapsed()})
     ctx.save(tables={"results": results}, jsons={"provenance": prov})
     return run

@@ -27,6 +27,7 @@ import copy
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,8 @@ from .claims import Claim, claims_table
 from .context import RunContext, members, named_families
 from .encoders import family_specs
 from .inputs import load_with_splits, sample_subset
-from .presets import Preset, claim_status, get_preset
+from .presets import Preset, claim_status
+from .settings import Settings
 from .validate import check_positive_int
 
 #: The encoders whose units UnitMem reads (ResNet f, ViT f and the supervised ResNet).
@@ -342,26 +344,14 @@ def finetune_layers(
     return (pred == test_set.labels).numpy()
 
 
-def run_localization(
-    preset: str | Preset = "smoke",
-    device: str = "cpu",
-    seed: int = 0,
-    vit_arch: str = "vit_micro",
-    unit_views: int = 10,
-    n_finetune: int = 2,
-    finetune_epochs: int | None = None,
-    prune_fractions: tuple[float, ...] = (0.1, 0.2),
-    random_draws: int = 5,
-    cache_dir=None, data_root=None, progress: bool = True, **overrides) -> LocalizationRun:
-    """Run the localisation experiments of METHODS.md §3 at a preset.
+@dataclass(frozen=True)
+class LocalizationSettings(Settings):
+    """The localisation experiment's own settings (the same at every preset).
 
-    Parameters
+    Attributes
     ----------
-    preset, device, seed, cache_dir, data_root, progress, **overrides
-        As in :func:`~memlib.experiments.sslmem_experiment.run_sslmem`; the ResNet
-        families are that run's encoders (same cache entries).
     vit_arch
-        The ViT trained beside them (one of ``memlib.models.ENCODERS`` whose name starts with ``vit``).
+        The ViT trained beside the ResNet (one of ``memlib.models.ENCODERS`` whose name starts with ``vit``).
     unit_views
         K augmentations averaged per point for UnitMem (the official code: 10).
     n_finetune
@@ -373,25 +363,58 @@ def run_localization(
         Shares of all ResNet units to prune, each in (0, 1).
     random_draws
         Random prunings per fraction (the control).
+    """
+
+    TABLE: ClassVar[dict[str, dict]] = {name: {} for name in ("smoke", "cpu", "gpu", "paper")}
+
+    vit_arch: str = "vit_micro"
+    unit_views: int = 10
+    n_finetune: int = 2
+    finetune_epochs: int | None = None
+    prune_fractions: tuple[float, ...] = (0.1, 0.2)
+    random_draws: int = 5
+
+    def __post_init__(self):
+        if self.vit_arch not in ENCODERS or not self.vit_arch.startswith("vit"):
+            raise ValueError(f"vit_arch={self.vit_arch!r} must be a ViT; choose one of "
+                             f"{sorted(a for a in ENCODERS if a.startswith('vit'))}")
+        check_positive_int("unit_views", self.unit_views)
+        check_positive_int("n_finetune", self.n_finetune)
+        if self.finetune_epochs is not None:
+            check_positive_int("finetune_epochs", self.finetune_epochs)
+        r = self.random_draws
+        if isinstance(r, bool) or not isinstance(r, int) or r < 2:
+            raise ValueError(f"random_draws={r!r} must be an int ≥ 2 (the control needs a spread)")
+        fracs = tuple(self.prune_fractions)
+        if not fracs or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fracs):
+            raise ValueError(f"prune_fractions={self.prune_fractions!r} must be numbers in (0, 1), e.g. (0.1, 0.2)")
+        self._set("prune_fractions", fracs)
+
+
+def run_localization(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0, cache_dir=None,
+                     data_root=None, progress: bool = True, **overrides) -> LocalizationRun:
+    """Run the localisation experiments (LayerMem, UnitMem, fine-tuning, pruning) at a preset.
+
+    Parameters
+    ----------
+    preset, seed
+        As in :func:`~memlib.experiments.sslmem_experiment.run_sslmem`; the ResNet
+        families are that run's encoders (same cache entries).
+    device, cache_dir, data_root, progress
+        As in :meth:`RunContext.start <memlib.experiments.context.RunContext.start>`.
+    **overrides
+        :class:`LocalizationSettings` fields (``vit_arch``, ``unit_views``, ``n_finetune``,
+        ``finetune_epochs``, ``prune_fractions``, ``random_draws``) or preset fields; ``None`` is ignored.
 
     Returns
     -------
     LocalizationRun
     """
     # Every parameter is checked before any data is loaded or anything written.
-    p = get_preset(preset, **overrides)
-    if vit_arch not in ENCODERS or not vit_arch.startswith("vit"):
-        raise ValueError(f"vit_arch={vit_arch!r} must be a ViT; choose one of "
-                         f"{sorted(a for a in ENCODERS if a.startswith('vit'))}")
-    check_positive_int("unit_views", unit_views)
-    check_positive_int("n_finetune", n_finetune)
-    finetune_epochs = p.probe_epochs if finetune_epochs is None else finetune_epochs
-    check_positive_int("finetune_epochs", finetune_epochs)
-    if isinstance(random_draws, bool) or not isinstance(random_draws, int) or random_draws < 2:
-        raise ValueError(f"random_draws={random_draws!r} must be an int ≥ 2 (the control needs a spread)")
-    fracs = tuple(prune_fractions)
-    if not fracs or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fracs):
-        raise ValueError(f"prune_fractions={prune_fractions!r} must be numbers in (0, 1), e.g. (0.1, 0.2)")
+    p, ls = LocalizationSettings.for_preset(preset, **overrides)
+    vit_arch, unit_views, n_finetune = ls.vit_arch, ls.unit_views, ls.n_finetune
+    fracs, random_draws = ls.prune_fractions, ls.random_draws
+    finetune_epochs = p.probe_epochs if ls.finetune_epochs is None else ls.finetune_epochs
     key = {"vit_arch": vit_arch, "unit_views": unit_views, "n_finetune": n_finetune, "finetune_epochs": finetune_epochs,
            "prune_fractions": fracs, "random_draws": random_draws}
     ctx = RunContext.start(LOCALIZATION, p, device, seed, key, cache_dir=cache_dir, data_root=data_root,

@@ -15,6 +15,7 @@ loaded, not retrained.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from .encoders import family_specs, method_setup
 from .inputs import load_with_splits, probe_rng, probe_sets
 from .presets import Preset, claim_status
 from .probes import probe_all
-from .settings import experiment_settings
+from .settings import Settings
 
 #: Sweep settings per preset (training settings come from the SSLMem preset of the same name).
 #: ``lambdas`` = the λ values (0 first: the unregularised baseline); ``methods`` = methods swept.
@@ -48,23 +49,31 @@ REGULARIZATION_SETTINGS: dict[str, dict] = {
     "paper": {"lambdas": (0.0, 0.1, 0.2, 0.4, 0.6), "methods": ("simclr", "mae")},
 }
 
-OWN_KEYS = ("lambdas", "methods")
+@dataclass(frozen=True)
+class RegularizationSettings(Settings):
+    """The λ sweep's own settings (see :data:`REGULARIZATION_SETTINGS`)."""
+
+    TABLE: ClassVar[dict[str, dict]] = REGULARIZATION_SETTINGS
+
+    lambdas: tuple[float, ...]
+    methods: tuple[str, ...] = ("simclr", "mae")
+
+    def __post_init__(self):
+        lams = tuple(check_lambda(x) for x in self.lambdas)
+        if len(lams) < 2 or len(set(lams)) != len(lams):
+            raise ValueError(f"lambdas={self.lambdas!r} must hold at least two distinct values in [0, 1), "
+                             "e.g. (0, 0.1, 0.2)")
+        methods = tuple(self.methods)
+        if not methods:
+            raise ValueError("methods=() is empty; give at least one method, e.g. ('simclr', 'mae')")
+        for m in methods:
+            check_method(m)
+        self._set("lambdas", tuple(sorted(lams)))
+        self._set("methods", methods)
 
 
-def regularization_settings(preset: str | Preset, **overrides) -> tuple[Preset, dict]:
-    """The training preset and sweep settings for ``preset``, with ``overrides`` (None ignored)."""
-    p, s = experiment_settings(REGULARIZATION_SETTINGS, OWN_KEYS, preset, overrides)
-    lams = tuple(check_lambda(x) for x in s["lambdas"])
-    if len(lams) < 2 or len(set(lams)) != len(lams):
-        raise ValueError(f"lambdas={s['lambdas']!r} must hold at least two distinct values in [0, 1), "
-                         "e.g. (0, 0.1, 0.2)")
-    methods = tuple(s["methods"])
-    if not methods:
-        raise ValueError("methods=() is empty; give at least one method, e.g. ('simclr', 'mae')")
-    for m in methods:
-        check_method(m)
-    s["lambdas"], s["methods"] = tuple(sorted(lams)), methods
-    return p, s
+#: The training preset and sweep settings for a preset, with overrides (None ignored).
+regularization_settings = RegularizationSettings.for_preset
 
 
 @dataclass
@@ -159,7 +168,7 @@ def run_regularization(preset: str | Preset = "smoke", *, device: str = "cpu", s
     RegularizationRun
     """
     p, s = regularization_settings(preset, **overrides)
-    ctx = RunContext.start(REGULARIZATION, p, device, seed, {"settings": s}, cache_dir=cache_dir,
+    ctx = RunContext.start(REGULARIZATION, p, device, seed, {"settings": s.to_dict()}, cache_dir=cache_dir,
                            data_root=data_root, progress=progress)
     dev = ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
@@ -193,7 +202,7 @@ def run_regularization(preset: str | Preset = "smoke", *, device: str = "cpu", s
                          "sslmem_score": float(r.score.mean()), "align_f": float(r.align_f_models[i].mean()),
                          "linear_acc": acc})
     results = pd.DataFrame(rows)
-    prov = ctx.provenance({**p.to_dict(), **s})
+    prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
     run = RegularizationRun(p, s, seed, results, points, prov, ctx.run_dir, {"total_s": ctx.elapsed()})
     ctx.save(tables={"results": results}, jsons={"provenance": prov})
     return run

@@ -18,6 +18,7 @@ so a re-run, or another experiment with the same configuration, reuses it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ from .encoders import EncoderSpec, model_seed
 from .inputs import DOWNSTREAM, downstream_sets, probe_rng, probe_sets
 from .presets import Preset, claim_status
 from .probes import probe_all
-from .settings import experiment_settings
+from .settings import Settings
 
 #: Removal settings per preset (training settings come from the SSLMem preset of the same name).
 #: ``half`` = size of f's (and g's) half of the pool; ``fractions`` = k as fractions of the half
@@ -184,19 +185,32 @@ class RemovalRun:
             Claim("S20", na, "—"), Claim("S21", na, "—")])
 
 
-def removal_settings(preset: str | Preset, **overrides) -> tuple[Preset, dict]:
-    """The training preset and removal settings for ``preset``, with ``overrides`` (None ignored)."""
-    p, s = experiment_settings(REMOVAL_SETTINGS, ("half", "fractions", "seeds", "downstream_train",
-                                                  "downstream_test"), preset, overrides)
-    if isinstance(s["half"], bool) or not isinstance(s["half"], int) or s["half"] < 2:
-        raise ValueError(f"half={s['half']!r} must be an int ≥ 2 (points in each half of the pool)")
-    fr = tuple(s["fractions"])
-    if not fr or not all(0 < f < 1 for f in fr):
-        raise ValueError(f"fractions={fr!r} must be a non-empty list of numbers in (0, 1), e.g. (0.08, 0.32)")
-    if not s["seeds"]:
-        raise ValueError("seeds=() is empty; give at least one retraining seed, e.g. (0, 1)")
-    s["fractions"], s["seeds"] = fr, tuple(int(x) for x in s["seeds"])
-    return p, s
+@dataclass(frozen=True)
+class RemovalSettings(Settings):
+    """The removal experiment's own settings (see :data:`REMOVAL_SETTINGS`)."""
+
+    TABLE: ClassVar[dict[str, dict]] = REMOVAL_SETTINGS
+
+    half: int
+    fractions: tuple[float, ...]
+    seeds: tuple[int, ...]
+    downstream_train: int | None = None
+    downstream_test: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.half, bool) or not isinstance(self.half, int) or self.half < 2:
+            raise ValueError(f"half={self.half!r} must be an int ≥ 2 (points in each half of the pool)")
+        fr = tuple(self.fractions)
+        if not fr or not all(0 < f < 1 for f in fr):
+            raise ValueError(f"fractions={fr!r} must be a non-empty list of numbers in (0, 1), e.g. (0.08, 0.32)")
+        if not self.seeds:
+            raise ValueError("seeds=() is empty; give at least one retraining seed, e.g. (0, 1)")
+        self._set("fractions", fr)
+        self._set("seeds", tuple(int(x) for x in self.seeds))
+
+
+#: The training preset and removal settings for a preset, with overrides (None ignored).
+removal_settings = RemovalSettings.for_preset
 
 
 def run_removal(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0, cache_dir=None, data_root=None,
@@ -222,7 +236,7 @@ def run_removal(preset: str | Preset = "smoke", *, device: str = "cpu", seed: in
     RemovalRun
     """
     p, s = removal_settings(preset, **overrides)
-    ctx = RunContext.start(REMOVAL, p, device, seed, {"settings": s}, cache_dir=cache_dir, data_root=data_root,
+    ctx = RunContext.start(REMOVAL, p, device, seed, {"settings": s.to_dict()}, cache_dir=cache_dir, data_root=data_root,
                            progress=progress, splits=False)
     dev, half = ctx.device, s["half"]
     train_set = load_dataset(p.dataset, "train", root=data_root)
@@ -262,7 +276,7 @@ def run_removal(preset: str | Preset = "smoke", *, device: str = "cpu", seed: in
         rows.append({"k": max(1, round(frac * half)), "fraction": frac, "how": how, "seed": rs,
                      **probe_all(fit.encoder, sets, p.probe_epochs, seed, dev)})
     results = pd.DataFrame(rows)
-    prov = ctx.provenance({**p.to_dict(), **s})
+    prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
     run = RemovalRun(p, s, seed, f_idx, g_idx, res.score, res.raw, results, prov, ctx.run_dir,
                      {"score_s": t_score, "total_s": ctx.elapsed()})
     ctx.save(tables={"results": results, "scores": pd.DataFrame({"index": f_idx, "raw": res.raw, "score": res.score})},

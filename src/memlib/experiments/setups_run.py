@@ -23,7 +23,9 @@ The ablations (Tables 7–9, Fig. 2b) use the first seed only.
 from __future__ import annotations
 
 import inspect
+import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +50,7 @@ from .encoders import family_specs, fit, vit_arch
 from .inputs import load_with_splits, probe_rng, probe_sets
 from .presets import Preset, claim_status
 from .probes import probe_encoder
-from .settings import experiment_settings
+from .settings import Settings
 from .sslmem_experiment import SSLMemRun, run_sslmem
 from .validate import check_method_kwargs, validate_run_parameters
 
@@ -65,53 +67,65 @@ SETUPS: dict[str, tuple[str, str]] = {
 #: The setup the ablations (overlap, augmentations, Fig. 2b) vary.
 BASE_SETUP = "SimCLR-ResNet"
 
-_ALL = {
-    "setups": tuple(SETUPS), "overlaps": (0.70, 0.80, 0.85), "train_augmentations": ("crop_flip", "noise", "mask"),
-    "measure_augmentations": ("simclr", "crop_flip", "noise", "rotation", "intensity", "mask"),
-    "mask_ratios": (0.5, 0.75, 0.8, 0.9), "seed_setups": None, "dejavu_k": 20, "dejavu_centre": 14, "public": 5000, "top_k": (5, 10, 25),
-    # Method arguments per method (e.g. {"dino": {"out_dim": 256}}); empty = each method's defaults.
-    "kwargs": {},
-}
-#: The settings of each preset, the keys of ``_ALL`` and any preset fields that differ from the SSLMem preset.
+#: Per preset, the settings that differ from :class:`SetupsSettings`' defaults and any preset fields that
+#: differ from the SSLMem preset.
 SETUPS_SETTINGS: dict[str, dict] = {
-    "smoke": {**_ALL, "setups": ("SimCLR-ResNet", "MAE-ViT", "Supervised-ResNet"), "seeds": (0,),
+    "smoke": {"setups": ("SimCLR-ResNet", "MAE-ViT", "Supervised-ResNet"), "seeds": (0,),
               "overlaps": (0.7, 0.85), "train_augmentations": ("crop_flip",),
               "measure_augmentations": ("simclr", "rotation"), "mask_ratios": (0.5, 0.75), "dejavu_k": 5,
               "public": 256, "top_k": (5,)},
     # 2 cores: one f and one g per setup; 2 seeds for Table 1, seed 0 for the ablations. DINO (multi-crop:
     # 4 views a step) trains 2-3x slower than the others here, so it runs the first seed only (38 trainings).
-    "cpu": {**_ALL, "seeds": (0, 1), "models_per_family": 1,
+    "cpu": {"seeds": (0, 1), "models_per_family": 1,
             "seed_setups": ("SimCLR-ResNet", "MAE-ViT", "VICReg-ResNet", "Supervised-ResNet")},
-    "gpu": {**_ALL, "seeds": (0, 1, 2)},
-    "paper": {**_ALL, "seeds": (0, 1, 2)},
+    "gpu": {"seeds": (0, 1, 2)},
+    "paper": {"seeds": (0, 1, 2)},
 }
-OWN_KEYS = tuple(k for k in SETUPS_SETTINGS["cpu"] if k != "models_per_family")
+@dataclass(frozen=True)
+class SetupsSettings(Settings):
+    """This experiment's own settings (see :data:`SETUPS_SETTINGS` and :func:`run_setups`)."""
+
+    TABLE: ClassVar[dict[str, dict]] = SETUPS_SETTINGS
+
+    seeds: tuple[int, ...]
+    setups: tuple[str, ...] = tuple(SETUPS)
+    overlaps: tuple[float, ...] = (0.70, 0.80, 0.85)
+    train_augmentations: tuple[str, ...] = ("crop_flip", "noise", "mask")
+    measure_augmentations: tuple[str, ...] = ("simclr", "crop_flip", "noise", "rotation", "intensity", "mask")
+    mask_ratios: tuple[float, ...] = (0.5, 0.75, 0.8, 0.9)
+    seed_setups: tuple[str, ...] | None = None
+    dejavu_k: int = 20
+    dejavu_centre: int = 14
+    public: int = 5000
+    top_k: tuple[int, ...] = (5, 10, 25)
+    kwargs: dict = field(default_factory=dict)
+    train_augmentation: str | None = None  # the base setup's, filled in by run_setups
+
+    def __post_init__(self):
+        bad = [n for n in self.setups if n not in SETUPS]
+        if bad or not self.setups:
+            raise ValueError(f"setups={self.setups!r}: unknown {bad}; choose from {list(SETUPS)}")
+        if self.seed_setups is not None and set(self.seed_setups) - set(SETUPS):
+            raise ValueError(f"seed_setups={self.seed_setups!r}: unknown "
+                             f"{sorted(set(self.seed_setups) - set(SETUPS))}; choose from {list(SETUPS)}")
+        if BASE_SETUP not in self.setups:
+            raise ValueError(f"setups must include {BASE_SETUP!r}, the setup the ablations vary")
+        for a in (*self.train_augmentations, *self.measure_augmentations):
+            if a not in AUGMENTATIONS:
+                raise ValueError(f"augmentation {a!r} is unknown; choose from {sorted(AUGMENTATIONS)}")
+        if not all(0 < o < 1 for o in self.overlaps):
+            raise ValueError(f"overlaps={self.overlaps!r} must lie in (0, 1), e.g. (0.7, 0.8, 0.85)")
+        if not all(0 < r < 1 for r in self.mask_ratios):
+            raise ValueError(f"mask_ratios={self.mask_ratios!r} must lie in (0, 1), e.g. (0.5, 0.75)")
+        if not self.seeds or any(isinstance(x, bool) or int(x) != x or x < 0 for x in self.seeds):
+            raise ValueError(f"seeds={self.seeds!r} must be a non-empty list of ints ≥ 0, e.g. (0, 1)")
+        for method, kw in self.kwargs.items():
+            check_method_kwargs(method, kw)
+        self._set("seeds", tuple(int(x) for x in self.seeds))
 
 
-def setups_settings(preset: str | Preset, **overrides) -> tuple[Preset, dict]:
-    """The training preset and this experiment's settings for ``preset``, with ``overrides`` (None ignored)."""
-    p, s = experiment_settings(SETUPS_SETTINGS, OWN_KEYS, preset, overrides)
-    bad = [n for n in s["setups"] if n not in SETUPS]
-    if bad or not s["setups"]:
-        raise ValueError(f"setups={s['setups']!r}: unknown {bad}; choose from {list(SETUPS)}")
-    if s["seed_setups"] is not None and set(s["seed_setups"]) - set(SETUPS):
-        raise ValueError(f"seed_setups={s['seed_setups']!r}: unknown {sorted(set(s['seed_setups']) - set(SETUPS))}; "
-                         f"choose from {list(SETUPS)}")
-    if BASE_SETUP not in s["setups"]:
-        raise ValueError(f"setups must include {BASE_SETUP!r}, the setup the ablations vary")
-    for a in (*s["train_augmentations"], *s["measure_augmentations"]):
-        if a not in AUGMENTATIONS:
-            raise ValueError(f"augmentation {a!r} is unknown; choose from {sorted(AUGMENTATIONS)}")
-    if not all(0 < o < 1 for o in s["overlaps"]):
-        raise ValueError(f"overlaps={s['overlaps']!r} must lie in (0, 1), e.g. (0.7, 0.8, 0.85)")
-    if not all(0 < r < 1 for r in s["mask_ratios"]):
-        raise ValueError(f"mask_ratios={s['mask_ratios']!r} must lie in (0, 1), e.g. (0.5, 0.75)")
-    if not s["seeds"] or any(isinstance(x, bool) or int(x) != x or x < 0 for x in s["seeds"]):
-        raise ValueError(f"seeds={s['seeds']!r} must be a non-empty list of ints ≥ 0, e.g. (0, 1)")
-    for method, kw in s["kwargs"].items():
-        check_method_kwargs(method, kw)
-    s["seeds"] = tuple(int(x) for x in s["seeds"])
-    return p, s
+#: The training preset and this experiment's settings for a preset, with overrides (None ignored).
+setups_settings = SetupsSettings.for_preset
 
 
 def setup_preset(p: Preset, s: dict, name: str, **fields) -> Preset:
@@ -433,8 +447,8 @@ def run_setups(preset: str | Preset = "smoke", *, device: str = "cpu", cache_dir
     runs = plan(p, s)
     for _, _, rp, seed in runs:
         validate_run_parameters(rp, device, seed)
-    s["train_augmentation"] = p.augmentation
-    ctx = RunContext.start(SETUPS_KIND, p, device, s["seeds"][0], {"settings": s}, cache_dir=cache_dir,
+    s = dataclasses.replace(s, train_augmentation=p.augmentation)
+    ctx = RunContext.start(SETUPS_KIND, p, device, s["seeds"][0], {"settings": s.to_dict()}, cache_dir=cache_dir,
                            data_root=data_root, progress=progress)
     dev, cache = ctx.device, ctx.cache
     kw = dict(device=device, cache_dir=cache, data_root=data_root, progress=progress)
@@ -536,7 +550,7 @@ def run_setups(preset: str | Preset = "smoke", *, device: str = "cpu", cache_dir
 
     for r in done.values():
         ctx.trained_at += r.provenance.get("trained_at") or []
-    prov = ctx.provenance({**p.to_dict(), **s})
+    prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
     out = SetupsRun(p, s, table1_runs, candidate_scores, pd.DataFrame(feldman_rows), overlap, measure_aug,
                     measure_points, train_aug, train_aug_points, mask_ratio, mask_ratio_points, overlap_points, dv,
                     dynamics, dynamics_points, prov, ctx.run_dir,

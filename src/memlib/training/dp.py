@@ -150,6 +150,7 @@ def dp_train(
     images: torch.Tensor,
     config: TrainConfig,
     dp: DPConfig,
+    *,
     device: str | torch.device = "cpu",
     checkpoint_path: str | Path | None = None,
     run_config: dict | None = None,

@@ -262,6 +262,7 @@ def train(
     images: torch.Tensor,
     labels: torch.Tensor | None,
     config: TrainConfig,
+    *,
     device: str | torch.device = "cpu",
     checkpoint_path: str | Path | None = None,
     run_config: dict | None = None,
@@ -341,8 +342,6 @@ def train(
                          f"choose a multiple of {world}")
     local_bs = bs // world
     steps_per_epoch = n // bs
-    total_steps = steps_per_epoch * config.epochs
-    cuda = device.type == "cuda"
     run_desc = {"train": config.to_dict(), "run": run_config or {}, "n": n, "method": method.name}
     if world > 1:  # per-rank augmentation draws: a run on W ranks is another run (kept out of 1-process keys)
         run_desc["world_size"] = world
@@ -360,69 +359,12 @@ def train(
         dist_utils.convert_batchnorm(method)
     if config.channels_last:
         method.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(method.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(config.warmup_epochs * steps_per_epoch, total_steps)
-    )
-    data_gen = torch.Generator().manual_seed(config.seed)  # same on every rank: one global data order
-    aug_gen = torch.Generator(device=device).manual_seed(dist_utils.rank_seed(config.seed + 1, rank))
-    result = TrainResult(commits=[git_commit()])
-    start_epoch, start_step, perm, loss_sum = 0, 0, None, None
-    if ckpt is not None:
-        method.load_state_dict(ckpt["method"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        data_gen.set_state(ckpt["data_gen"])
-        aug_state = ckpt["aug_gen_ranks"][rank] if world > 1 else ckpt["aug_gen"]
-        aug_gen.set_state(aug_state.to(aug_gen.get_state().device))
-        result.history = ckpt["history"]
-        start_epoch = result.resumed_from_epoch = ckpt["epoch"]
-        start_step = ckpt.get("epoch_step", 0)  # > 0: written mid-epoch (checkpoints without it are epoch ends)
-        result.resumed_from_step = ckpt.get("step", start_epoch * steps_per_epoch)
-        if start_step:
-            perm, loss_sum = ckpt["perm"], ckpt["loss_sum"].to(device)
-        # List every commit that trained these weights; loading a finished run adds none.
-        done_by = ckpt.get("commits", ["unknown"])
-        unfinished = start_epoch < config.epochs
-        result.commits = list(dict.fromkeys(done_by + (result.commits if unfinished else [])))
-    prov = provenance({**run_desc, "fingerprint": fp}, device=device, commit=result.commits[-1]) if path else {}
-    t0 = time.perf_counter()
-
-    def check_weights(step: int) -> None:
-        bad = nonfinite_tensors(method.state_dict())
-        if bad:
-            raise FloatingPointError(
-                f"train: {len(bad)} weight tensors (e.g. {bad[0]}) are NaN or inf after step {step}; training "
-                f"stopped and the checkpoint on disk ({path}) is the last one with finite weights. Lower lr.")
-
-    def save(epoch: int, epoch_step: int = 0, perm=None, loss_sum=None) -> None:
-        check_weights(epoch * steps_per_epoch + epoch_step)  # before writing: never replace a good checkpoint
-        if path is None:
-            return
-        aug_states = dist_utils.all_gather_object(aug_gen.get_state()) if world > 1 else None  # every rank joins
-        if rank != 0:
-            return
-        state = {
-            "fingerprint": fp, "epoch": epoch, "epoch_step": epoch_step,
-            "step": epoch * steps_per_epoch + epoch_step, "perm": perm, "loss_sum": loss_sum,
-            "method": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "data_gen": data_gen.get_state(), "aug_gen": aug_gen.get_state(), "aug_gen_ranks": aug_states,
-            "history": result.history, "train_config": config.to_dict(), "run_config": run_config or {},
-            "commits": result.commits,
-            "provenance": {**prov, "wall_time_s": round(time.perf_counter() - t0, 1)},
-        }
-        state["content_sha256"] = content_hash(state)
-        atomic_save(state, path)
-
+    run = _Run(method, config, device, steps_per_epoch, rank, world, path, fp, run_config or {})
+    start_epoch, start_step, perm, loss_sum = run.resume(ckpt) if ckpt is not None else (0, 0, None, None)
+    run.start(run_desc)
     snaps = Path(snapshot_dir) if snapshot_dir is not None and rank == 0 else None
-
-    def snapshot(epoch: int) -> None:
-        if snaps is not None:
-            snaps.mkdir(parents=True, exist_ok=True)
-            atomic_save({"epoch": epoch, "encoder": method.encoder.state_dict()}, snaps / f"epoch{epoch:04d}.pt")
-
     if start_epoch == 0 and start_step == 0:
-        snapshot(0)
+        run.snapshot(snaps, 0)
     # DDP hooks gradients through forward(), so the step is wrapped in a module whose forward is it.
     step_fn = dist_utils.wrap_ddp(_Step(method), device) if world > 1 else _Step(method)
     every = config.checkpoint_every_steps
@@ -431,48 +373,136 @@ def train(
     for epoch in bar:
         method.train()
         if perm is None or epoch > start_epoch:
-            perm, first, losses = torch.randperm(n, generator=data_gen), 0, torch.zeros((), device=device)
+            perm, first, losses = torch.randperm(n, generator=run.data_gen), 0, torch.zeros((), device=device)
         else:  # resuming mid-epoch: the rest of the saved epoch, in its saved order
             first, losses = start_step, loss_sum
         for s in range(first, steps_per_epoch):
             idx = perm[s * bs + rank * local_bs : s * bs + (rank + 1) * local_bs].to(device)
-            x = images[idx]
-            if config.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and config.amp):
-                out = step_fn(x, idx, labels[idx], aug_gen)
-            loss = out["loss"]
+            losses += run.step(step_fn, images, labels, idx, epoch, s)
             step = epoch * steps_per_epoch + s + 1
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"train: loss is {loss.item()} at step {step} (epoch {epoch + 1}, step {s + 1}); "
-                    f"the last good checkpoint ({path}) is kept. Lower lr or check the data."
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses += loss.detach()
             if every and step % every == 0 and s + 1 < steps_per_epoch:  # epoch ends are saved below
-                save(epoch, s + 1, perm, losses.clone())
-        check_weights((epoch + 1) * steps_per_epoch)
+                run.save(epoch, s + 1, perm, losses.clone())
+        run.check_weights((epoch + 1) * steps_per_epoch)
         epoch_loss = dist_utils.mean_over_ranks(losses) if world > 1 else losses
-        entry = {"epoch": epoch + 1, "loss": (epoch_loss / steps_per_epoch).item(), "lr": sched.get_last_lr()[0]}
+        entry = {"epoch": epoch + 1, "loss": (epoch_loss / steps_per_epoch).item(),
+                 "lr": run.sched.get_last_lr()[0]}
         last = epoch + 1 == config.epochs
         if eval_fn is not None and (last or (config.eval_every and (epoch + 1) % config.eval_every == 0)):
             method.eval()
             with torch.no_grad():
                 entry.update(eval_fn(method))
-        result.history.append(entry)
+        run.result.history.append(entry)
         bar.set_postfix({k: round(v, 4) for k, v in entry.items() if k not in ("epoch", "lr")})
         step_due = bool(every) and (epoch + 1) * steps_per_epoch % every == 0  # skipped in the loop above
         if last or (epoch + 1) % config.checkpoint_every == 0 or step_due:
-            save(epoch + 1)
+            run.save(epoch + 1)
         if last or (epoch + 1) % config.checkpoint_every == 0:
-            snapshot(epoch + 1)
+            run.snapshot(snaps, epoch + 1)
     method.eval()
-    result.wall_time_s = time.perf_counter() - t0
-    return result
+    run.result.wall_time_s = time.perf_counter() - run.t0
+    return run.result
+
+
+class _Run:
+    """The state of one training run and its four parts: resume, step, checkpoint (save) and snapshot.
+
+    Optimiser, schedule, data-order and augmentation generators, history and
+    commits are saved and restored together, so a resumed run continues
+    bit-identically on the CPU.
+    """
+
+    def __init__(self, method, config: TrainConfig, device, steps_per_epoch: int, rank: int, world: int,
+                 path: Path | None, fp: str, run_config: dict):
+        self.method, self.config, self.device = method, config, device
+        self.steps_per_epoch, self.rank, self.world = steps_per_epoch, rank, world
+        self.path, self.fp, self.run_config = path, fp, run_config
+        self.opt = torch.optim.AdamW(method.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, _lr_lambda(config.warmup_epochs * steps_per_epoch, steps_per_epoch * config.epochs))
+        self.data_gen = torch.Generator().manual_seed(config.seed)  # same on every rank: one global data order
+        self.aug_gen = torch.Generator(device=device).manual_seed(dist_utils.rank_seed(config.seed + 1, rank))
+        self.result = TrainResult(commits=[git_commit()])
+        self.prov: dict = {}
+        self.t0 = time.perf_counter()
+
+    def resume(self, ckpt: dict) -> tuple[int, int, torch.Tensor | None, torch.Tensor | None]:
+        """Restore everything from ``ckpt``; return (epoch, step within it, its data order, its loss sum)."""
+        self.method.load_state_dict(ckpt["method"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.data_gen.set_state(ckpt["data_gen"])
+        aug_state = ckpt["aug_gen_ranks"][self.rank] if self.world > 1 else ckpt["aug_gen"]
+        self.aug_gen.set_state(aug_state.to(self.aug_gen.get_state().device))
+        r = self.result
+        r.history = ckpt["history"]
+        epoch = r.resumed_from_epoch = ckpt["epoch"]
+        epoch_step = ckpt.get("epoch_step", 0)  # > 0: written mid-epoch (checkpoints without it are epoch ends)
+        r.resumed_from_step = ckpt.get("step", epoch * self.steps_per_epoch)
+        perm, loss_sum = (ckpt["perm"], ckpt["loss_sum"].to(self.device)) if epoch_step else (None, None)
+        # List every commit that trained these weights; loading a finished run adds none.
+        unfinished = epoch < self.config.epochs
+        r.commits = list(dict.fromkeys(ckpt.get("commits", ["unknown"]) + (r.commits if unfinished else [])))
+        return epoch, epoch_step, perm, loss_sum
+
+    def start(self, run_desc: dict) -> None:
+        """Start the clock and fix the provenance the checkpoints will carry."""
+        if self.path is not None:
+            self.prov = provenance({**run_desc, "fingerprint": self.fp}, device=self.device,
+                                   commit=self.result.commits[-1])
+        self.t0 = time.perf_counter()
+
+    def step(self, step_fn, images, labels, idx, epoch: int, s: int) -> torch.Tensor:
+        """One optimiser step on the batch ``idx``; its loss (detached). A non-finite loss stops the run."""
+        x = images[idx]
+        if self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        amp = self.device.type == "cuda" and self.config.amp
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = step_fn(x, idx, labels[idx], self.aug_gen)["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"train: loss is {loss.item()} at step {epoch * self.steps_per_epoch + s + 1} (epoch {epoch + 1}, "
+                f"step {s + 1}); the last good checkpoint ({self.path}) is kept. Lower lr or check the data.")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        return loss.detach()
+
+    def check_weights(self, step: int) -> None:
+        """Stop the run if any weight is NaN or inf, naming the step."""
+        bad = nonfinite_tensors(self.method.state_dict())
+        if bad:
+            raise FloatingPointError(
+                f"train: {len(bad)} weight tensors (e.g. {bad[0]}) are NaN or inf after step {step}; training "
+                f"stopped and the checkpoint on disk ({self.path}) is the last one with finite weights. Lower lr.")
+
+    def save(self, epoch: int, epoch_step: int = 0, perm=None, loss_sum=None) -> None:
+        """Write the checkpoint (rank 0), after checking the weights: a good checkpoint is never replaced."""
+        self.check_weights(epoch * self.steps_per_epoch + epoch_step)
+        if self.path is None:
+            return
+        world, gen = self.world, self.aug_gen
+        aug_states = dist_utils.all_gather_object(gen.get_state()) if world > 1 else None  # every rank joins
+        if self.rank != 0:
+            return
+        state = {
+            "fingerprint": self.fp, "epoch": epoch, "epoch_step": epoch_step,
+            "step": epoch * self.steps_per_epoch + epoch_step, "perm": perm, "loss_sum": loss_sum,
+            "method": self.method.state_dict(), "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(), "data_gen": self.data_gen.get_state(), "aug_gen": gen.get_state(),
+            "aug_gen_ranks": aug_states, "history": self.result.history, "train_config": self.config.to_dict(),
+            "run_config": self.run_config, "commits": self.result.commits,
+            "provenance": {**self.prov, "wall_time_s": round(time.perf_counter() - self.t0, 1)},
+        }
+        state["content_sha256"] = content_hash(state)
+        atomic_save(state, self.path)
+
+    def snapshot(self, folder: Path | None, epoch: int) -> None:
+        """Keep the encoder's weights at ``epoch`` in ``folder`` (if given), for training dynamics."""
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_save({"epoch": epoch, "encoder": self.method.encoder.state_dict()}, folder / f"epoch{epoch:04d}.pt")
 
 
 class _Step(torch.nn.Module):
