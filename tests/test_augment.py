@@ -3,6 +3,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from memlib.data import augment as A
+from memlib.data.augment import IntensityJitter, PatchMask, RandomRotation, build_augmentation
 
 
 @pytest.fixture
@@ -62,3 +63,40 @@ def test_hue_shift_then_inverse_shift_is_identity(rgb):
     x = rgb * 0.5 + 0.25
     shift = torch.tensor([0.1, -0.05, 0.2, 0.0])
     torch.testing.assert_close(A.adjust_hue(A.adjust_hue(x, shift), -shift), x, atol=1e-4, rtol=1e-4)
+
+
+def _images(n=8, s=28, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 1, s, s), generator=g, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("name", ["rotation", "mask", "intensity"])
+def test_rotation_mask_intensity_are_seeded_and_in_range(name):
+    aug, x = build_augmentation(name, 28), _images()
+    a = aug(x, torch.Generator().manual_seed(1))
+    b = aug(x, torch.Generator().manual_seed(1))
+    c = aug(x, torch.Generator().manual_seed(2))
+    assert a.shape == (8, 1, 28, 28) and a.dtype == torch.float32
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert 0 <= a.min() and a.max() <= 1
+
+
+def test_rotation_by_zero_is_identity_and_by_max_moves_pixels():
+    x = _images()
+    assert torch.allclose(RandomRotation(degrees=0)(x), x.float() / 255, atol=1e-5)
+    assert (RandomRotation(degrees=90)(x, torch.Generator().manual_seed(0)) - x.float() / 255).abs().mean() > 0.05
+
+
+def test_patch_mask_zeroes_about_ratio_of_whole_patches():
+    x = torch.full((64, 1, 28, 28), 255, dtype=torch.uint8)
+    y = PatchMask(ratio=0.25, patch=4)(x, torch.Generator().manual_seed(0))
+    zero = (y == 0).float()
+    assert abs(zero.mean().item() - 0.25) < 0.03
+    patches = zero.view(64, 1, 7, 4, 7, 4)
+    assert torch.all((patches.amin((3, 5)) == patches.amax((3, 5))))  # all or nothing within a patch
+    assert torch.equal(PatchMask(ratio=0.0)(x), x.float() / 255)
+
+
+def test_intensity_jitter_without_strength_is_identity():
+    x = _images()
+    assert torch.allclose(IntensityJitter(brightness=0, contrast=0)(x), x.float() / 255)

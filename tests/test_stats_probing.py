@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from memlib.probing import knn_accuracy, linear_probe
+from memlib.probing import knn_accuracy, knn_predict, linear_probe
 from memlib.stats import cohens_d, kendall_tau, overlap_at_k, sslmem_tests, ttest_greater
 
 
@@ -66,3 +66,48 @@ def test_significant_points_finds_planted_memorisation():
     assert (res.p > 0).all() and (res.p <= 1).all() and (res.q >= res.p - 1e-12).all()
     with pytest.raises(ValueError, match="alpha=1.5"):
         significant_points([1.0], null, alpha=1.5)
+
+
+def test_knn_predict_agrees_with_knn_accuracy():
+    g = torch.Generator().manual_seed(0)
+    bank, q = torch.randn(50, 4, generator=g), torch.randn(20, 4, generator=g)
+    bl, ql = torch.randint(0, 3, (50,), generator=g), torch.randint(0, 3, (20,), generator=g)
+    pred = knn_predict(bank, bl, q, k=5)
+    assert (pred == ql).float().mean().item() == pytest.approx(knn_accuracy(bank, bl, q, ql, k=5))
+    assert torch.equal(knn_predict(bank, bl, bank, k=1), bl)  # each point's nearest neighbour is itself
+
+
+def test_point_intervals_cover_planted_memorisation_only():
+    from memlib.stats import point_intervals
+
+    rng = np.random.default_rng(0)
+    ag = 1.0 + 0.05 * rng.standard_normal((10, 200))
+    af = 1.0 + 0.05 * rng.standard_normal((10, 200))
+    af[:, 0] -= 0.5  # every f encoder aligns point 0 much better: memorised
+    iv = point_intervals(af, ag)
+    assert iv.loc[0, "above_zero"] and iv.loc[0, "low"] > 0.3
+    assert iv["above_zero"][1:].mean() < 0.1  # the others are noise: ≈ 2.5 % expected, more with few encoders
+    assert (iv["low"] <= iv["raw"]).all() and (iv["raw"] <= iv["high"]).all()
+    with pytest.raises(ValueError, match="≥ 2 encoders per family"):
+        point_intervals(af[:1], ag)
+
+
+def test_atypicality_ranks_a_planted_outlier_first():
+    from memlib.probing import atypicality
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(1, 8, generator=g).repeat(12, 1) + 0.05 * torch.randn(12, 8, generator=g)
+    feats[3] = -feats[3]  # points in the opposite direction from its class
+    a = atypicality(feats, torch.zeros(12, dtype=torch.long), k=3)
+    assert int(a.argmax()) == 3
+    with pytest.raises(ValueError, match="at least two points"):
+        atypicality(feats[:3], torch.tensor([0, 0, 1]))
+
+
+def test_largest_step_separates_a_spectrum_from_clusters():
+    from memlib.stats import largest_step
+
+    spread = np.linspace(-1, 1, 200)
+    clusters = np.r_[np.full(100, -0.5), np.full(100, 0.5)]
+    assert largest_step(spread) < 0.05
+    assert largest_step(clusters) >= 0.5

@@ -97,3 +97,24 @@ def test_commits_recorded_and_not_added_by_loading(fmnist_small, tmp_path, monke
     monkeypatch.setattr(loop, "git_commit", lambda: "bbb")
     # the run is complete: loading it trains nothing, so "bbb" did not train these weights
     assert train(_method(), imgs, None, cfg, checkpoint_path=path, progress=False).commits == ["aaa"]
+
+
+def test_snapshots_hold_initial_and_final_weights(tmp_path):
+    torch.manual_seed(0)
+    enc = build_encoder("resnet_narrow", 1, 28)
+    init = {k: v.clone() for k, v in enc.state_dict().items()}
+    method = build_method("simclr", enc)
+    train(method, _uint8_images(16), None, TrainConfig(epochs=2, batch_size=8, checkpoint_every=1, channels_last=False),
+          checkpoint_path=tmp_path / "ck.pt", progress=False, snapshot_dir=tmp_path / "snaps")
+    files = sorted(f.name for f in (tmp_path / "snaps").iterdir())
+    assert files == ["epoch0000.pt", "epoch0001.pt", "epoch0002.pt"]
+    first = torch.load(tmp_path / "snaps" / "epoch0000.pt", weights_only=True)["encoder"]
+    last = torch.load(tmp_path / "snaps" / "epoch0002.pt", weights_only=True)["encoder"]
+    assert all(torch.equal(first[k], init[k]) for k in init)
+    assert all(torch.equal(last[k], v) for k, v in enc.state_dict().items())
+    assert any(not torch.equal(first[k], last[k]) for k in init)
+
+
+def _uint8_images(n=8, s=28, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 1, s, s), generator=g, dtype=torch.uint8)
