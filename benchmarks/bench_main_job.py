@@ -47,11 +47,18 @@ def main(argv=None) -> dict:
     proc = subprocess.run(cmd, cwd=ROOT)
     wall = time.perf_counter() - t0
     out = {
-        "benchmark": "bench_main_job", "command": " ".join(["memlib-run-notebooks", *cmd[1:]]),
-        "returncode": proc.returncode, "wall_s": round(wall, 1), "wall_min": round(wall / 60, 2),
-        "goal_min": GOAL_MIN, "machine": hardware(), "cpu_count": os.cpu_count(), "commit": git_commit(),
+        "benchmark": "bench_main_job",
+        "command": " ".join(["memlib-run-notebooks", *cmd[1:]]),
+        "returncode": proc.returncode,
+        "wall_s": round(wall, 1),
+        "wall_min": round(wall / 60, 2),
+        "goal_min": GOAL_MIN,
+        "machine": hardware(),
+        "cpu_count": os.cpu_count(),
+        "commit": git_commit(),
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "load_avg_before": [round(x, 2) for x in load0], "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+        "load_avg_before": [round(x, 2) for x in load0],
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
     }
     w = sys.stdout.write
     w("bench_main_job: wall time of the main job\n")

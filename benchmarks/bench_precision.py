@@ -73,8 +73,11 @@ def alignments(model, source, taps, batch_size, device):
                 for t in names:
                     dims[t] = int(acts[t][0].numel())
                     for kind in kinds:
-                        d = float32_distances(acts[t], b, k) if kind == "f32" else view_distances(acts[t], b, k,
-                                                                                                   "pairwise")
+                        d = (
+                            float32_distances(acts[t], b, k)
+                            if kind == "f32"
+                            else view_distances(acts[t], b, k, "pairwise")
+                        )
                         out[kind][t][start : start + b] = d.cpu().numpy()
     return out, dims
 
@@ -94,10 +97,15 @@ def main(argv=None) -> dict:
     train_set, test_set, splits = load_with_splits(p, args.seed)
     specs = family_specs(p, splits, args.seed)
     f, g = (x.encoder.to(dev) for x in fit([specs["f"][0], specs["g"][0]], train_set, default_cache_dir(), dev))
-    images = torch.cat([train_set.images[splits.candidate], train_set.images[splits.shared],
-                        test_set.images[splits.extra], train_set.images[splits.independent]])
-    ids = np.concatenate([splits.candidate, splits.shared, test_point_ids(splits.extra, train_set),
-                          splits.independent])
+    images = torch.cat(
+        [
+            train_set.images[splits.candidate],
+            train_set.images[splits.shared],
+            test_set.images[splits.extra],
+            train_set.images[splits.independent],
+        ]
+    )
+    ids = np.concatenate([splits.candidate, splits.shared, test_point_ids(splits.extra, train_set), splits.independent])
     source = AugmentedViews(images, build_augmentation(p.augmentation, train_set.image_size), p.views, args.seed, ids)
     taps = list(f.tap_names)
     af, dims = alignments(f, source, taps, p.score_batch_size, dev)
@@ -109,27 +117,43 @@ def main(argv=None) -> dict:
         norm = {k: normalize_scores(r) for k, r in raw.items()}
         row = {"tap": t, "dim": dims[t], "raw_range": float(np.ptp(raw["f64"])), "score_std": float(norm["f64"].std())}
         for k in ("f32", "bf16"):
-            row[f"{k}_align_max"] = float(max(np.abs(af[k][t] - af["f64"][t]).max(),
-                                              np.abs(ag[k][t] - ag["f64"][t]).max()))
+            row[f"{k}_align_max"] = float(
+                max(np.abs(af[k][t] - af["f64"][t]).max(), np.abs(ag[k][t] - ag["f64"][t]).max())
+            )
             row[f"{k}_score_max"] = float(np.abs(norm[k] - norm["f64"]).max())
             row[f"{k}_score_mean"] = float(np.abs(norm[k] - norm["f64"]).mean())
         rows.append(row)
 
     w = sys.stdout.write
-    w(f"bench_precision: preset={p.name} seed={args.seed} N={source.n_points} K={p.views} arch={p.arch} "
-      f"device={dev} commit={git_commit()}\n")
-    w(f"  {'tap':<10}{'dim':>7}{'raw range':>11}{'score sd':>10} | {'f32 align':>10}{'f32 score':>10}"
-      f"{'(mean)':>9} | {'bf16 align':>11}{'bf16 score':>11}{'(mean)':>9}\n")
+    w(
+        f"bench_precision: preset={p.name} seed={args.seed} N={source.n_points} K={p.views} arch={p.arch} "
+        f"device={dev} commit={git_commit()}\n"
+    )
+    w(
+        f"  {'tap':<10}{'dim':>7}{'raw range':>11}{'score sd':>10} | {'f32 align':>10}{'f32 score':>10}"
+        f"{'(mean)':>9} | {'bf16 align':>11}{'bf16 score':>11}{'(mean)':>9}\n"
+    )
     for r in rows:
-        w(f"  {r['tap']:<10}{r['dim']:>7}{r['raw_range']:>11.4f}{r['score_std']:>10.4f} | {r['f32_align_max']:>10.1e}"
-          f"{r['f32_score_max']:>10.1e}{r['f32_score_mean']:>9.1e} | {r['bf16_align_max']:>11.1e}"
-          f"{r['bf16_score_max']:>11.1e}{r['bf16_score_mean']:>9.1e}\n")
+        w(
+            f"  {r['tap']:<10}{r['dim']:>7}{r['raw_range']:>11.4f}{r['score_std']:>10.4f} | {r['f32_align_max']:>10.1e}"
+            f"{r['f32_score_max']:>10.1e}{r['f32_score_mean']:>9.1e} | {r['bf16_align_max']:>11.1e}"
+            f"{r['bf16_score_max']:>11.1e}{r['bf16_score_mean']:>9.1e}\n"
+        )
     w("  align: largest |error| of a per-point alignment loss; score: of a range-normalised score (max, mean)\n")
-    result = {"benchmark": "bench_precision", "machine": hardware(dev), "torch": torch.__version__,
-              "memlib": memlib.__version__, "commit": git_commit(), "preset": p.name, "seed": args.seed,
-              "n_points": source.n_points, "views": p.views,
-              "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "load_avg_1_5_15": list(os.getloadavg()), "rows": rows}
+    result = {
+        "benchmark": "bench_precision",
+        "machine": hardware(dev),
+        "torch": torch.__version__,
+        "memlib": memlib.__version__,
+        "commit": git_commit(),
+        "preset": p.name,
+        "seed": args.seed,
+        "n_points": source.n_points,
+        "views": p.views,
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_avg_1_5_15": list(os.getloadavg()),
+        "rows": rows,
+    }
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -54,18 +54,19 @@ import torch.nn.functional as F
 
 import memlib
 from memlib.data.augment import SimCLRAugment
+from memlib.device import resolve_device
 from memlib.memorization.scoring import view_distances
 from memlib.memorization.views import AugmentedViews
-from memlib.device import resolve_device
 from memlib.models import ENCODERS, build_encoder
 from memlib.provenance import git_commit, hardware
-
 
 # --------------------------------------------------------------------------- setup
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--arch", default="resnet_narrow", choices=sorted(ENCODERS))
     p.add_argument("--n", type=int, default=None, help="points scored; None: 512 on CPU, 10000 on CUDA")
@@ -74,15 +75,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5, help="interleaved repetitions (medians are taken over them)")
     p.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads; None: torch's choice (all cores)")
-    p.add_argument("--loop-threads", type=int, default=None,
-                   help="torch threads while the batch-1 loop runs; None: as --threads. 1 is its fair setting "
-                        "on a loaded machine, where tiny multi-threaded ops stall at OpenMP barriers")
+    p.add_argument(
+        "--loop-threads",
+        type=int,
+        default=None,
+        help="torch threads while the batch-1 loop runs; None: as --threads. 1 is its fair setting "
+        "on a loaded machine, where tiny multi-threaded ops stall at OpenMP barriers",
+    )
     p.add_argument("--subset", type=int, default=32, help="points for the batch-size-1 loop (extrapolated to N)")
     p.add_argument("--no-loop", action="store_true", help="skip the batch-size-1 loop")
     p.add_argument("--img-size", type=int, default=32, help="image side (CIFAR-like 32; Fashion-MNIST 28)")
     p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--amp", choices=("on", "off"), default="off",
-                   help="bf16 autocast, for sslmem and the floor alike (off: float32, sslmem's default)")
+    p.add_argument(
+        "--amp",
+        choices=("on", "off"),
+        default="off",
+        help="bf16 autocast, for sslmem and the floor alike (off: float32, sslmem's default)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures to this JSON file")
     args = p.parse_args(argv)
@@ -150,8 +159,18 @@ class Bench:
 
     # T_score: the library call
     def score(self):
-        return memlib.sslmem(self.f, self.g, self.images, self.aug, views=self.k, mode="pairwise",
-                             batch_size=self.bs, seed=self.args.seed, device=self.device, amp=self.amp)
+        return memlib.sslmem(
+            self.f,
+            self.g,
+            self.images,
+            self.aug,
+            views=self.k,
+            mode="pairwise",
+            batch_size=self.bs,
+            seed=self.args.seed,
+            device=self.device,
+            amp=self.amp,
+        )
 
     # T_floor: the 2·N·K forwards, nothing else
     def floor(self):
@@ -223,7 +242,7 @@ def main(argv=None) -> dict:
             fns[name]()
     times = {name: [] for name in names}
     for r in range(args.repeats):
-        order = names[r % len(names):] + names[: r % len(names)]  # rotate, so no measurement always runs first
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate, so no measurement always runs first
         for name in order:
             times[name].append(timed(fns[name], device))
 
@@ -233,7 +252,9 @@ def main(argv=None) -> dict:
         "aug/score": [a / s for a, s in zip(times["aug"], times["score"])],
         "post/score": [p / s for p, s in zip(times["post"], times["score"])],
         "floor/score": [f / s for f, s in zip(times["floor"], times["score"])],
-        "rest/score": [(s - f - a - p) / s for s, f, a, p in zip(times["score"], times["floor"], times["aug"], times["post"])],
+        "rest/score": [
+            (s - f - a - p) / s for s, f, a, p in zip(times["score"], times["floor"], times["aug"], times["post"])
+        ],
         "(floor+aug+post)/floor": [(f + a + p) / f for f, a, p in zip(times["floor"], times["aug"], times["post"])],
     }
     if "loop" in times:
@@ -252,11 +273,21 @@ def main(argv=None) -> dict:
         "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
     config = {
-        "arch": args.arch, "n": args.n, "views": args.views, "batch_size": args.batch_size,
-        "points_per_batch": bench.per_batch, "batches": len(bench.starts), "forwards": bench.forwards,
-        "image": [args.channels, args.img_size, args.img_size], "rep_dim": bench.rep_dim, "amp": bench.amp,
-        "repeats": args.repeats, "warmup": args.warmup, "threads": torch.get_num_threads(),
-        "loop_subset": None if args.no_loop else n_sub, "seed": args.seed,
+        "arch": args.arch,
+        "n": args.n,
+        "views": args.views,
+        "batch_size": args.batch_size,
+        "points_per_batch": bench.per_batch,
+        "batches": len(bench.starts),
+        "forwards": bench.forwards,
+        "image": [args.channels, args.img_size, args.img_size],
+        "rep_dim": bench.rep_dim,
+        "amp": bench.amp,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "threads": torch.get_num_threads(),
+        "loop_subset": None if args.no_loop else n_sub,
+        "seed": args.seed,
         "loop_threads": None if args.no_loop else (args.loop_threads or torch.get_num_threads()),
     }
 
@@ -268,13 +299,17 @@ def main(argv=None) -> dict:
         load = header["load_avg_1_5_15"]
         w(f"  load avg  {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1/5/15 min, at the end of the run)\n")
         if device.type == "cpu" and load[0] > (os.cpu_count() or 1) + 0.5 and torch.get_num_threads() > 1:
-            w("  WARNING   the CPU is oversubscribed: with >1 torch thread, small ops stall at OpenMP barriers\n"
-              "            and every time (the batch-1 loop most) is inflated; compare with --threads 1\n")
-    w(f"  config    arch={args.arch} N={args.n} K={args.views} B={args.batch_size} "
-      f"({bench.per_batch} points = {bench.per_batch * args.views} views per forward, {len(bench.starts)} batches, "
-      f"{bench.forwards} forwards), image {args.channels}x{args.img_size}x{args.img_size}, rep dim {bench.rep_dim}, "
-      f"amp={bench.amp}, threads={torch.get_num_threads()}, repeats={args.repeats} (+{args.warmup} warm-up), "
-      f"setup {t_setup:.1f} s\n\n")
+            w(
+                "  WARNING   the CPU is oversubscribed: with >1 torch thread, small ops stall at OpenMP barriers\n"
+                "            and every time (the batch-1 loop most) is inflated; compare with --threads 1\n"
+            )
+    w(
+        f"  config    arch={args.arch} N={args.n} K={args.views} B={args.batch_size} "
+        f"({bench.per_batch} points = {bench.per_batch * args.views} views per forward, {len(bench.starts)} batches, "
+        f"{bench.forwards} forwards), image {args.channels}x{args.img_size}x{args.img_size}, rep dim {bench.rep_dim}, "
+        f"amp={bench.amp}, threads={torch.get_num_threads()}, repeats={args.repeats} (+{args.warmup} warm-up), "
+        f"setup {t_setup:.1f} s\n\n"
+    )
     w(f"  {'measurement':<44}{'median s':>10}{'min s':>9}{'max s':>9}\n")
     desc = {
         "score": "T_score  sslmem(f, g, uint8, SimCLRAugment)",
@@ -286,8 +321,10 @@ def main(argv=None) -> dict:
     for name in names:
         w(f"  {desc[name]:<44}{med[name]:>10.3f}{min(times[name]):>9.3f}{max(times[name]):>9.3f}\n")
     if "loop" in med:
-        w(f"  {'  -> per point (extrapolated to N)':<44}{med['loop'] / n_sub:>10.4f}"
-          f"{'':>9}{med['loop'] / n_sub * args.n:>8.1f}s\n")
+        w(
+            f"  {'  -> per point (extrapolated to N)':<44}{med['loop'] / n_sub:>10.4f}"
+            f"{'':>9}{med['loop'] / n_sub * args.n:>8.1f}s\n"
+        )
     w(f"\n  {'ratio (per repetition, median [min-max])':<44}{'median':>10}  range\n")
     labels = {
         "score/floor": "T_score / T_floor         (goal <= 1.15)",
@@ -303,12 +340,19 @@ def main(argv=None) -> dict:
             r = ratios[key]
             w(f"  {lab:<44}{r['median']:>10.3f}  [{r['min']:.3f} - {r['max']:.3f}]\n")
     verdict = "meets" if ratios["score/floor"]["median"] <= 1.15 else "EXCEEDS"
-    w(f"\n  overhead of sslmem over the bare forwards: {100 * (ratios['score/floor']['median'] - 1):+.1f}% "
-      f"({verdict} the 1.15 goal)\n")
+    w(
+        f"\n  overhead of sslmem over the bare forwards: {100 * (ratios['score/floor']['median'] - 1):+.1f}% "
+        f"({verdict} the 1.15 goal)\n"
+    )
 
     result = {
-        **header, "config": config, "setup_s": t_setup,
-        "times_s": times, "median_s": med, "ratios": ratios, "per_repetition_ratios": per_rep,
+        **header,
+        "config": config,
+        "setup_s": t_setup,
+        "times_s": times,
+        "median_s": med,
+        "ratios": ratios,
+        "per_repetition_ratios": per_rep,
     }
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,9 @@ from bench_sslmem import sync, timed  # noqa: E402  (same timing helpers as the 
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--arch", default="resnet_narrow", choices=sorted(ENCODERS))
     p.add_argument("--batch-size", type=int, default=256, help="images per step (SimCLR runs 2 views of each)")
@@ -127,31 +129,48 @@ def main(argv=None) -> dict:
             getattr(bench, name)()
     times = {name: [] for name in names}
     for r in range(args.repeats):
-        for name in names[r % 3:] + names[: r % 3]:  # rotate, so no measurement always runs first
+        for name in names[r % 3 :] + names[: r % 3]:  # rotate, so no measurement always runs first
             sync(device)
             times[name].append(getattr(bench, name)())
-    per_rep = {"step/fb": [s / f for s, f in zip(times["step"], times["fb"])],
-               "step/fbo": [s / f for s, f in zip(times["step"], times["fbo"])]}
+    per_rep = {
+        "step/fb": [s / f for s, f in zip(times["step"], times["fb"])],
+        "step/fbo": [s / f for s, f in zip(times["step"], times["fbo"])],
+    }
     ratios = {k: {"median": statistics.median(v), "min": min(v), "max": max(v)} for k, v in per_rep.items()}
     header = {
-        "benchmark": "bench_train_step", "machine": hardware(device), "torch": torch.__version__,
-        "memlib": memlib.__version__, "commit": git_commit(),
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "device": str(device),
+        "benchmark": "bench_train_step",
+        "machine": hardware(device),
+        "torch": torch.__version__,
+        "memlib": memlib.__version__,
+        "commit": git_commit(),
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "device": str(device),
         "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
-    config = {"arch": args.arch, "batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
-              "threads": torch.get_num_threads(), "image": [args.channels, args.img_size, args.img_size],
-              "amp": bench.cuda and bench.cfg.amp, "channels_last": bench.cfg.channels_last}
+    config = {
+        "arch": args.arch,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "threads": torch.get_num_threads(),
+        "image": [args.channels, args.img_size, args.img_size],
+        "amp": bench.cuda and bench.cfg.amp,
+        "channels_last": bench.cfg.channels_last,
+    }
     w = sys.stdout.write
     w("bench_train_step: memlib.train step vs the bare forward + backward (SimCLR)\n")
     for k in ("machine", "torch", "commit", "date_utc", "device", "load_avg_1_5_15"):
         w(f"  {k:<15} {header[k]}\n")
     w(f"  config          {config}\n\n")
-    desc = {"step": "T_step  memlib.train, per step", "fb": "T_fb    forward + backward, per step",
-            "fbo": "T_fbo   forward + backward + AdamW, per step"}
+    desc = {
+        "step": "T_step  memlib.train, per step",
+        "fb": "T_fb    forward + backward, per step",
+        "fbo": "T_fbo   forward + backward + AdamW, per step",
+    }
     w(f"  {'measurement':<46}{'median s':>10}{'min s':>9}{'max s':>9}\n")
     for name in names:
-        w(f"  {desc[name]:<46}{statistics.median(times[name]):>10.4f}{min(times[name]):>9.4f}{max(times[name]):>9.4f}\n")
+        t = times[name]
+        w(f"  {desc[name]:<46}{statistics.median(t):>10.4f}{min(t):>9.4f}{max(t):>9.4f}\n")
     w(f"\n  {'ratio (per repetition)':<46}{'median':>10}  range\n")
     for key, lab in (("step/fb", "T_step / T_fb   (goal <= 1.15 on GPU)"), ("step/fbo", "T_step / T_fbo")):
         r = ratios[key]

@@ -41,7 +41,9 @@ from bench_sslmem import sync, timed  # noqa: E402  (same timing helpers as the 
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--arch", default="resnet18", choices=sorted(ENCODERS))
     p.add_argument("--n", type=int, default=256, help="points")
@@ -71,7 +73,7 @@ def peak_bytes(fn, device: torch.device) -> int:
         return torch.cuda.max_memory_allocated(device) - base
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # VmHWM := current RSS
-    status = lambda key: int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1])  # noqa: E731
+    status = lambda key: int(next(ln for ln in open("/proc/self/status") if ln.startswith(key)).split()[1])  # noqa: E731
     base = status("VmRSS")
     fn()
     return (status("VmHWM") - base) * 1024
@@ -105,7 +107,7 @@ def main(argv=None) -> dict:
     floor()
     times = {"score": [], "floor": []}
     for r in range(args.repeats):
-        for name in (("score", "floor") if r % 2 == 0 else ("floor", "score")):
+        for name in ("score", "floor") if r % 2 == 0 else ("floor", "score"):
             times[name].append(timed(score if name == "score" else floor, device))
     ratio = [a / f for a, f in zip(times["score"], times["floor"])]
 
@@ -113,21 +115,31 @@ def main(argv=None) -> dict:
         with torch.inference_mode():
             enc(views[0])
 
-    mem = {"forward_batch": peak_bytes(one_batch, device), "score_K": peak_bytes(lambda: score(k), device),
-           "score_2K": peak_bytes(lambda: score(2 * k), device)}
+    mem = {
+        "forward_batch": peak_bytes(one_batch, device),
+        "score_K": peak_bytes(lambda: score(k), device),
+        "score_2K": peak_bytes(lambda: score(2 * k), device),
+    }
     acc_bytes = units * n * 4  # float32 accumulators, one (N, units) per tap
     mem["accumulators"] = acc_bytes
 
-    header = {"benchmark": "bench_unitmem", "machine": hardware(device), "torch": torch.__version__,
-              "commit": git_commit(), "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "device": str(device),
-              "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
+    header = {
+        "benchmark": "bench_unitmem",
+        "machine": hardware(device),
+        "torch": torch.__version__,
+        "commit": git_commit(),
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "device": str(device),
+        "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
     w = sys.stdout.write
     w("bench_unitmem: memlib unitmem over every tap vs its N·K forward passes, and its peak memory\n")
     for key in ("machine", "torch", "commit", "date_utc", "device", "load_avg_1_5_15"):
         w(f"  {key:<16} {header[key]}\n")
-    w(f"  config           arch={args.arch} ({len(taps)} taps, {units} units) N={n} K={k} B={b} "
-      f"image {c}x{s}x{s}, threads={torch.get_num_threads()}, repeats={args.repeats}\n\n")
+    w(
+        f"  config           arch={args.arch} ({len(taps)} taps, {units} units) N={n} K={k} B={b} "
+        f"image {c}x{s}x{s}, threads={torch.get_num_threads()}, repeats={args.repeats}\n\n"
+    )
     med = {key: statistics.median(v) for key, v in times.items()}
     w(f"  T_unit  unitmem, all taps         {med['score']:8.3f} s (median)\n")
     w(f"  T_floor {n * k} bare forwards     {med['floor']:8.3f} s (median)\n")
@@ -139,10 +151,17 @@ def main(argv=None) -> dict:
     w(f"  peak, unitmem at K={2 * k:<3}            {mb(mem['score_2K']):8.1f} MiB\n")
     floor_mem = mem["forward_batch"] + acc_bytes
     w(f"  peak(K) / (forward batch + accumulators)   {mem['score_K'] / max(floor_mem, 1):6.2f}\n")
-    w(f"  peak(2K) / peak(K)                         {mem['score_2K'] / max(mem['score_K'], 1):6.2f}  "
-      "(1.0: memory does not grow with K)\n")
-    result = {**header, "config": vars(args) | {"json": None, "taps": taps, "units": units}, "times_s": times,
-              "ratio_per_repetition": ratio, "memory_bytes": mem}
+    w(
+        f"  peak(2K) / peak(K)                         {mem['score_2K'] / max(mem['score_K'], 1):6.2f}  "
+        "(1.0: memory does not grow with K)\n"
+    )
+    result = {
+        **header,
+        "config": vars(args) | {"json": None, "taps": taps, "units": units},
+        "times_s": times,
+        "ratio_per_repetition": ratio,
+        "memory_bytes": mem,
+    }
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

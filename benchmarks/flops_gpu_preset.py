@@ -42,8 +42,12 @@ def count(fn) -> int:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="gpu")
-    p.add_argument("--tflops", type=float, default=300.0,
-                   help="assumed sustained TFLOP/s for the time estimate (H100 bf16 dense peak is ~990)")
+    p.add_argument(
+        "--tflops",
+        type=float,
+        default=300.0,
+        help="assumed sustained TFLOP/s for the time estimate (H100 bf16 dense peak is ~990)",
+    )
     p.add_argument("--probe-batch", type=int, default=8, help="images per counted batch (FLOPs scale linearly)")
     args = p.parse_args(argv)
     pr = get_preset(args.preset)
@@ -70,12 +74,22 @@ def main(argv=None) -> dict:
     scored = pr.shared + pr.candidate + (pr.extra or pr.candidate) + pr.candidate  # S_S, S_C, S_E, S_I
     score_total = fwd_per_image * scored * pr.views * encoders
     out = {
-        "preset": pr.name, "arch": pr.arch, "method": pr.method, "image": [c, s, s],
-        "train_step_flops_per_image": step_per_image, "forward_flops_per_image": fwd_per_image,
-        "train_points_per_encoder": train_points, "batch_size": pr.batch_size, "steps_per_epoch": steps_per_epoch,
+        "preset": pr.name,
+        "arch": pr.arch,
+        "method": pr.method,
+        "image": [c, s, s],
+        "train_step_flops_per_image": step_per_image,
+        "forward_flops_per_image": fwd_per_image,
+        "train_points_per_encoder": train_points,
+        "batch_size": pr.batch_size,
+        "steps_per_epoch": steps_per_epoch,
         "flops_per_epoch_per_encoder": step_per_image * pr.batch_size * steps_per_epoch,
-        "epochs": pr.epochs, "encoders": encoders, "train_flops_total": train_total,
-        "scored_points": scored, "views": pr.views, "score_flops_total": score_total,
+        "epochs": pr.epochs,
+        "encoders": encoders,
+        "train_flops_total": train_total,
+        "scored_points": scored,
+        "views": pr.views,
+        "score_flops_total": score_total,
         "assumed_tflops": args.tflops,
         "train_hours_at_assumed": train_total / (args.tflops * 1e12) / 3600,
         "score_minutes_at_assumed": score_total / (args.tflops * 1e12) / 60,

@@ -47,7 +47,6 @@ progress = False  # progress bars (off for papermill runs)
 
 # %% tags=["remove-input"]
 import matplotlib.pyplot as plt
-import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
 

@@ -8,8 +8,14 @@ import memlib
 
 SRC = Path(memlib.__file__).parent
 #: Layers, lowest first; a module may import from its own layer or lower ones only.
-LAYERS = [{"atomic", "device", "provenance", "stats"}, {"data"}, {"models"}, {"losses", "methods", "training"},
-          {"memorization", "probing", "plots"}, {"experiments"}]
+LAYERS = [
+    {"atomic", "device", "provenance", "stats"},
+    {"data"},
+    {"models"},
+    {"losses", "methods", "training"},
+    {"memorization", "probing", "plots"},
+    {"experiments"},
+]
 
 
 def _layer(top: str) -> int:
@@ -26,7 +32,7 @@ def _imports(path: Path) -> list[str]:
             mod = ".".join(base + ([node.module] if node.module else []))
             out.append(mod)
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("memlib."):
-            out.append(node.module[len("memlib."):])
+            out.append(node.module[len("memlib.") :])
     return [m for m in out if m]
 
 
@@ -46,6 +52,10 @@ def test_layers_import_one_way():
 def test_no_runner_imports_another_runner():
     runners = sorted((SRC / "experiments").glob("*_run.py"))
     assert len(runners) >= 5
-    bad = [f"{f.name} imports {m}" for f in runners for m in _imports(f) if m.startswith("experiments.")
-           and m.split(".")[1].endswith("_run")]
+    bad = [
+        f"{f.name} imports {m}"
+        for f in runners
+        for m in _imports(f)
+        if m.startswith("experiments.") and m.split(".")[1].endswith("_run")
+    ]
     assert bad == []

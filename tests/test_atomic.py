@@ -13,8 +13,20 @@ import pytest
 import torch
 
 from memlib import atomic
-from memlib.atomic import (COMPLETE, atomic_open, check_writable_dir, clean_stale_temps, is_complete, mark_complete,
-                           save_json, save_torch, start_run, write_bytes, write_csv, write_text)
+from memlib.atomic import (
+    COMPLETE,
+    atomic_open,
+    check_writable_dir,
+    clean_stale_temps,
+    is_complete,
+    mark_complete,
+    save_json,
+    save_torch,
+    start_run,
+    write_bytes,
+    write_csv,
+    write_text,
+)
 from memlib.data.splits import Splits, make_splits
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
@@ -102,13 +114,13 @@ def _dead_pid() -> int:
 def test_clean_stale_temps_removes_only_dead_writers_leftovers(tmp_path):
     dead, old = _dead_pid(), time.time() - 3600
     names = {
-        f".summary.json.{dead}.abcd1234.tmp": True,   # atomic_open's, its writer is gone
+        f".summary.json.{dead}.abcd1234.tmp": True,  # atomic_open's, its writer is gone
         ".train-images-idx3-ubyte.k2j3h4l5.tmp": True,  # an older mkstemp writer's
-        f"checkpoint.pt.tmp{dead}": True,             # training.loop.atomic_save's
-        "summary.json.tmp": True,                    # the old fixed-name writers'
+        f"checkpoint.pt.tmp{dead}": True,  # training.loop.atomic_save's
+        "summary.json.tmp": True,  # the old fixed-name writers'
         f".scores.csv.{os.getppid()}.abcd1234.tmp": False,  # a live process is writing it
-        f".scores.csv.{os.getpid()}.abcd1234.tmp": False,   # this process is writing it
-        "results.csv": False,                        # a result, not a temporary file
+        f".scores.csv.{os.getpid()}.abcd1234.tmp": False,  # this process is writing it
+        "results.csv": False,  # a result, not a temporary file
     }
     for n in names:
         (tmp_path / n).write_text("x")

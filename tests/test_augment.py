@@ -11,11 +11,14 @@ def rgb():
     return torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("op,tv", [
-    (A.adjust_brightness, TF.adjust_brightness),
-    (A.adjust_contrast, TF.adjust_contrast),
-    (A.adjust_saturation, TF.adjust_saturation),
-])
+@pytest.mark.parametrize(
+    "op,tv",
+    [
+        (A.adjust_brightness, TF.adjust_brightness),
+        (A.adjust_contrast, TF.adjust_contrast),
+        (A.adjust_saturation, TF.adjust_saturation),
+    ],
+)
 def test_batched_ops_match_torchvision(rgb, op, tv):
     factors = torch.tensor([0.6, 0.9, 1.2, 1.4])
     ours = op(rgb.clone(), factors)

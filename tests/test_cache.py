@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from memlib.experiments.cache import clear_cache, list_artifacts, main, read_provenance
 from memlib.experiments.artifacts import default_cache_dir
+from memlib.experiments.cache import clear_cache, list_artifacts, main, read_provenance
 from memlib.provenance import provenance
 from memlib.training.loop import atomic_save
 
@@ -22,8 +22,16 @@ def cache(tmp_path):
     prov = provenance({"preset": "smoke", "seed": 7})
     (run / "summary.json").write_text(json.dumps({"provenance": prov, "summary": []}))
     (run / "scores.csv").write_text("subset,score\ncandidate,0.5\n")
-    atomic_save({"fingerprint": "x", "epoch": 2, "method": {"w": torch.zeros(100)}, "commits": ["abc123"],
-                 "run_config": {"model_seed": 7001}}, root / "encoders" / "cccc3333dddd4444" / "checkpoint.pt")
+    atomic_save(
+        {
+            "fingerprint": "x",
+            "epoch": 2,
+            "method": {"w": torch.zeros(100)},
+            "commits": ["abc123"],
+            "run_config": {"model_seed": 7001},
+        },
+        root / "encoders" / "cccc3333dddd4444" / "checkpoint.pt",
+    )
     return root, prov
 
 
@@ -98,8 +106,12 @@ def test_clear_unknown_kind_is_an_error_and_deletes_nothing(cache, capsys):
 
 def test_module_runs_as_a_command(cache):
     root, _ = cache
-    r = subprocess.run([sys.executable, "-m", "memlib.experiments.cache", "--cache-dir", str(root), "list"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "memlib.experiments.cache", "--cache-dir", str(root), "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "aaaa1111bbbb2222" in r.stdout
 

@@ -14,22 +14,41 @@ import torch
 
 from memlib.atomic import CorruptFileError, mark_complete, save_json, save_torch, start_run, write_csv
 from memlib.data.datasets import ImageDataset
-from memlib.experiments.cache import (DYNAMICS, ENCODERS, KINDS, SSLMEM, clear_cache, kinds, list_artifacts, main,
-                                      skipped_kinds)
+from memlib.experiments.cache import (
+    DYNAMICS,
+    ENCODERS,
+    KINDS,
+    SSLMEM,
+    clear_cache,
+    kinds,
+    list_artifacts,
+    main,
+    skipped_kinds,
+)
+from memlib.experiments.encoders import EncoderSpec
 from memlib.experiments.presets import get_preset
 from memlib.experiments.setups_run import _load_snapshot
-from memlib.experiments.encoders import EncoderSpec
 from memlib.models import build_encoder, channel_stats
 
 
 def _snapshot(folder):
-    return sorted((p.relative_to(folder).as_posix(), p.stat().st_size if p.is_file() else -1)
-                  for p in folder.rglob("*"))
+    return sorted(
+        (p.relative_to(folder).as_posix(), p.stat().st_size if p.is_file() else -1) for p in folder.rglob("*")
+    )
 
 
 def _checkpoint(path, epoch=3, epochs=3):
-    save_torch({"fingerprint": "x", "epoch": epoch, "train_config": {"epochs": epochs}, "commits": ["abc123"],
-                "run_config": {"model_seed": 7001}, "method": {"w": torch.zeros(10)}}, path)
+    save_torch(
+        {
+            "fingerprint": "x",
+            "epoch": epoch,
+            "train_config": {"epochs": epochs},
+            "commits": ["abc123"],
+            "run_config": {"model_seed": 7001},
+            "method": {"w": torch.zeros(10)},
+        },
+        path,
+    )
 
 
 @pytest.fixture
@@ -194,8 +213,16 @@ def test_run_context_writes_every_result_then_the_marker(tmp_path):
     from memlib.experiments.context import RunContext
 
     df = pd.DataFrame({"a": [1, 2]})
-    ctx = RunContext(get_preset("smoke"), 0, torch.device("cpu"), tmp_path, None, start_run(tmp_path / "run"),
-                     "abc", t0=time.perf_counter())
+    ctx = RunContext(
+        get_preset("smoke"),
+        0,
+        torch.device("cpu"),
+        tmp_path,
+        None,
+        start_run(tmp_path / "run"),
+        "abc",
+        t0=time.perf_counter(),
+    )
     assert not is_complete(ctx.run_dir)
     ctx.save(tables={"results": df, "pruning": df}, jsons={"provenance": {"commit": "abc", "x": np.float32(0.5)}})
     assert is_complete(ctx.run_dir)
@@ -212,6 +239,11 @@ def test_no_writer_spells_a_kind_folder_itself():
 
     src = Path(memlib.__file__).parent
     pattern = re.compile(r"/\s*[\"'](%s)[\"']" % "|".join(KINDS))
-    hits = [f"{f.relative_to(src)}:{n}" for f in src.rglob("*.py") if f.name != "artifacts.py"
-            for n, line in enumerate(f.read_text().splitlines(), 1) if pattern.search(line)]
+    hits = [
+        f"{f.relative_to(src)}:{n}"
+        for f in src.rglob("*.py")
+        if f.name != "artifacts.py"
+        for n, line in enumerate(f.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert hits == []

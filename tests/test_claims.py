@@ -7,8 +7,12 @@ from memlib.experiments.page import glue_claims
 
 
 def test_claims_table_keeps_every_field_and_the_order():
-    t = claims_table([Claim("S2", "reproduced (cpu, seed 0)", "t = 3.1", "Welch t-test", "encoder pair", 4),
-                      Claim("S1", "inconclusive", "—")])
+    t = claims_table(
+        [
+            Claim("S2", "reproduced (cpu, seed 0)", "t = 3.1", "Welch t-test", "encoder pair", 4),
+            Claim("S1", "inconclusive", "—"),
+        ]
+    )
     assert list(t.index) == ["S2", "S1"] and t.index.name == "claim"
     assert list(t.columns) == ["status", "statistic", "test", "unit", "n"]
     assert t.loc["S2", "n"] == 4 and pd.isna(t.loc["S1", "n"])  # no count is missing, not 0

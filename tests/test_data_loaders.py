@@ -263,8 +263,7 @@ def test_fashion_mnist_from_torchvision_layout_and_default_root(tmp_path, monkey
 def test_real_fashion_mnist(tmp_path, monkeypatch):
     if not all((REAL_FASHION_MNIST / f"{f}.gz").is_file() for f in D._FASHION_MNIST_FILES):
         pytest.skip(
-            f"{REAL_FASHION_MNIST} is absent: install the real data with "
-            f"'sudo apt-get install dataset-fashion-mnist'"
+            f"{REAL_FASHION_MNIST} is absent: install the real data with 'sudo apt-get install dataset-fashion-mnist'"
         )
     monkeypatch.delenv("MEMLIB_FASHION_MNIST_DIR")
     root = tmp_path / "real"
@@ -296,19 +295,30 @@ def _write_cifar10(root: Path, rng, per_batch=4, n_test=3):
     for i in range(1, 6):
         imgs = _rand_images(rng, per_batch, 3, 32, 32)
         labels = rng.integers(0, 10, per_batch).tolist()
-        _pickle(folder / f"data_batch_{i}", {"batch_label": f"training batch {i} of 5",
-                                             "labels": labels, "data": imgs.reshape(per_batch, 3072),
-                                             "filenames": [f"img{i}_{k}.png" for k in range(per_batch)]})
+        _pickle(
+            folder / f"data_batch_{i}",
+            {
+                "batch_label": f"training batch {i} of 5",
+                "labels": labels,
+                "data": imgs.reshape(per_batch, 3072),
+                "filenames": [f"img{i}_{k}.png" for k in range(per_batch)],
+            },
+        )
         train_imgs.append(imgs)
         train_labels += labels
     test_imgs = _rand_images(rng, n_test, 3, 32, 32)
     test_labels = rng.integers(0, 10, n_test).tolist()
-    _pickle(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "labels": test_labels,
-                                    "data": test_imgs.reshape(n_test, 3072),
-                                    "filenames": [f"t{k}.png" for k in range(n_test)]})
+    _pickle(
+        folder / "test_batch",
+        {
+            "batch_label": "testing batch 1 of 1",
+            "labels": test_labels,
+            "data": test_imgs.reshape(n_test, 3072),
+            "filenames": [f"t{k}.png" for k in range(n_test)],
+        },
+    )
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    _pickle(folder / "batches.meta", {"num_cases_per_batch": per_batch, "label_names": names,
-                                      "num_vis": 3072})
+    _pickle(folder / "batches.meta", {"num_cases_per_batch": per_batch, "label_names": names, "num_vis": 3072})
     return {"train": (np.concatenate(train_imgs), train_labels), "test": (test_imgs, test_labels)}, names
 
 
@@ -345,12 +355,18 @@ def test_cifar100_format(tmp_path, no_md5):
     for split, n in (("train", 7), ("test", 4)):
         imgs = _rand_images(rng, n, 3, 32, 32)
         fine = rng.integers(0, 100, n).tolist()
-        _pickle(folder / split, {"filenames": [f"{split}{k}.png" for k in range(n)], "batch_label": split,
-                                 "fine_labels": fine, "coarse_labels": [f // 5 for f in fine],
-                                 "data": imgs.reshape(n, 3072)})
+        _pickle(
+            folder / split,
+            {
+                "filenames": [f"{split}{k}.png" for k in range(n)],
+                "batch_label": split,
+                "fine_labels": fine,
+                "coarse_labels": [f // 5 for f in fine],
+                "data": imgs.reshape(n, 3072),
+            },
+        )
         expected[split] = (imgs, fine)
-    _pickle(folder / "meta", {"fine_label_names": fine_names,
-                              "coarse_label_names": [f"coarse{k}" for k in range(20)]})
+    _pickle(folder / "meta", {"fine_label_names": fine_names, "coarse_label_names": [f"coarse{k}" for k in range(20)]})
     for split in ("train", "test"):
         ds = load_dataset("cifar100", split, root=tmp_path)
         _check_rgb(ds, *expected[split], "cifar100", split, 32)

@@ -43,8 +43,12 @@ def _labels(n: int, seed: int = 0) -> bytes:
 
 
 def _files(n_train: int = 12, n_test: int = 5) -> dict[str, bytes]:
-    return {"train-images-idx3-ubyte": _images(n_train), "train-labels-idx1-ubyte": _labels(n_train),
-            "t10k-images-idx3-ubyte": _images(n_test, 1), "t10k-labels-idx1-ubyte": _labels(n_test, 1)}
+    return {
+        "train-images-idx3-ubyte": _images(n_train),
+        "train-labels-idx1-ubyte": _labels(n_train),
+        "t10k-images-idx3-ubyte": _images(n_test, 1),
+        "t10k-labels-idx1-ubyte": _labels(n_test, 1),
+    }
 
 
 def _raw(tmp_path, **replace) -> Path:
@@ -70,20 +74,39 @@ def _debian(tmp_path, monkeypatch, **replace) -> Path:
 
 
 def _snapshot(folder: Path):
-    return sorted((p.relative_to(folder).as_posix(), p.stat().st_size if p.is_file() else -1)
-                  for p in folder.rglob("*"))
+    return sorted(
+        (p.relative_to(folder).as_posix(), p.stat().st_size if p.is_file() else -1) for p in folder.rglob("*")
+    )
 
 
-@pytest.mark.parametrize("name, data, match", [
-    ("train-images-idx3-ubyte", _images(12)[:-100], r"is truncated: 9324 bytes, but its header says 12 x 28 x 28 "
-                                                    r"images = 9424 bytes"),
-    ("train-images-idx3-ubyte", _images(12) + b"\0", r"is too long: 9425 bytes"),
-    ("train-labels-idx1-ubyte", b"", r"is truncated: 0 bytes, shorter than the 8-byte header of an idx labels file"),
-    ("train-labels-idx1-ubyte", struct.pack(">II", 2049, 12) + bytes(range(250, 256)) * 2,
-     r"holds label 255, outside 0..9: its labels are garbage"),
-    ("train-images-idx3-ubyte", struct.pack(">I", 2049) + _images(12)[4:],
-     r"is not an idx images file: magic number 0x00000801, expected 0x00000803"),
-], ids=["truncated-images", "too-long-images", "empty-labels", "garbage-labels", "bad-magic"])
+@pytest.mark.parametrize(
+    "name, data, match",
+    [
+        (
+            "train-images-idx3-ubyte",
+            _images(12)[:-100],
+            r"is truncated: 9324 bytes, but its header says 12 x 28 x 28 "
+            r"images = 9424 bytes",
+        ),
+        ("train-images-idx3-ubyte", _images(12) + b"\0", r"is too long: 9425 bytes"),
+        (
+            "train-labels-idx1-ubyte",
+            b"",
+            r"is truncated: 0 bytes, shorter than the 8-byte header of an idx labels file",
+        ),
+        (
+            "train-labels-idx1-ubyte",
+            struct.pack(">II", 2049, 12) + bytes(range(250, 256)) * 2,
+            r"holds label 255, outside 0..9: its labels are garbage",
+        ),
+        (
+            "train-images-idx3-ubyte",
+            struct.pack(">I", 2049) + _images(12)[4:],
+            r"is not an idx images file: magic number 0x00000801, expected 0x00000803",
+        ),
+    ],
+    ids=["truncated-images", "too-long-images", "empty-labels", "garbage-labels", "bad-magic"],
+)
 def test_corrupt_raw_file_names_itself_and_the_fix(tmp_path, name, data, match):
     raw = _raw(tmp_path, **{name.replace("-", "_"): data})
     before = _snapshot(tmp_path)
@@ -105,19 +128,28 @@ def test_images_and_labels_must_agree_in_count(tmp_path):
 def test_file_of_the_real_size_must_have_the_real_md5(tmp_path):
     # 10,000 labels in 0..9: every check but the MD5 passes.
     raw = _raw(tmp_path, t10k_labels_idx1_ubyte=_labels(10000))
-    with pytest.raises(CorruptFileError, match=r"has the size of Fashion-MNIST's t10k-labels-idx1-ubyte but not "
-                                               r"its content \(MD5 [0-9a-f]{32}, published 15d484375f8d"):
+    with pytest.raises(
+        CorruptFileError,
+        match=r"has the size of Fashion-MNIST's t10k-labels-idx1-ubyte but not "
+        r"its content \(MD5 [0-9a-f]{32}, published 15d484375f8d",
+    ):
         load_dataset("fashion_mnist", "test", root=raw.parents[1])
 
 
-@pytest.mark.parametrize("bad, match", [
-    ("truncated-gz", r"train-labels-idx1-ubyte.gz is damaged \(EOFError"),
-    ("garbage-labels", r"train-labels-idx1-ubyte.gz holds label 200, outside 0..9"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("truncated-gz", r"train-labels-idx1-ubyte.gz is damaged \(EOFError"),
+        ("garbage-labels", r"train-labels-idx1-ubyte.gz holds label 200, outside 0..9"),
+    ],
+)
 def test_bad_debian_file_is_not_copied(tmp_path, monkeypatch, bad, match):
     good = gzip.compress(_labels(12))
-    data = good[: len(good) // 2] if bad == "truncated-gz" else gzip.compress(
-        struct.pack(">II", 2049, 12) + bytes([200] * 12))
+    data = (
+        good[: len(good) // 2]
+        if bad == "truncated-gz"
+        else gzip.compress(struct.pack(">II", 2049, 12) + bytes([200] * 12))
+    )
     deb = _debian(tmp_path, monkeypatch, train_labels_idx1_ubyte=data)
     before = _snapshot(deb)
     with pytest.raises(CorruptFileError, match=match) as e:

@@ -69,15 +69,36 @@ def runs(fmnist_small, tmp_path_factory):
     script.write_text(SCRIPT)
     torch.save(fmnist_small.images[:16].clone(), data)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          str(script), str(data), str(tmp / "ddp.pt")], env=env, capture_output=True, text=True,
-                         timeout=300)
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+            str(data),
+            str(tmp / "ddp.pt"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    single = subprocess.run([sys.executable, str(script), str(data), str(tmp / "single.pt")], env=env,
-                            capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, str(script), str(data), str(tmp / "single.pt")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
-    return (torch.load(tmp / "ddp.pt", weights_only=False), torch.load(tmp / "single.pt", weights_only=False),
-            torch.load(data))
+    return (
+        torch.load(tmp / "ddp.pt", weights_only=False),
+        torch.load(tmp / "single.pt", weights_only=False),
+        torch.load(data),
+    )
 
 
 def test_two_ranks_match_one_process_on_the_global_batch(runs):

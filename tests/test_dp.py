@@ -39,8 +39,10 @@ def test_per_sample_gradients_are_exact(fmnist_small):
     one = _OneSampleLoss(m)
     params = {k: p.detach() for k, p in m.named_parameters()}
     bufs = {f"method.{k}": b for k, b in m.named_buffers()}
-    g = vmap(grad(lambda p, *a: functional_call(one, ({f"method.{k}": v for k, v in p.items()}, bufs), a)),
-             in_dims=(None, 0, 0, 0, 0))(params, x, keep, mask, restore)
+    g = vmap(
+        grad(lambda p, *a: functional_call(one, ({f"method.{k}": v for k, v in p.items()}, bufs), a)),
+        in_dims=(None, 0, 0, 0, 0),
+    )(params, x, keep, mask, restore)
     for i in range(3):
         m.zero_grad()
         one(x[i], keep[i], mask[i], restore[i]).backward()
@@ -77,8 +79,15 @@ def test_clipping_bounds_each_sample(fmnist_small):
     assert any(not torch.equal(before[k], p) for k, p in m.named_parameters())
 
 
-@pytest.mark.parametrize("kw, match", [({"epsilon": 0}, "epsilon=0"), ({"epsilon": -1.0}, "epsilon=-1.0"),
-                                       ({"max_grad_norm": 0}, "max_grad_norm=0"), ({"delta": 1.5}, "delta=1.5")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"epsilon": 0}, "epsilon=0"),
+        ({"epsilon": -1.0}, "epsilon=-1.0"),
+        ({"max_grad_norm": 0}, "max_grad_norm=0"),
+        ({"delta": 1.5}, "delta=1.5"),
+    ],
+)
 def test_bad_dp_config_is_named(kw, match):
     with pytest.raises(ValueError, match=match):
         DPConfig(**kw)

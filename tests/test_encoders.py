@@ -26,11 +26,15 @@ def test_method_kwargs_change_the_encoder_key_only_when_set(tmp_path):
 def test_the_key_covers_what_changes_the_encoder_and_nothing_else(tmp_path):
     p = get_preset("smoke")
     base = EncoderSpec.from_preset(p, range(10), 0)
-    changed = [EncoderSpec.from_preset(p, range(11), 0), EncoderSpec.from_preset(p, range(10), 1),
-               EncoderSpec.from_preset(p, range(10), 0, threads=2), EncoderSpec.from_preset(p, range(10), 0, lam=0.2),
-               EncoderSpec.from_preset(p, range(10), 0, arch="vit_micro"),
-               EncoderSpec.from_preset(p, range(10), 0, augmentation="crop_flip"),
-               EncoderSpec.from_preset(p.replace(epochs=3), range(10), 0)]
+    changed = [
+        EncoderSpec.from_preset(p, range(11), 0),
+        EncoderSpec.from_preset(p, range(10), 1),
+        EncoderSpec.from_preset(p, range(10), 0, threads=2),
+        EncoderSpec.from_preset(p, range(10), 0, lam=0.2),
+        EncoderSpec.from_preset(p, range(10), 0, arch="vit_micro"),
+        EncoderSpec.from_preset(p, range(10), 0, augmentation="crop_flip"),
+        EncoderSpec.from_preset(p.replace(epochs=3), range(10), 0),
+    ]
     assert len({s.key() for s in changed} | {base.key()}) == len(changed) + 1
     snap = EncoderSpec.from_preset(p, range(10), 0, snapshots=True)
     assert snap.key() == base.key() and snap.kind is DYNAMICS and base.kind is ENCODERS  # same encoder, own cache

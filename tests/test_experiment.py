@@ -15,8 +15,9 @@ def smoke_run(tmp_path_factory):
 
     if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
         pytest.skip("Fashion-MNIST missing: sudo apt-get install dataset-fashion-mnist")
-    return run_sslmem("smoke", cache_dir=tmp_path_factory.mktemp("cache"),
-                      data_root=tmp_path_factory.mktemp("data"), progress=False)
+    return run_sslmem(
+        "smoke", cache_dir=tmp_path_factory.mktemp("cache"), data_root=tmp_path_factory.mktemp("data"), progress=False
+    )
 
 
 def test_smoke_run_end_to_end(smoke_run):
@@ -32,8 +33,11 @@ def test_smoke_run_end_to_end(smoke_run):
     assert (r.run_dir / "scores.csv").exists() and (r.run_dir / "splits.json").exists()
     # Finished: the COMPLETE marker lists every result, and the cache lists the run as complete.
     assert is_complete(r.run_dir)
-    assert set(json.loads((r.run_dir / "COMPLETE").read_text())["files"]) == {"scores.csv", "splits.json",
-                                                                              "summary.json"}
+    assert set(json.loads((r.run_dir / "COMPLETE").read_text())["files"]) == {
+        "scores.csv",
+        "splits.json",
+        "summary.json",
+    }
     assert [a.status for a in list_artifacts(r.run_dir.parents[1], "sslmem")] == ["complete"]
     assert not [f for f in r.run_dir.iterdir() if ".tmp" in f.name]
 
@@ -60,16 +64,19 @@ def test_rerun_reuses_cached_encoders(smoke_run, tmp_path):
     assert again.timings["train_s"] < smoke_run.timings["train_s"]  # loaded, not retrained
 
 
-@pytest.mark.parametrize("overrides,msg", [
-    (dict(method="byol"), "method='byol' is unknown"),
-    (dict(arch="resnet9"), "arch='resnet9' is unknown"),
-    (dict(dataset="imagenet21k"), "dataset='imagenet21k' is unknown"),
-    (dict(epochs=0), "epochs=0 must be a positive int"),
-    (dict(views=0), "views=0 must be a positive int"),
-    (dict(mode="cosine"), "mode='cosine' is unknown"),
-    (dict(augmentation="blur"), "augmentation='blur' is unknown"),
-    (dict(candidate=0), "candidate=0"),
-])
+@pytest.mark.parametrize(
+    "overrides,msg",
+    [
+        (dict(method="byol"), "method='byol' is unknown"),
+        (dict(arch="resnet9"), "arch='resnet9' is unknown"),
+        (dict(dataset="imagenet21k"), "dataset='imagenet21k' is unknown"),
+        (dict(epochs=0), "epochs=0 must be a positive int"),
+        (dict(views=0), "views=0 must be a positive int"),
+        (dict(mode="cosine"), "mode='cosine' is unknown"),
+        (dict(augmentation="blur"), "augmentation='blur' is unknown"),
+        (dict(candidate=0), "candidate=0"),
+    ],
+)
 def test_bad_settings_fail_before_compute(overrides, msg, tmp_path):
     with pytest.raises(ValueError, match=msg):
         run_sslmem("smoke", cache_dir=tmp_path / "c", **overrides)

@@ -24,8 +24,9 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 def _run(args, **env_extra):
     env = {k: v for k, v in os.environ.items() if k not in ("OUT", "GPU_CHECK_REHEARSE", "GPU_CHECK_BUDGET_S")}
     env.update(CUDA_VISIBLE_DEVICES="", PYTHON=sys.executable, **env_extra)
-    return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=180,
-                          check=False)
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=180, check=False
+    )
 
 
 def test_skips_every_gpu_part_and_writes_the_summary(tmp_path):

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
-                                reason="Fashion-MNIST missing: sudo apt-get install dataset-fashion-mnist")
+pytestmark = pytest.mark.skipif(
+    not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+    reason="Fashion-MNIST missing: sudo apt-get install dataset-fashion-mnist",
+)
 
 # run_sslmem at smoke; with KILL_FILE=<name> the process SIGKILLs itself after writing that file's
 # bytes into its temporary file and before the rename, i.e. in the middle of the results write.
@@ -43,8 +45,12 @@ SCRIPT = textwrap.dedent("""
 
 
 def _start(script, cache, data, **env):
-    return subprocess.Popen([sys.executable, str(script), str(cache), str(data)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+    return subprocess.Popen(
+        [sys.executable, str(script), str(cache), str(data)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+    )
 
 
 def _finish(proc) -> Path:

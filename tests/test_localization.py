@@ -107,8 +107,9 @@ def test_unit_means_average_positions_and_views():
     views = draw_views(images, aug, 3, seed=2)
     enc.eval()
     with torch.no_grad():
-        want = torch.stack([extract_taps(enc, v, ["layer1.0"])["layer1.0"].double().mean((2, 3)).mean(0)
-                            for v in views])
+        want = torch.stack(
+            [extract_taps(enc, v, ["layer1.0"])["layer1.0"].double().mean((2, 3)).mean(0) for v in views]
+        )
     np.testing.assert_allclose(mu, want.numpy(), rtol=1e-6, atol=1e-7)
 
 
@@ -174,12 +175,15 @@ def test_layermem_runs_in_eval_mode_and_restores_it():
         torch.testing.assert_close(v, before[k])
 
 
-@pytest.mark.parametrize("kw, msg", [
-    ({"taps": ["nope"]}, "unknown tap name"),
-    ({"views": 0}, "views=0"),
-    ({"batch_size": 0}, "batch_size=0"),
-    ({"reduce": "max"}, "reduce='max'"),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"taps": ["nope"]}, "unknown tap name"),
+        ({"views": 0}, "views=0"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"reduce": "max"}, "reduce='max'"),
+    ],
+)
 def test_unitmem_bad_arguments_fail_before_compute(kw, msg):
     enc = build_encoder("resnet_narrow", 1, 16)
     images = torch.randint(0, 256, (4, 1, 16, 16), dtype=torch.uint8)
@@ -204,7 +208,7 @@ def _peak_kb(fn) -> int:
     """Peak resident memory (kB) that ``fn()`` adds, from Linux's VmHWM after resetting it."""
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # resets VmHWM to the current RSS
-    status = lambda key: int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1])  # noqa: E731
+    status = lambda key: int(next(ln for ln in open("/proc/self/status") if ln.startswith(key)).split()[1])  # noqa: E731
     base = status("VmRSS")
     fn()
     return status("VmHWM") - base
@@ -254,14 +258,17 @@ def test_finetune_leaves_the_encoder_untouched():
         torch.testing.assert_close(v, state[k])
 
 
-@pytest.mark.parametrize("kw, msg", [
-    ({"vit_arch": "resnet18"}, "vit_arch='resnet18'"),
-    ({"unit_views": 0}, "unit_views=0"),
-    ({"n_finetune": -1}, "n_finetune=-1"),
-    ({"random_draws": 1}, "random_draws=1"),
-    ({"prune_fractions": (0.1, 1.5)}, "prune_fractions"),
-    ({"epochs": 0}, "epochs=0"),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"vit_arch": "resnet18"}, "vit_arch='resnet18'"),
+        ({"unit_views": 0}, "unit_views=0"),
+        ({"n_finetune": -1}, "n_finetune=-1"),
+        ({"random_draws": 1}, "random_draws=1"),
+        ({"prune_fractions": (0.1, 1.5)}, "prune_fractions"),
+        ({"epochs": 0}, "epochs=0"),
+    ],
+)
 def test_run_localization_bad_parameters_fail_before_anything_is_written(kw, msg, tmp_path):
     from memlib.experiments.localization_run import run_localization
 

@@ -97,20 +97,39 @@ def _log_softmax(x):
 def test_dino_loss_by_hand():
     # 3 student views (2 global + 1 local), batch 2, K = 3; the teacher sees the 2 global views.
     ts, tt = 0.1, 0.04
-    teacher = np.array([[1.0, 0.0, -1.0], [0.2, 0.1, 0.0],  # global view 0, images 0 and 1
-                        [0.0, 0.5, 0.1], [0.3, 0.3, 0.3]])  # global view 1
+    teacher = np.array(
+        [
+            [1.0, 0.0, -1.0],
+            [0.2, 0.1, 0.0],  # global view 0, images 0 and 1
+            [0.0, 0.5, 0.1],
+            [0.3, 0.3, 0.3],
+        ]
+    )  # global view 1
     center = np.array([[0.1, -0.1, 0.0]])
-    student = np.array([[0.5, -0.2, 0.1], [0.0, 0.3, -0.4],  # view 0 (global)
-                        [1.0, 1.0, 0.0], [-0.5, 0.2, 0.2],  # view 1 (global)
-                        [0.2, 0.0, 0.4], [0.1, -0.1, 0.3]])  # view 2 (local)
+    student = np.array(
+        [
+            [0.5, -0.2, 0.1],
+            [0.0, 0.3, -0.4],  # view 0 (global)
+            [1.0, 1.0, 0.0],
+            [-0.5, 0.2, 0.2],  # view 1 (global)
+            [0.2, 0.0, 0.4],
+            [0.1, -0.1, 0.3],
+        ]
+    )  # view 2 (local)
     b = 2
     p_t = [[_softmax((teacher[v * b + i] - center[0]) / tt) for i in range(b)] for v in range(2)]
     log_p_s = [[_log_softmax(student[v * b + i] / ts) for i in range(b)] for v in range(3)]
     # Every teacher (global) view against every student view except itself.
     pairs = [(0, 1), (0, 2), (1, 0), (1, 2)]
     expected = np.mean([np.mean([-(p_t[t][i] * log_p_s[s][i]).sum() for i in range(b)]) for t, s in pairs])
-    got = dino_loss(torch.tensor(student, dtype=torch.float32), torch.tensor(teacher, dtype=torch.float32),
-                    torch.tensor(center, dtype=torch.float32), n_views=3, student_temp=ts, teacher_temp=tt)
+    got = dino_loss(
+        torch.tensor(student, dtype=torch.float32),
+        torch.tensor(teacher, dtype=torch.float32),
+        torch.tensor(center, dtype=torch.float32),
+        n_views=3,
+        student_temp=ts,
+        teacher_temp=tt,
+    )
     assert got.item() == pytest.approx(expected, rel=1e-5)
     assert expected == pytest.approx(2.95144, abs=1e-4)  # the figure the numpy lines above give
 

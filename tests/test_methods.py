@@ -38,8 +38,13 @@ def _method(name, arch="resnet_narrow", seed=0, **kw):
 def test_method_trains_on_real_data(fmnist_small, name, arch, kw):
     # The first 128 real Fashion-MNIST images, 2 steps of 64 per epoch, through the shared loop.
     m = _method(name, arch, **kw)
-    res = train(m, fmnist_small.images[:128], fmnist_small.labels[:128],
-                TrainConfig(epochs=4, batch_size=64, warmup_epochs=1), progress=False)
+    res = train(
+        m,
+        fmnist_small.images[:128],
+        fmnist_small.labels[:128],
+        TrainConfig(epochs=4, batch_size=64, warmup_epochs=1),
+        progress=False,
+    )
     losses = np.array([h["loss"] for h in res.history])
     assert np.isfinite(losses).all()
     assert losses[-2:].mean() < losses[0], f"{name}/{arch} loss did not fall: {losses.round(4)}"
@@ -47,8 +52,9 @@ def test_method_trains_on_real_data(fmnist_small, name, arch, kw):
 
 def test_dino_default_dynamics_stay_finite(fmnist_small):
     m = _method("dino", "resnet_narrow", n_local=2)
-    res = train(m, fmnist_small.images[:64], None, TrainConfig(epochs=2, batch_size=64, warmup_epochs=1),
-                progress=False)
+    res = train(
+        m, fmnist_small.images[:64], None, TrainConfig(epochs=2, batch_size=64, warmup_epochs=1), progress=False
+    )
     assert all(np.isfinite(h["loss"]) for h in res.history)
     assert torch.isfinite(m.center).all() and m.center.abs().sum() > 0  # the centre moved
 
@@ -198,6 +204,12 @@ def test_smoke_run_with_another_method(tmp_path):
         pytest.skip("Fashion-MNIST missing: sudo apt-get install dataset-fashion-mnist")
     from memlib.experiments import run_sslmem
 
-    r = run_sslmem("smoke", cache_dir=tmp_path / "cache", data_root=tmp_path / "data", progress=False,
-                   method="vicreg", probe_epochs=1)
+    r = run_sslmem(
+        "smoke",
+        cache_dir=tmp_path / "cache",
+        data_root=tmp_path / "data",
+        progress=False,
+        method="vicreg",
+        probe_epochs=1,
+    )
     assert np.isfinite(r.result.raw).all() and np.all(np.abs(r.result.score) <= 1)

@@ -19,12 +19,15 @@ from memlib.training import CheckpointMismatch, TrainConfig, train
 from memlib.training.loop import atomic_save, fingerprint, nonfinite_tensors
 
 
-@pytest.mark.parametrize("kw, msg", [
-    (dict(lr=float("inf")), r"lr=inf must be a finite number > 0"),
-    (dict(lr=float("nan")), r"lr=nan must be a finite number > 0"),
-    (dict(weight_decay=float("inf")), r"weight_decay=inf must be a finite number ≥ 0"),
-    (dict(threads=0), r"threads=0 must be an int ≥ 1"),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (dict(lr=float("inf")), r"lr=inf must be a finite number > 0"),
+        (dict(lr=float("nan")), r"lr=nan must be a finite number > 0"),
+        (dict(weight_decay=float("inf")), r"weight_decay=inf must be a finite number ≥ 0"),
+        (dict(threads=0), r"threads=0 must be an int ≥ 1"),
+    ],
+)
 def test_train_config_refuses_non_finite_settings(kw, msg):
     with pytest.raises(ValueError, match=msg):
         TrainConfig(epochs=1, batch_size=8, **kw)
@@ -100,8 +103,14 @@ def test_stale_checkpoint_temp_files_are_removed(fmnist_small, tmp_path):
     dead.write_bytes(b"")
     os.utime(dead, (0, 0))
     torch.manual_seed(0)
-    train(build_method("simclr", build_encoder("resnet_narrow", 1, 28)), fmnist_small.images[:8], None,
-          TrainConfig(epochs=1, batch_size=8), checkpoint_path=path, progress=False)
+    train(
+        build_method("simclr", build_encoder("resnet_narrow", 1, 28)),
+        fmnist_small.images[:8],
+        None,
+        TrainConfig(epochs=1, batch_size=8),
+        checkpoint_path=path,
+        progress=False,
+    )
     assert not dead.exists() and path.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
@@ -120,8 +129,13 @@ def test_thread_count_is_part_of_the_run(fmnist_small):
             return {"loss": self.encoder.pooled(images.float() / 255).pow(2).mean()}
 
     before = torch.get_num_threads()
-    train(Spy(build_encoder("resnet_narrow", 1, 28)), fmnist_small.images[:8], None,
-          TrainConfig(epochs=1, batch_size=8, threads=1), progress=False)
+    train(
+        Spy(build_encoder("resnet_narrow", 1, 28)),
+        fmnist_small.images[:8],
+        None,
+        TrainConfig(epochs=1, batch_size=8, threads=1),
+        progress=False,
+    )
     assert seen == [1] and torch.get_num_threads() == before  # restored
 
 
@@ -150,8 +164,11 @@ def test_a_nan_alignment_raises_naming_the_encoder_and_the_points():
     def keep(x, generator=None):  # views = the image itself, so the marker pixel survives
         return to_float(x)
 
-    with pytest.raises(FloatingPointError, match=r"encoder g\[0\] gave a NaN or inf alignment loss for 2 point\(s\) "
-                                                 r"\(ids \[55, 57\]\)"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"encoder g\[0\] gave a NaN or inf alignment loss for 2 point\(s\) "
+        r"\(ids \[55, 57\]\)",
+    ):
         sslmem(f, g, images, keep, views=2, ids=ids)
     with pytest.raises(FloatingPointError, match=r"encoder g\[0\] gave a NaN or inf layer alignment"):
         layermem(_NaNOn(torch.tensor([0.0])), g, images, keep, ["lin"], views=2)
@@ -172,6 +189,7 @@ def test_run_with_exploding_lr_fails_loudly(tmp_path):
     if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
         pytest.skip("Fashion-MNIST missing: sudo apt-get install dataset-fashion-mnist")
     with pytest.raises(FloatingPointError):
-        memlib.run_sslmem("smoke", cache_dir=tmp_path / "c", data_root=tmp_path / "d", lr=1e30, epochs=2,
-                          progress=False)
+        memlib.run_sslmem(
+            "smoke", cache_dir=tmp_path / "c", data_root=tmp_path / "d", lr=1e30, epochs=2, progress=False
+        )
     assert not list((tmp_path / "c").glob("sslmem/*/scores.csv"))  # no results were written

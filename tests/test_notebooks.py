@@ -35,8 +35,14 @@ def test_executes_at_smoke(path, tmp_path):
     import papermill as pm
 
     out = tmp_path / path.name
-    pm.execute_notebook(str(path), str(out), parameters={"preset": "smoke", "device": "cpu", "seed": 0},
-                        cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+    pm.execute_notebook(
+        str(path),
+        str(out),
+        parameters={"preset": "smoke", "device": "cpu", "seed": 0},
+        cwd=str(path.parent),
+        kernel_name="python3",
+        progress_bar=False,
+    )
     nb = json.loads(out.read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
@@ -55,8 +61,11 @@ def test_failing_notebook_names_cell_and_leaves_book_untouched(tmp_path, monkeyp
     chapters = tmp_path / "book" / "chapters"
     chapters.mkdir(parents=True)
     (chapters / "00_ok.ipynb").write_text("previous")
-    cells = [nbformat.v4.new_code_cell('preset = "smoke"\ndevice = "cpu"\nseed = 0', metadata={"tags": ["parameters"]}),
-             nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise RuntimeError('planted failure')")]
+    cells = [
+        nbformat.v4.new_code_cell('preset = "smoke"\ndevice = "cpu"\nseed = 0', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("raise RuntimeError('planted failure')"),
+    ]
     ok = nbformat.v4.new_notebook(cells=cells[:2])
     bad = nbformat.v4.new_notebook(cells=cells)
     for nb in (ok, bad):
@@ -78,8 +87,14 @@ def test_misspelt_parameter_is_refused_by_the_notebook(tmp_path):
 
     path = ROOT / "notebooks" / "02_removal.ipynb"
     with pytest.raises(pm.PapermillExecutionError, match=r"'epohcs' \(did you mean 'epochs'\?\)"):
-        pm.execute_notebook(str(path), str(tmp_path / "out.ipynb"), parameters={"epohcs": 3},
-                            cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+        pm.execute_notebook(
+            str(path),
+            str(tmp_path / "out.ipynb"),
+            parameters={"epohcs": 3},
+            cwd=str(path.parent),
+            kernel_name="python3",
+            progress_bar=False,
+        )
 
 
 def test_misspelt_parameter_is_refused_by_the_runner_and_the_check():
@@ -121,8 +136,10 @@ def _tiny_repo(tmp_path, monkeypatch, code="x = 1"):
     (chapters / "00_nb.ipynb").write_text("committed")
     for name in ("_config.yml", "_toc.yml"):
         (tmp_path / name).write_text("")
-    cells = [nbformat.v4.new_code_cell('preset = "smoke"\ndevice = "cpu"\nseed = 0', metadata={"tags": ["parameters"]}),
-             nbformat.v4.new_code_cell(code)]
+    cells = [
+        nbformat.v4.new_code_cell('preset = "smoke"\ndevice = "cpu"\nseed = 0', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(code),
+    ]
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "notebooks" / "00_nb.ipynb")

@@ -12,8 +12,16 @@ from torch import nn
 
 from memlib.data.augment import GaussianNoise, PatchMask, SimCLRAugment, to_float
 from memlib.data.draws import PointDraws, augment_rows, point_keys
-from memlib.memorization import (alignment_loss, draw_views, layermem, layermem_from_views, sslmem,
-                                 sslmem_from_views, unit_means, unitmem)
+from memlib.memorization import (
+    alignment_loss,
+    draw_views,
+    layermem,
+    layermem_from_views,
+    sslmem,
+    sslmem_from_views,
+    unit_means,
+    unitmem,
+)
 from memlib.memorization.scoring import scoring_dtype
 from memlib.models import build_encoder
 
@@ -42,8 +50,13 @@ def _scores(arch, images, mode, batch_size, order, aug):
     taps = list(f.tap_names)[:2]
     lm = layermem(f, g, images[order], aug, taps, **kw)
     mu = unit_means(f, images[order], aug, taps, views=3, ids=ids, batch_size=batch_size, seed=7)
-    return {"raw": s.raw[back], "score": s.score[back], "layer_raw": lm.raw[:, back], "layer_score": lm.score[:, back],
-            **{f"mu {t}": m[back] for t, m in mu.items()}}
+    return {
+        "raw": s.raw[back],
+        "score": s.score[back],
+        "layer_raw": lm.raw[:, back],
+        "layer_score": lm.score[:, back],
+        **{f"mu {t}": m[back] for t, m in mu.items()},
+    }
 
 
 @pytest.mark.parametrize("arch", ["resnet_narrow", "vit_micro"])
@@ -88,8 +101,10 @@ def test_point_draws_match_for_each_row_whatever_the_batch():
 
 def test_augmentation_without_point_draws_is_keyed_per_view(images):
     """A plain callable (no ``point_draws``) gets one generator per view, seeded from the same key."""
+
     def noise(x, generator=None):
         return (to_float(x) + 0.1 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+
     v = draw_views(images, noise, 3, seed=2)
     torch.testing.assert_close(draw_views(images[[4, 1]], noise, 3, seed=2, ids=[4, 1]), v[[4, 1]], rtol=0, atol=0)
     keys = point_keys(2, [4], [0, 1, 2])
@@ -99,6 +114,7 @@ def test_augmentation_without_point_draws_is_keyed_per_view(images):
 @pytest.mark.parametrize("aug", [GaussianNoise(0.1), PatchMask(0.3)])
 def test_every_metric_sees_the_same_views(images, aug):
     """SSLMem, LayerMem and UnitMem with the same (seed, ids) feed the encoder exactly ``draw_views``."""
+
     class Recorder(nn.Module):
         def __init__(self):
             super().__init__()
@@ -111,8 +127,10 @@ def test_every_metric_sees_the_same_views(images, aug):
 
     ids = np.arange(100, 100 + N)
     want = draw_views(images, aug, 3, seed=9, ids=ids)
-    for call in (lambda m: sslmem(m, m, images, aug, views=3, ids=ids, seed=9, batch_size=6),
-                 lambda m: layermem(m, m, images, aug, views=3, ids=ids, seed=9, batch_size=9)):
+    for call in (
+        lambda m: sslmem(m, m, images, aug, views=3, ids=ids, seed=9, batch_size=6),
+        lambda m: layermem(m, m, images, aug, views=3, ids=ids, seed=9, batch_size=9),
+    ):
         m = Recorder()
         call(m)
         seen = torch.cat(m.seen[0::2])  # f's passes: each batch goes through f, then g (the same module)
@@ -150,8 +168,12 @@ def test_fixed_views_equal_a_plain_per_point_loop(images):
     np.testing.assert_allclose(res.score[0], raw / (raw.max() - raw.min()), rtol=0, atol=TOL)
     assert raw.max() - raw.min() < 0.05  # a small range: normalisation magnifies any error
     # sslmem on the images draws exactly these views
-    np.testing.assert_allclose(sslmem(f, g, images, SimCLRAugment(size=28), views=4, seed=1).raw,
-                               sslmem_from_views(f, g, views).raw, rtol=0, atol=TOL)
+    np.testing.assert_allclose(
+        sslmem(f, g, images, SimCLRAugment(size=28), views=4, seed=1).raw,
+        sslmem_from_views(f, g, views).raw,
+        rtol=0,
+        atol=TOL,
+    )
 
 
 def test_fixed_views_clean_mode_needs_clean_images(images):

@@ -78,8 +78,12 @@ def test_lambda_zero_reuses_sslmem_encoders(fmnist_small, tmp_path):
 def test_bad_sweep_settings_fail_before_compute(tmp_path):
     from memlib.experiments.regularization_run import run_regularization
 
-    for kw, match in [({"lambdas": (0.0, 1.0)}, "lam=1.0"), ({"lambdas": (0.0,)}, "lambdas="),
-                      ({"methods": ("simclr", "byol")}, "method='byol'"), ({"methods": ()}, "methods=")]:
+    for kw, match in [
+        ({"lambdas": (0.0, 1.0)}, "lam=1.0"),
+        ({"lambdas": (0.0,)}, "lambdas="),
+        ({"methods": ("simclr", "byol")}, "method='byol'"),
+        ({"methods": ()}, "methods="),
+    ]:
         with pytest.raises(ValueError, match=match):
             run_regularization("smoke", cache_dir=tmp_path, progress=False, **kw)
     assert not (tmp_path / "regularization").exists()  # nothing written

@@ -148,8 +148,7 @@ def test_tampered_checkpoint_refused_and_kept(fmnist_small, tmp_path):
     torch.save(ckpt, path)
     before = path.read_bytes()
     with pytest.raises(CheckpointMismatch, match=r"content hash .* delete it .* another cache dir"):
-        train(_method(), torch.zeros(32, 1, 28, 28, dtype=torch.uint8), None, cfg, checkpoint_path=path,
-              progress=False)
+        train(_method(), torch.zeros(32, 1, 28, 28, dtype=torch.uint8), None, cfg, checkpoint_path=path, progress=False)
     assert path.read_bytes() == before  # refused, never overwritten
 
 
@@ -218,8 +217,17 @@ def test_pipeline_twice_from_scratch_gives_identical_scores(tmp_path):
         pytest.skip("Fashion-MNIST missing: sudo apt-get install dataset-fashion-mnist")
     from memlib.experiments import run_sslmem
 
-    runs = [run_sslmem("smoke", cache_dir=tmp_path / f"cache{i}", data_root=tmp_path / "data", progress=False,
-                       epochs=1, models_per_family=1) for i in range(2)]
+    runs = [
+        run_sslmem(
+            "smoke",
+            cache_dir=tmp_path / f"cache{i}",
+            data_root=tmp_path / "data",
+            progress=False,
+            epochs=1,
+            models_per_family=1,
+        )
+        for i in range(2)
+    ]
     assert runs[0].timings["train_s"] > 0 and runs[1].timings["train_s"] > 0
     np.testing.assert_array_equal(runs[0].result.raw, runs[1].result.raw)
     np.testing.assert_array_equal(runs[0].result.score, runs[1].result.score)

@@ -27,16 +27,21 @@ def test_seeded():
 def test_stratified_candidates_match_independent():
     labels = np.repeat(np.arange(10), 100)
     s = make_splits(1000, 100, 300, 50, seed=0, train_labels=labels)
-    assert np.array_equal(np.bincount(labels[s.candidate], minlength=10), np.bincount(labels[s.independent], minlength=10))
+    assert np.array_equal(
+        np.bincount(labels[s.candidate], minlength=10), np.bincount(labels[s.independent], minlength=10)
+    )
 
 
-@pytest.mark.parametrize("kw,msg", [
-    (dict(shared=900, candidate=100), "exceeds the 1000 training points"),
-    (dict(shared=10, candidate=10, extra=500), "extra=500 exceeds"),
-    (dict(shared=10, candidate=0), "candidate=0"),
-    (dict(shared=1.5, candidate=10), "must lie in \\(0, 1\\)"),
-    (dict(shared=-1, candidate=10), "shared=-1"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        (dict(shared=900, candidate=100), "exceeds the 1000 training points"),
+        (dict(shared=10, candidate=10, extra=500), "extra=500 exceeds"),
+        (dict(shared=10, candidate=0), "candidate=0"),
+        (dict(shared=1.5, candidate=10), "must lie in \\(0, 1\\)"),
+        (dict(shared=-1, candidate=10), "shared=-1"),
+    ],
+)
 def test_impossible_sizes(kw, msg):
     with pytest.raises(ValueError, match=msg):
         make_splits(1000, 100, **kw)

@@ -121,12 +121,15 @@ def test_scoring_uses_eval_mode_and_restores_it():
     np.testing.assert_array_equal(a, b)  # BatchNorm used running statistics both times
 
 
-@pytest.mark.parametrize("kw,err,msg", [
-    (dict(views=1), ValueError, "views=1"),
-    (dict(mode="cosine"), ValueError, "mode='cosine'"),
-    (dict(batch_size=2.5), ValueError, "batch_size=2.5"),
-    (dict(seed=-1), ValueError, "seed=-1"),
-])
+@pytest.mark.parametrize(
+    "kw,err,msg",
+    [
+        (dict(views=1), ValueError, "views=1"),
+        (dict(mode="cosine"), ValueError, "mode='cosine'"),
+        (dict(batch_size=2.5), ValueError, "batch_size=2.5"),
+        (dict(seed=-1), ValueError, "seed=-1"),
+    ],
+)
 def test_bad_arguments(pair, kw, err, msg):
     f, g, images = pair
     with pytest.raises(err, match=msg):

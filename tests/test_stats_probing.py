@@ -16,8 +16,12 @@ def test_ttest_direction():
 
 def test_sslmem_tests_table():
     rng = np.random.default_rng(1)
-    scores = {"candidate": rng.normal(0.3, 0.1, 100), "shared": rng.normal(0, 0.1, 100),
-              "extra": rng.normal(0.1, 0.1, 100), "independent": rng.normal(-0.3, 0.1, 100)}
+    scores = {
+        "candidate": rng.normal(0.3, 0.1, 100),
+        "shared": rng.normal(0, 0.1, 100),
+        "extra": rng.normal(0.1, 0.1, 100),
+        "independent": rng.normal(-0.3, 0.1, 100),
+    }
     df = sslmem_tests(scores).set_index("null hypothesis")
     assert df.loc[["m(S_C) ≤ m(S_S)", "m(S_C) ≤ m(S_E)", "m(S_S) ≤ m(S_I)", "m(S_E) ≤ m(S_I)"], "reject"].all()
     assert (df["p_holm"] >= df["p"]).all()

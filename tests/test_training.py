@@ -14,8 +14,13 @@ def _method(seed=0, name="simclr"):
 @pytest.mark.parametrize("name", ["simclr"])  # every other method: tests/test_methods.py
 def test_loss_decreases_on_real_data(fmnist_small, name):
     m = _method(name=name)
-    res = train(m, fmnist_small.images[:256], fmnist_small.labels[:256],
-                TrainConfig(epochs=8, batch_size=128, warmup_epochs=1), progress=False)
+    res = train(
+        m,
+        fmnist_small.images[:256],
+        fmnist_small.labels[:256],
+        TrainConfig(epochs=8, batch_size=128, warmup_epochs=1),
+        progress=False,
+    )
     losses = [h["loss"] for h in res.history]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-2:]) < sum(losses[:2])
@@ -52,8 +57,9 @@ def test_foreign_or_corrupt_checkpoint_refused(fmnist_small, tmp_path):
     train(_method(), imgs, None, TrainConfig(epochs=1, batch_size=64), checkpoint_path=path, progress=False)
     before = path.read_bytes()
     with pytest.raises(CheckpointMismatch, match="another configuration"):
-        train(_method(), imgs, None, TrainConfig(epochs=1, batch_size=64, lr=5e-3), checkpoint_path=path,
-              progress=False)
+        train(
+            _method(), imgs, None, TrainConfig(epochs=1, batch_size=64, lr=5e-3), checkpoint_path=path, progress=False
+        )
     assert path.read_bytes() == before  # never overwritten
     path.write_bytes(before[: len(before) // 2])
     with pytest.raises(CheckpointMismatch, match="unreadable"):
@@ -73,11 +79,14 @@ def test_nan_loss_stops_with_step(fmnist_small):
         train(m, fmnist_small.images[:32], None, TrainConfig(epochs=2, batch_size=16), progress=False)
 
 
-@pytest.mark.parametrize("kw,msg", [
-    (dict(epochs=0, batch_size=8), "epochs=0"),
-    (dict(epochs=2, batch_size=-1), "batch_size=-1"),
-    (dict(epochs=2, batch_size=8, lr=0), "lr=0"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        (dict(epochs=0, batch_size=8), "epochs=0"),
+        (dict(epochs=2, batch_size=-1), "batch_size=-1"),
+        (dict(epochs=2, batch_size=8, lr=0), "lr=0"),
+    ],
+)
 def test_bad_config(kw, msg):
     with pytest.raises(ValueError, match=msg):
         TrainConfig(**kw)
@@ -104,8 +113,15 @@ def test_snapshots_hold_initial_and_final_weights(tmp_path):
     enc = build_encoder("resnet_narrow", 1, 28)
     init = {k: v.clone() for k, v in enc.state_dict().items()}
     method = build_method("simclr", enc)
-    train(method, _uint8_images(16), None, TrainConfig(epochs=2, batch_size=8, checkpoint_every=1, channels_last=False),
-          checkpoint_path=tmp_path / "ck.pt", progress=False, snapshot_dir=tmp_path / "snaps")
+    train(
+        method,
+        _uint8_images(16),
+        None,
+        TrainConfig(epochs=2, batch_size=8, checkpoint_every=1, channels_last=False),
+        checkpoint_path=tmp_path / "ck.pt",
+        progress=False,
+        snapshot_dir=tmp_path / "snaps",
+    )
     files = sorted(f.name for f in (tmp_path / "snaps").iterdir())
     assert files == ["epoch0000.pt", "epoch0001.pt", "epoch0002.pt"]
     first = torch.load(tmp_path / "snaps" / "epoch0000.pt", weights_only=True)["encoder"]

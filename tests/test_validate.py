@@ -12,8 +12,14 @@ from memlib.experiments import run_dp, run_localization, run_regularization, run
 from memlib.experiments.setups_run import run_setups
 from memlib.experiments.validate import check_run_folders
 
-RUNNERS = {"sslmem": run_sslmem, "removal": run_removal, "regularization": run_regularization, "dp": run_dp,
-           "localization": run_localization, "setups": run_setups}
+RUNNERS = {
+    "sslmem": run_sslmem,
+    "removal": run_removal,
+    "regularization": run_regularization,
+    "dp": run_dp,
+    "localization": run_localization,
+    "setups": run_setups,
+}
 ROOT = os.geteuid() == 0
 
 
@@ -24,8 +30,9 @@ def _no_data(tmp_path, monkeypatch):
 
 
 def _snapshot(folder):
-    return sorted((p.relative_to(folder).as_posix(), p.stat().st_size if p.is_file() else -1)
-                  for p in folder.rglob("*"))
+    return sorted(
+        (p.relative_to(folder).as_posix(), p.stat().st_size if p.is_file() else -1) for p in folder.rglob("*")
+    )
 
 
 @pytest.mark.parametrize("name", RUNNERS)

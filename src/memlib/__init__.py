@@ -21,7 +21,24 @@ from .training import TrainConfig, train
 __version__ = "0.1.0"
 
 __all__ = [
-    "ENCODERS", "METHODS", "PRESETS", "ImageDataset", "SSLMemResult", "SimCLRAugment", "Splits", "TrainConfig",
-    "alignment_loss", "build_augmentation", "build_encoder", "build_method", "get_preset", "load_dataset",
-    "draw_views", "make_splits", "run_sslmem", "sslmem", "sslmem_from_views", "train",
+    "ENCODERS",
+    "METHODS",
+    "PRESETS",
+    "ImageDataset",
+    "SSLMemResult",
+    "SimCLRAugment",
+    "Splits",
+    "TrainConfig",
+    "alignment_loss",
+    "build_augmentation",
+    "build_encoder",
+    "build_method",
+    "get_preset",
+    "load_dataset",
+    "draw_views",
+    "make_splits",
+    "run_sslmem",
+    "sslmem",
+    "sslmem_from_views",
+    "train",
 ]

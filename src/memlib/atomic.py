@@ -32,8 +32,19 @@ from pathlib import Path
 from typing import IO, Iterator
 
 __all__ = [
-    "COMPLETE", "CorruptFileError", "atomic_open", "check_writable_dir", "clean_stale_temps", "is_complete",
-    "mark_complete", "save_json", "save_torch", "start_run", "write_bytes", "write_csv", "write_text",
+    "COMPLETE",
+    "CorruptFileError",
+    "atomic_open",
+    "check_writable_dir",
+    "clean_stale_temps",
+    "is_complete",
+    "mark_complete",
+    "save_json",
+    "save_torch",
+    "start_run",
+    "write_bytes",
+    "write_csv",
+    "write_text",
 ]
 
 #: Name of the marker file :func:`mark_complete` writes last into a finished run folder.
@@ -75,8 +86,9 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "wb", encoding: str | None = None,
-                newline: str | None = None) -> Iterator[IO]:
+def atomic_open(
+    path: str | Path, mode: str = "wb", encoding: str | None = None, newline: str | None = None
+) -> Iterator[IO]:
     """Open ``path`` for writing through a temporary file that replaces it on success.
 
     Parameters
@@ -169,8 +181,9 @@ def _process_start() -> float:
     try:
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         ticks = int(fields[19])  # field 22 of stat(5); fields after the command name start at field 3
-        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                     if line.startswith("btime"))
+        btime = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
         return btime + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return _IMPORTED
@@ -263,8 +276,9 @@ def check_writable_dir(path: str | Path, name: str, fix: str) -> Path:
     return path
 
 
-def start_run(folder: str | Path, name: str = "cache_dir",
-              fix: str = "pass cache_dir= a writable folder or set MEMLIB_CACHE") -> Path:
+def start_run(
+    folder: str | Path, name: str = "cache_dir", fix: str = "pass cache_dir= a writable folder or set MEMLIB_CACHE"
+) -> Path:
     """Make ``folder`` ready for a run that is about to write its results there.
 
     Checks it can be written (:func:`check_writable_dir`), creates it, removes
@@ -297,8 +311,11 @@ def mark_complete(folder: str | Path) -> Path:
     notices a file that changed or vanished afterwards.
     """
     folder = Path(folder)
-    info = {"files": _result_files(folder), "pid": os.getpid(),
-            "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
+    info = {
+        "files": _result_files(folder),
+        "pid": os.getpid(),
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    }
     return save_json(info, folder / COMPLETE, indent=1)
 
 

@@ -17,7 +17,6 @@ from .data.splits import SUBSET_LABELS, SUBSETS
 from .stats import fraction_above
 
 
-
 def _closed(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -45,8 +44,14 @@ def score_distributions(scores: dict[str, np.ndarray], title: str = "", bins: in
     edges = np.linspace(allv.min(), allv.max(), bins + 1)
     for s in SUBSETS:
         v = np.asarray(scores[s])
-        ax.hist(v, bins=edges, histtype="step", lw=1.8, color=SUBSET_COLORS[s],
-                label=f"{SUBSET_LABELS[s]} (mean {v.mean():+.3f}, n={len(v)})")
+        ax.hist(
+            v,
+            bins=edges,
+            histtype="step",
+            lw=1.8,
+            color=SUBSET_COLORS[s],
+            label=f"{SUBSET_LABELS[s]} (mean {v.mean():+.3f}, n={len(v)})",
+        )
         ax.axvline(v.mean(), color=SUBSET_COLORS[s], ls="--", lw=1)
     ax.axvline(0, color="k", lw=0.6)
     ax.set_xlabel("memorisation score m (normalised)")
@@ -77,8 +82,9 @@ def alignment_scatter(align_f: np.ndarray, align_g: np.ndarray, score: np.ndarra
     """Fig. 2a: alignment loss on f vs on g per candidate, coloured by the score."""
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
     lim = [min(align_f.min(), align_g.min()), max(align_f.max(), align_g.max())]
-    sc = ax.scatter(align_f, align_g, c=score, cmap="coolwarm", s=14, vmin=-np.abs(score).max(),
-                    vmax=np.abs(score).max())
+    sc = ax.scatter(
+        align_f, align_g, c=score, cmap="coolwarm", s=14, vmin=-np.abs(score).max(), vmax=np.abs(score).max()
+    )
     ax.plot(lim, lim, "k--", lw=0.8, label="f = g")
     ax.set_xlabel("alignment loss on f (trained with x)")
     ax.set_ylabel("alignment loss on g (trained without x)")
@@ -118,8 +124,15 @@ def training_curves(histories: dict[str, list[dict]], keys=("loss", "knn_acc")):
             pts = [(e["epoch"], e[key]) for e in hist if key in e]
             if pts:
                 x, y = zip(*pts)
-                ax.plot(x, y, marker="o" if len(pts) < 15 else None, ms=3, lw=1,
-                        color="tab:red" if name.startswith("f") else "tab:blue", label=name)
+                ax.plot(
+                    x,
+                    y,
+                    marker="o" if len(pts) < 15 else None,
+                    ms=3,
+                    lw=1,
+                    color="tab:red" if name.startswith("f") else "tab:blue",
+                    label=name,
+                )
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
     handles, labels = axes[0][0].get_legend_handles_labels()

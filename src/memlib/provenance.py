@@ -19,10 +19,16 @@ def git_commit(path: str | Path | None = None) -> str:
     it has uncommitted changes, or ``"unknown"`` outside a git checkout."""
     cwd = Path(path) if path else Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -54,8 +60,13 @@ def versions() -> dict[str, str]:
     return out
 
 
-def provenance(config: dict | None = None, device: str | torch.device = "cpu", wall_time_s: float | None = None,
-               commit: str | None = None, trained_at: list[str] | None = None) -> dict:
+def provenance(
+    config: dict | None = None,
+    device: str | torch.device = "cpu",
+    wall_time_s: float | None = None,
+    commit: str | None = None,
+    trained_at: list[str] | None = None,
+) -> dict:
     """Everything needed to trace a result back to the run that made it.
 
     ``commit`` is the memlib commit the run started at (taken now if not

@@ -24,8 +24,14 @@ def cohens_d(a, b) -> float:
 def ttest_greater(a, b) -> dict:
     """One-sided Welch t-test of H0: mean(a) ≤ mean(b) (alternative: a > b)."""
     r = st.ttest_ind(a, b, equal_var=False, alternative="greater")
-    return {"t": float(r.statistic), "p": float(r.pvalue), "df": float(r.df), "cohens_d": cohens_d(a, b),
-            "mean_a": float(np.mean(a)), "mean_b": float(np.mean(b))}
+    return {
+        "t": float(r.statistic),
+        "p": float(r.pvalue),
+        "df": float(r.df),
+        "cohens_d": cohens_d(a, b),
+        "mean_a": float(np.mean(a)),
+        "mean_b": float(np.mean(b)),
+    }
 
 
 def ttest_vs_zero(a, alternative: str) -> dict:
@@ -33,8 +39,14 @@ def ttest_vs_zero(a, alternative: str) -> dict:
     a = np.asarray(a, float)
     r = st.ttest_1samp(a, 0.0, alternative=alternative)
     sd = a.std(ddof=1)
-    return {"t": float(r.statistic), "p": float(r.pvalue), "df": float(r.df),
-            "cohens_d": float(a.mean() / sd) if sd > 0 else float("nan"), "mean_a": float(a.mean()), "mean_b": 0.0}
+    return {
+        "t": float(r.statistic),
+        "p": float(r.pvalue),
+        "df": float(r.df),
+        "cohens_d": float(a.mean() / sd) if sd > 0 else float("nan"),
+        "mean_a": float(a.mean()),
+        "mean_b": 0.0,
+    }
 
 
 #: The hypotheses of the SSLMem paper's Table 2 (two-sample) and Table 16 (vs 0),
@@ -145,8 +157,9 @@ def significant_points(scores, null, alpha: float = 0.05, method: str = "fdr_bh"
     return pd.DataFrame({"score": scores, "p": p, "q": q, "significant": reject})
 
 
-def point_intervals(align_f_models, align_g_models, confidence: float = 0.95, n_boot: int = 2000,
-                    seed: int = 0) -> pd.DataFrame:
+def point_intervals(
+    align_f_models, align_g_models, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
     """Per-point confidence interval of the raw SSLMem score from the spread over encoder seeds.
 
     The score is ``mean_g(align) − mean_f(align)``; its interval is a
@@ -168,11 +181,14 @@ def point_intervals(align_f_models, align_g_models, confidence: float = 0.95, n_
     """
     af, ag = np.asarray(align_f_models, float), np.asarray(align_g_models, float)
     if af.ndim != 2 or ag.ndim != 2 or af.shape[1] != ag.shape[1]:
-        raise ValueError(f"align_f_models {af.shape} and align_g_models {ag.shape} must be (n_models, N) "
-                         "with the same N")
+        raise ValueError(
+            f"align_f_models {af.shape} and align_g_models {ag.shape} must be (n_models, N) with the same N"
+        )
     if min(len(af), len(ag)) < 2:
-        raise ValueError(f"point_intervals needs ≥ 2 encoders per family (got {len(af)} f and {len(ag)} g); "
-                         "train more with models_per_family")
+        raise ValueError(
+            f"point_intervals needs ≥ 2 encoders per family (got {len(af)} f and {len(ag)} g); "
+            "train more with models_per_family"
+        )
     rng = np.random.default_rng(seed)
     fi = rng.integers(0, len(af), (n_boot, len(af)))
     gi = rng.integers(0, len(ag), (n_boot, len(ag)))

@@ -146,7 +146,6 @@ _STL10_CLASSES: tuple[str, ...] = (
 _DIGIT_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
 
 
-
 def test_point_ids(indices, train_set: "ImageDataset") -> np.ndarray:
     """Point ids (for keyed view draws) of test-split points: their index offset by the training split's size.
 
@@ -187,8 +186,7 @@ class ImageDataset:
             )
         if self.images.dim() != 4 or self.images.shape[1] not in (1, 3):
             raise ValueError(
-                f"ImageDataset images must have shape (N, C, H, W) with C = 1 or 3, "
-                f"got {tuple(self.images.shape)}"
+                f"ImageDataset images must have shape (N, C, H, W) with C = 1 or 3, got {tuple(self.images.shape)}"
             )
         if not isinstance(self.labels, torch.Tensor) or self.labels.dtype != torch.int64:
             raise TypeError(
@@ -252,9 +250,7 @@ class ImageDataset:
             idx = torch.from_numpy(np.ascontiguousarray(arr))
         if idx.dtype == torch.bool:
             if idx.shape != (len(self),):
-                raise IndexError(
-                    f"subset: a boolean mask must have shape ({len(self)},), got {tuple(idx.shape)}"
-                )
+                raise IndexError(f"subset: a boolean mask must have shape ({len(self)},), got {tuple(idx.shape)}")
             idx = idx.nonzero().flatten()
         elif idx.dtype.is_floating_point or idx.dtype.is_complex:
             raise TypeError(f"subset: indices must be integers, got dtype {idx.dtype}")
@@ -285,8 +281,7 @@ def default_data_root() -> Path:
     return Path.home() / ".cache" / "memlib" / "data"
 
 
-def check_data_root(name: str, root: str | Path | None = None, download: bool = False,
-                    param: str = "root") -> Path:
+def check_data_root(name: str, root: str | Path | None = None, download: bool = False, param: str = "root") -> Path:
     """Check, before anything is read or computed, that the data root of data set ``name`` can be used.
 
     The root must be a folder (or not exist yet, with no file in its way);
@@ -489,7 +484,7 @@ class _IdxCheck:
         if len(self.head) < self.header:
             self.head += chunk[: self.header - len(self.head)]
         if self.labels and self.size + len(chunk) > self.header:
-            body = chunk[max(0, self.header - self.size):]
+            body = chunk[max(0, self.header - self.size) :]
             self.max_label = max(self.max_label, max(body))
         self.size += len(chunk)
         self.md5.update(chunk)
@@ -499,26 +494,35 @@ class _IdxCheck:
         return the number of items its header declares."""
         kind = "labels" if self.labels else "images"
         if self.size < self.header:
-            raise CorruptFileError(f"load_dataset: {path} is truncated: {self.size} bytes, shorter than the "
-                                   f"{self.header}-byte header of an idx {kind} file. Fix: {fix}")
+            raise CorruptFileError(
+                f"load_dataset: {path} is truncated: {self.size} bytes, shorter than the "
+                f"{self.header}-byte header of an idx {kind} file. Fix: {fix}"
+            )
         magic, want = int.from_bytes(self.head[:4], "big"), 0x0800 + self.ndim  # ubyte data, ndim dimensions
         if magic != want:
-            raise CorruptFileError(f"load_dataset: {path} is not an idx {kind} file: magic number {magic:#010x}, "
-                                   f"expected {want:#010x}. Fix: {fix}")
-        dims = struct.unpack(f">{self.ndim}I", self.head[4: self.header])
+            raise CorruptFileError(
+                f"load_dataset: {path} is not an idx {kind} file: magic number {magic:#010x}, "
+                f"expected {want:#010x}. Fix: {fix}"
+            )
+        dims = struct.unpack(f">{self.ndim}I", self.head[4 : self.header])
         expected = self.header + math.prod(dims)
         if self.size != expected:
             raise CorruptFileError(
                 f"load_dataset: {path} is {'truncated' if self.size < expected else 'too long'}: {self.size} bytes, "
-                f"but its header says {' x '.join(map(str, dims))} {kind} = {expected} bytes. Fix: {fix}")
+                f"but its header says {' x '.join(map(str, dims))} {kind} = {expected} bytes. Fix: {fix}"
+            )
         if self.labels and self.max_label >= self.classes:
-            raise CorruptFileError(f"load_dataset: {path} holds label {self.max_label}, outside 0..{self.classes - 1}: "
-                                   f"its labels are garbage. Fix: {fix}")
+            raise CorruptFileError(
+                f"load_dataset: {path} holds label {self.max_label}, outside 0..{self.classes - 1}: "
+                f"its labels are garbage. Fix: {fix}"
+            )
         # Only a file the size of the real one is held to its MD5 (small idx files are test data).
         real = _FASHION_MNIST_MD5.get(self.name)
         if real and dims[0] == _FASHION_MNIST_COUNT[self.name.split("-")[0]] and self.md5.hexdigest() != real:
-            raise CorruptFileError(f"load_dataset: {path} has the size of Fashion-MNIST's {self.name} but not its "
-                                   f"content (MD5 {self.md5.hexdigest()}, published {real}). Fix: {fix}")
+            raise CorruptFileError(
+                f"load_dataset: {path} has the size of Fashion-MNIST's {self.name} but not its "
+                f"content (MD5 {self.md5.hexdigest()}, published {real}). Fix: {fix}"
+            )
         return dims[0]
 
 
@@ -544,13 +548,17 @@ def _verify_fashion_mnist(raw: Path, split: str, debian: Path) -> None:
     images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
 
     def fix(p: Path) -> str:
-        return (f"delete {p} and load again: it is copied again from {debian} (if that copy is bad too: "
-                f"{_REINSTALL}) or, with download=True, downloaded again")
+        return (
+            f"delete {p} and load again: it is copied again from {debian} (if that copy is bad too: "
+            f"{_REINSTALL}) or, with download=True, downloaded again"
+        )
 
     n_images, n_labels = _verify_idx(images, fix(images)), _verify_idx(labels, fix(labels))
     if n_images != n_labels:
-        raise CorruptFileError(f"load_dataset: {images} holds {n_images} images but {labels} {n_labels} labels. "
-                               f"Fix: {fix(images)}; likewise {labels}")
+        raise CorruptFileError(
+            f"load_dataset: {images} holds {n_images} images but {labels} {n_labels} labels. "
+            f"Fix: {fix(images)}; likewise {labels}"
+        )
 
 
 def _fashion_mnist_complete(root: Path) -> bool:
@@ -714,9 +722,7 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     values = np.asarray(bunch.images, dtype=np.float64)  # (N, 8, 8), 0..16
     images = np.rint(values * 255.0 / 16.0).clip(0, 255).astype(np.uint8)[:, None]
     labels = np.asarray(bunch.target, dtype=np.int64)
-    train_idx, test_idx = train_test_split(
-        np.arange(len(labels)), test_size=0.2, stratify=labels, random_state=0
-    )
+    train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels, random_state=0)
     for arr in (images, labels, train_idx, test_idx):
         arr.flags.writeable = False
     return images, labels, train_idx, test_idx
@@ -731,4 +737,3 @@ def _load_digits(split: str) -> ImageDataset:
         list(_DIGIT_CLASSES),
         f"digits/{split}",
     )
-

@@ -69,8 +69,10 @@ def check_ids(ids, n: int) -> np.ndarray:
     if n and ids.min() < 0:
         raise ValueError(f"ids must be ≥ 0, got {ids.min()}")
     if len(np.unique(ids)) != n:
-        raise ValueError("ids must be distinct: each id names one point, and its views are drawn from it "
-                         "(pass dataset indices, or leave ids=None for positions 0..N−1)")
+        raise ValueError(
+            "ids must be distinct: each id names one point, and its views are drawn from it "
+            "(pass dataset indices, or leave ids=None for positions 0..N−1)"
+        )
     return ids
 
 
@@ -105,8 +107,10 @@ class PointDraws:
     def _bits(self, shape: Sequence[int]) -> np.ndarray:
         shape = tuple(int(s) for s in shape)
         if not shape or shape[0] != len(self.keys):
-            raise ValueError(f"a keyed draw needs one row per key: shape {shape} for {len(self.keys)} keys; "
-                             "an augmentation given PointDraws must draw (batch, ...) shapes")
+            raise ValueError(
+                f"a keyed draw needs one row per key: shape {shape} for {len(self.keys)} keys; "
+                "an augmentation given PointDraws must draw (batch, ...) shapes"
+            )
         self.calls += 1
         per_row = _mix(_add(self.keys, _times_gamma(self.calls)))  # this draw's stream of each row
         elems = _times_gamma(np.arange(1, math.prod(shape[1:]) + 1, dtype=np.uint64))

@@ -206,7 +206,9 @@ def _stratified_pair(labels: np.ndarray, n: int, rng: np.random.Generator):
     for c, k in zip(classes, per_class):
         idx = rng.permutation(np.flatnonzero(labels == c))
         if 2 * k > len(idx):
-            raise ValueError(f"make_splits: class {c} has {len(idx)} points, fewer than the 2*{k} a stratified draw needs")
+            raise ValueError(
+                f"make_splits: class {c} has {len(idx)} points, fewer than the 2*{k} a stratified draw needs"
+            )
         a.append(idx[:k])
         b.append(idx[k : 2 * k])
     a, b = np.concatenate(a), np.concatenate(b)

@@ -10,7 +10,22 @@ from .sslmem_experiment import SSLMemRun, run_sslmem
 from .validate import check_epsilon, check_lambda, validate_run_parameters
 
 __all__ = [
-    "DPRun", "LocalizationRun", "PRESETS", "Preset", "RegularizationRun", "RemovalRun", "SSLMemRun", "check_epsilon",
-    "check_lambda", "default_cache_dir", "get_preset", "preset_table", "run_dp", "run_localization",
-    "run_regularization", "run_removal", "run_sslmem", "validate_run_parameters",
+    "DPRun",
+    "LocalizationRun",
+    "PRESETS",
+    "Preset",
+    "RegularizationRun",
+    "RemovalRun",
+    "SSLMemRun",
+    "check_epsilon",
+    "check_lambda",
+    "default_cache_dir",
+    "get_preset",
+    "preset_table",
+    "run_dp",
+    "run_localization",
+    "run_regularization",
+    "run_removal",
+    "run_sslmem",
+    "validate_run_parameters",
 ]

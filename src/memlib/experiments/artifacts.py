@@ -13,8 +13,21 @@ from pathlib import Path
 
 from ..atomic import check_writable_dir
 
-__all__ = ["DP", "DP_ENCODERS", "DYNAMICS", "ENCODERS", "KINDS", "LOCALIZATION", "REGULARIZATION", "REMOVAL",
-           "SETUPS", "SSLMEM", "ArtifactKind", "check_cache_dir", "default_cache_dir"]
+__all__ = [
+    "DP",
+    "DP_ENCODERS",
+    "DYNAMICS",
+    "ENCODERS",
+    "KINDS",
+    "LOCALIZATION",
+    "REGULARIZATION",
+    "REMOVAL",
+    "SETUPS",
+    "SSLMEM",
+    "ArtifactKind",
+    "check_cache_dir",
+    "default_cache_dir",
+]
 
 
 def default_cache_dir() -> Path:
@@ -47,20 +60,23 @@ class ArtifactKind:
 ENCODERS = ArtifactKind("encoders", "encoder checkpoints, shared by every experiment", results=False)
 DP_ENCODERS = ArtifactKind("dp_encoders", "encoders trained with DP-SGD (run_dp)", results=False)
 # run_setups trains Fig. 2b's pair in a cache of its own, <cache>/dynamics, laid out as the main one.
-DYNAMICS = ArtifactKind("dynamics", "encoders with per-epoch snapshots, Fig. 2b (run_setups)", results=False,
-                        nested=(ENCODERS.name,))
+DYNAMICS = ArtifactKind(
+    "dynamics", "encoders with per-epoch snapshots, Fig. 2b (run_setups)", results=False, nested=(ENCODERS.name,)
+)
 SSLMEM = ArtifactKind("sslmem", "SSLMem runs: scores, splits, summary (run_sslmem)", results=True)
 REMOVAL = ArtifactKind("removal", "removal runs (run_removal)", results=True)
-REGULARIZATION = ArtifactKind("regularization", "λ sweeps of the alignment regulariser (run_regularization)",
-                              results=True)
+REGULARIZATION = ArtifactKind(
+    "regularization", "λ sweeps of the alignment regulariser (run_regularization)", results=True
+)
 DP = ArtifactKind("dp", "DP-SGD runs (run_dp)", results=True)
 LOCALIZATION = ArtifactKind("localization", "LayerMem / UnitMem runs (run_localization)", results=True)
 SETUPS = ArtifactKind("setups", "SSLMem across setups, its tables (run_setups)", results=True)
 
 #: Every kind of folder memlib writes under the cache folder, by name: the writers take their
 #: folders from here, and ``memlib-cache`` lists and clears exactly these.
-KINDS: dict[str, ArtifactKind] = {k.name: k for k in (ENCODERS, DP_ENCODERS, DYNAMICS, SSLMEM, REMOVAL,
-                                                       REGULARIZATION, DP, LOCALIZATION, SETUPS)}
+KINDS: dict[str, ArtifactKind] = {
+    k.name: k for k in (ENCODERS, DP_ENCODERS, DYNAMICS, SSLMEM, REMOVAL, REGULARIZATION, DP, LOCALIZATION, SETUPS)
+}
 
 
 def check_cache_dir(cache_dir: str | Path | None = None) -> Path:

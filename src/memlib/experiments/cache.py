@@ -112,8 +112,9 @@ def _check_kind(kind: str | None) -> None:
     if kind is not None and kind not in KINDS:
         close = difflib.get_close_matches(kind, KINDS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"kind={kind!r} is not in the cache: memlib writes no such kind{hint}; "
-                         f"known kinds: {', '.join(KINDS)}")
+        raise ValueError(
+            f"kind={kind!r} is not in the cache: memlib writes no such kind{hint}; known kinds: {', '.join(KINDS)}"
+        )
 
 
 def _files(folder: Path) -> list[Path]:
@@ -122,8 +123,12 @@ def _files(folder: Path) -> list[Path]:
 
 def _from_provenance(prov: dict) -> dict:
     cfg = prov.get("config") or {}
-    return {"preset": cfg.get("preset", cfg.get("name")), "seed": cfg.get("seed"), "commit": prov.get("commit"),
-            "date": prov.get("date_utc")}
+    return {
+        "preset": cfg.get("preset", cfg.get("name")),
+        "seed": cfg.get("seed"),
+        "commit": prov.get("commit"),
+        "date": prov.get("date_utc"),
+    }
 
 
 def _read_checkpoint(ckpt: Path) -> dict | None:
@@ -196,8 +201,10 @@ def _describe(kind: ArtifactKind, folder: Path) -> tuple[dict, str]:
 
 def _check_root(root: Path) -> None:
     """Raise, naming ``root`` and the fix, unless it is an existing folder."""
-    fix = ("Fix: pass --cache-dir (cache_dir=) or set MEMLIB_CACHE to the folder the runs wrote to "
-           "(their cache_dir=, else $MEMLIB_CACHE, else ~/.cache/memlib/runs)")
+    fix = (
+        "Fix: pass --cache-dir (cache_dir=) or set MEMLIB_CACHE to the folder the runs wrote to "
+        "(their cache_dir=, else $MEMLIB_CACHE, else ~/.cache/memlib/runs)"
+    )
     if root.is_dir():
         return
     if os.path.lexists(root):
@@ -242,9 +249,11 @@ def list_artifacts(cache_dir: str | Path | None = None, kind: str | None = None)
             # Linux keeps no creation time: the provenance's date, else the oldest file's modification.
             oldest = min((s.st_mtime for s in stats), default=folder.stat().st_mtime)
             created = prov.pop("date") or _dt.datetime.fromtimestamp(oldest, _dt.timezone.utc).strftime(
-                "%Y-%m-%d %H:%M UTC")
-            out.append(Artifact(k.name, folder.name, folder, sum(s.st_size for s in stats), created, **prov,
-                                status=status))
+                "%Y-%m-%d %H:%M UTC"
+            )
+            out.append(
+                Artifact(k.name, folder.name, folder, sum(s.st_size for s in stats), created, **prov, status=status)
+            )
     return sorted(out, key=lambda a: (a.kind, a.created, a.key))
 
 
@@ -298,8 +307,10 @@ def clear_cache(cache_dir: str | Path | None = None, kind: str | None = None) ->
         try:
             shutil.rmtree(d)
         except OSError as e:
-            raise OSError(f"deleting {d} failed part-way ({e}); what is left is listed by memlib-cache list. "
-                          f"Fix: remove the cause and clear again") from e
+            raise OSError(
+                f"deleting {d} failed part-way ({e}); what is left is listed by memlib-cache list. "
+                f"Fix: remove the cause and clear again"
+            ) from e
     return doomed
 
 
@@ -313,8 +324,11 @@ def _human(n: int) -> str:
 
 def _note_skipped(root: Path) -> None:
     for name, odd in skipped_kinds(root).items():
-        print(f"memlib-cache: note: {KINDS[name].root(root)} is left alone (not listed, never deleted): it holds "
-              f"{odd.name!r}, which memlib does not write there", file=sys.stderr)
+        print(
+            f"memlib-cache: note: {KINDS[name].root(root)} is left alone (not listed, never deleted): it holds "
+            f"{odd.name!r}, which memlib does not write there",
+            file=sys.stderr,
+        )
 
 
 def _list(root: Path, kind: str | None) -> int:
@@ -326,11 +340,15 @@ def _list(root: Path, kind: str | None) -> int:
         return 0
     print(f"{'kind':<14} {'key':<16} {'size':>10}  {'status':<12} {'created':<20} {'preset':<8} {'seed':>6}  commit")
     for a in arts:
-        print(f"{a.kind:<14} {a.key:<16} {_human(a.size_bytes):>10}  {a.status:<12} {a.created:<20} "
-              f"{a.preset or '-':<8} {'-' if a.seed is None else a.seed:>6}  {a.commit or '-'}")
+        print(
+            f"{a.kind:<14} {a.key:<16} {_human(a.size_bytes):>10}  {a.status:<12} {a.created:<20} "
+            f"{a.preset or '-':<8} {'-' if a.seed is None else a.seed:>6}  {a.commit or '-'}"
+        )
     bad = sum(a.status != "complete" for a in arts)
-    print(f"{len(arts)} artifact(s), {_human(sum(a.size_bytes for a in arts))} in {root}"
-          + (f"; {bad} not complete (interrupted or still being written: rerun, or clear)" if bad else ""))
+    print(
+        f"{len(arts)} artifact(s), {_human(sum(a.size_bytes for a in arts))} in {root}"
+        + (f"; {bad} not complete (interrupted or still being written: rerun, or clear)" if bad else "")
+    )
     return 0
 
 
@@ -341,8 +359,10 @@ def _clear(root: Path, kind: str | None, yes: bool) -> int:
     if kind is not None and kind not in present:
         raise ValueError(f"--kind {kind!r} is not in the cache {root}; present kinds: {present or 'none'}")
     arts = list_artifacts(root, kind)
-    what = f"{len(arts)} artifact(s), {_human(sum(a.size_bytes for a in arts))}, " \
-           f"of kind(s) {[kind] if kind else present} in {root}"
+    what = (
+        f"{len(arts)} artifact(s), {_human(sum(a.size_bytes for a in arts))}, "
+        f"of kind(s) {[kind] if kind else present} in {root}"
+    )
     if not yes:
         print(f"memlib-cache: would delete {what}; nothing deleted. Rerun with --yes to delete.", file=sys.stderr)
         return 1
@@ -355,10 +375,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``memlib-cache``; returns the exit status (2 on an error, with one line saying the fix)."""
     known = ", ".join(KINDS)
     epilog = "kinds of artifact:\n" + "\n".join(f"  {k.name:<15} {k.description}" for k in KINDS.values())
-    parser = argparse.ArgumentParser(prog="memlib-cache", description="List or clear memlib's artifact cache.",
-                                     epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="cache folder (default: $MEMLIB_CACHE, else ~/.cache/memlib/runs)")
+    parser = argparse.ArgumentParser(
+        prog="memlib-cache",
+        description="List or clear memlib's artifact cache.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="cache folder (default: $MEMLIB_CACHE, else ~/.cache/memlib/runs)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("path", help="print the cache folder")
     ls = sub.add_parser("list", help="one line per artifact: kind, key, size, status, created, preset, seed, commit")

@@ -44,8 +44,20 @@ class RunContext:
     trained_at: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, kind: ArtifactKind, preset: Preset, device, seed: int, key: dict, *, cache_dir=None,
-              data_root=None, progress: bool = True, splits: bool = True, **checks) -> "RunContext":
+    def start(
+        cls,
+        kind: ArtifactKind,
+        preset: Preset,
+        device,
+        seed: int,
+        key: dict,
+        *,
+        cache_dir=None,
+        data_root=None,
+        progress: bool = True,
+        splits: bool = True,
+        **checks,
+    ) -> "RunContext":
         """Validate everything, then open the run folder ``kind/<fingerprint of key, preset and seed>``.
 
         ``splits`` also checks the SSLMem split sizes; ``checks`` are passed
@@ -69,12 +81,14 @@ class RunContext:
         """:meth:`fit` for specs by name (the names label the progress bars); all share one worker pool."""
         return dict(zip(named, self.fit(list(named.values()), train_set, eval_fn=eval_fn, labels=list(named))))
 
-    def fit_families(self, p: Preset, train_set, splits, families=("f", "g"), *, eval_fn=None,
-                     **spec_kw) -> dict[str, list[Fitted]]:
+    def fit_families(
+        self, p: Preset, train_set, splits, families=("f", "g"), *, eval_fn=None, **spec_kw
+    ) -> dict[str, list[Fitted]]:
         """Train or load f's and g's families at preset ``p`` (:func:`~memlib.experiments.encoders.family_specs`)
         in one :meth:`fit`; members labelled ``f0``, ``g0``, …"""
-        fitted = self.fit_named(named_families(family_specs(p, splits, self.seed, families, **spec_kw)), train_set,
-                                eval_fn=eval_fn)
+        fitted = self.fit_named(
+            named_families(family_specs(p, splits, self.seed, families, **spec_kw)), train_set, eval_fn=eval_fn
+        )
         return {fam: members(fitted, fam) for fam in families}
 
     def elapsed(self) -> float:
@@ -83,11 +97,17 @@ class RunContext:
 
     def provenance(self, config: dict) -> dict:
         """The provenance of the run's results (preset, seed and ``config`` recorded)."""
-        return provenance({"preset": self.preset.name, "seed": self.seed, **config}, self.device, self.elapsed(),
-                          commit=self.commit, trained_at=self.trained_at)
+        return provenance(
+            {"preset": self.preset.name, "seed": self.seed, **config},
+            self.device,
+            self.elapsed(),
+            commit=self.commit,
+            trained_at=self.trained_at,
+        )
 
-    def save(self, tables: dict[str, pd.DataFrame] | None = None, jsons: dict[str, object] | None = None,
-             index: bool = False) -> None:
+    def save(
+        self, tables: dict[str, pd.DataFrame] | None = None, jsons: dict[str, object] | None = None, index: bool = False
+    ) -> None:
         """Write ``tables`` as CSV and ``jsons`` as JSON into the run folder, atomically, then mark it complete."""
         for name, df in (tables or {}).items():
             write_csv(df, self.run_dir / f"{name}.csv", index=index)
@@ -103,7 +123,7 @@ def named_families(families: dict[str, list[EncoderSpec]], prefix: str = "") -> 
 
 def members(fitted: dict[str, Fitted], prefix: str) -> list[Fitted]:
     """The fitted encoders whose name is ``prefix`` followed by a member number, in order."""
-    return [f for name, f in fitted.items() if name[len(prefix):].isdigit() and name.startswith(prefix)]
+    return [f for name, f in fitted.items() if name[len(prefix) :].isdigit() and name.startswith(prefix)]
 
 
 def _json_default(o):

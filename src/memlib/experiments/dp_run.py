@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -39,14 +39,29 @@ from .settings import Settings
 #: DP settings per preset (training settings come from the SSLMem preset of the same name).
 #: ``epsilons`` = target ε per run (``inf`` = no noise); ``max_grad_norm`` = per-sample clipping norm C.
 DP_SETTINGS: dict[str, dict] = {
-    "smoke": {"epsilons": (math.inf, 20.0, 8.0), "max_grad_norm": 1.0, "shared": 32, "candidate": 16,
-              "epochs": 1, "batch_size": 16, "probe_train": 256, "probe_test": 128},
+    "smoke": {
+        "epsilons": (math.inf, 20.0, 8.0),
+        "max_grad_norm": 1.0,
+        "shared": 32,
+        "candidate": 16,
+        "epochs": 1,
+        "batch_size": 16,
+        "probe_train": 256,
+        "probe_test": 128,
+    },
     # 2 cores: 3 ε × 2 families × 2 encoders = 12 DP trainings of 150 points.
-    "cpu": {"epsilons": (math.inf, 20.0, 8.0), "max_grad_norm": 1.0, "models_per_family": 2, "epochs": 200,
-            "probe_train": 2000, "probe_test": 1000},
+    "cpu": {
+        "epsilons": (math.inf, 20.0, 8.0),
+        "max_grad_norm": 1.0,
+        "models_per_family": 2,
+        "epochs": 200,
+        "probe_train": 2000,
+        "probe_test": 1000,
+    },
     "gpu": {"epsilons": (math.inf, 20.0, 8.0), "max_grad_norm": 1.0},
     "paper": {"epsilons": (math.inf, 20.0, 8.0), "max_grad_norm": 1.0},
 }
+
 
 @dataclass(frozen=True)
 class DPSettings(Settings):
@@ -101,9 +116,20 @@ class DPRun:
         rows = []
         for eps, g in self.results.groupby("target_epsilon", sort=False):
             m, lo, hi = mean_ci(self.points[eps])
-            rows.append({"target ε": eps, "ε spent": g.epsilon.max(), "σ": g.noise_multiplier.iloc[0],
-                         "sslmem raw": m, "ci95 low": lo, "ci95 high": hi, "sslmem score": g.sslmem_score.iloc[0],
-                         "linear acc": g.linear_acc.mean(), "unitmem": g.unitmem.mean(), "n encoders": len(g)})
+            rows.append(
+                {
+                    "target ε": eps,
+                    "ε spent": g.epsilon.max(),
+                    "σ": g.noise_multiplier.iloc[0],
+                    "sslmem raw": m,
+                    "ci95 low": lo,
+                    "ci95 high": hi,
+                    "sslmem score": g.sslmem_score.iloc[0],
+                    "linear acc": g.linear_acc.mean(),
+                    "unitmem": g.unitmem.mean(),
+                    "n encoders": len(g),
+                }
+            )
         return pd.DataFrame(rows).set_index("target ε")
 
     def claims(self, alpha: float = 0.05) -> pd.DataFrame:
@@ -127,8 +153,16 @@ class DPRun:
         return claims_table(out)
 
 
-def run_dp(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0, cache_dir=None, data_root=None,
-        progress: bool = True, **overrides) -> DPRun:
+def run_dp(
+    preset: str | Preset = "smoke",
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+    cache_dir=None,
+    data_root=None,
+    progress: bool = True,
+    **overrides,
+) -> DPRun:
     """Train MAE with DP-SGD at several ε and measure SSLMem and accuracy (paper §4.6, Table 5).
 
     Parameters
@@ -149,8 +183,9 @@ def run_dp(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0
     DPRun
     """
     p, s = dp_settings(preset, **overrides)
-    ctx = RunContext.start(DP, p, device, seed, {"settings": s.to_dict()}, cache_dir=cache_dir, data_root=data_root,
-                           progress=progress)
+    ctx = RunContext.start(
+        DP, p, device, seed, {"settings": s.to_dict()}, cache_dir=cache_dir, data_root=data_root, progress=progress
+    )
     dev = ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
     sets = {p.dataset: probe_sets(p, train_set, test_set, probe_rng(seed))}
@@ -158,9 +193,17 @@ def run_dp(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0
     aug = build_augmentation(aug_name, train_set.image_size)
     candidates = train_set.images[splits.candidate]
     # Every encoder of every ε in one fit, so they share the worker pool.
-    specs = {eps: family_specs(p.replace(method="mae"), splits, seed, arch=arch, augmentation=aug_name,
-                               dp=DPConfig(epsilon=eps, max_grad_norm=s["max_grad_norm"]))
-             for eps in s["epsilons"]}
+    specs = {
+        eps: family_specs(
+            p.replace(method="mae"),
+            splits,
+            seed,
+            arch=arch,
+            augmentation=aug_name,
+            dp=DPConfig(epsilon=eps, max_grad_norm=s["max_grad_norm"]),
+        )
+        for eps in s["epsilons"]
+    }
     flat = [(eps, fam, i, sp) for eps, fams in specs.items() for fam, ss in fams.items() for i, sp in enumerate(ss)]
     fitted = ctx.fit([sp for *_, sp in flat], train_set, labels=[f"ε={eps:g} {fam}{i}" for eps, fam, i, _ in flat])
     by_eps: dict = {}
@@ -169,19 +212,40 @@ def run_dp(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0
     rows, points = [], {}
     for eps in tqdm(s["epsilons"], desc="ε", disable=not progress, leave=False):
         fams = {fam: [f.encoder for f in fs] for fam, fs in by_eps[eps].items()}
-        r = sslmem(fams["f"], fams["g"], candidates, aug, views=p.views, mode=p.mode, ids=splits.candidate,
-                   batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
+        r = sslmem(
+            fams["f"],
+            fams["g"],
+            candidates,
+            aug,
+            views=p.views,
+            mode=p.mode,
+            ids=splits.candidate,
+            batch_size=p.score_batch_size,
+            seed=seed,
+            device=dev,
+            progress=progress,
+        )
         points[eps] = r.raw
         for i, f in enumerate(by_eps[eps]["f"]):
             res = f.result
-            units = unitmem(f.encoder, train_set.images[splits.f_train], aug, ids=splits.f_train, seed=seed,
-                            device=dev).unitmem
-            rows.append({"target_epsilon": eps, "epsilon": res.epsilon, "noise_multiplier": res.noise_multiplier,
-                         "delta": res.delta, "steps": res.steps, "member": i, "arch": arch,
-                         "sslmem_raw": float((r.align_g - r.align_f_models[i]).mean()),
-                         "sslmem_score": float(r.score.mean()),
-                         "linear_acc": probe_all(f.encoder, sets, p.probe_epochs, seed, dev)[p.dataset],
-                         "unitmem": float(np.concatenate(list(units.values())).mean())})
+            units = unitmem(
+                f.encoder, train_set.images[splits.f_train], aug, ids=splits.f_train, seed=seed, device=dev
+            ).unitmem
+            rows.append(
+                {
+                    "target_epsilon": eps,
+                    "epsilon": res.epsilon,
+                    "noise_multiplier": res.noise_multiplier,
+                    "delta": res.delta,
+                    "steps": res.steps,
+                    "member": i,
+                    "arch": arch,
+                    "sslmem_raw": float((r.align_g - r.align_f_models[i]).mean()),
+                    "sslmem_score": float(r.score.mean()),
+                    "linear_acc": probe_all(f.encoder, sets, p.probe_epochs, seed, dev)[p.dataset],
+                    "unitmem": float(np.concatenate(list(units.values())).mean()),
+                }
+            )
     results = pd.DataFrame(rows)
     prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
     run = DPRun(p, s, seed, results, points, prov, ctx.run_dir, {"total_s": ctx.elapsed()})

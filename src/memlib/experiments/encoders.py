@@ -52,9 +52,19 @@ def model_seed(seed: int, family: str, i: int) -> int:
 
 
 def train_config(p: Preset, threads: int = 1) -> TrainConfig:
-    """The training settings of a preset's encoders (seed set per encoder); one CPU thread by default (see :func:`fit`)."""
-    return TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, warmup_epochs=min(p.warmup_epochs, p.epochs),
-                       eval_every=p.eval_every, checkpoint_every=max(1, p.epochs // 10), threads=threads)
+    """The training settings of a preset's encoders (seed set per encoder); one CPU thread by default.
+
+    See :func:`fit` for why one thread.
+    """
+    return TrainConfig(
+        epochs=p.epochs,
+        batch_size=p.batch_size,
+        lr=p.lr,
+        warmup_epochs=min(p.warmup_epochs, p.epochs),
+        eval_every=p.eval_every,
+        checkpoint_every=max(1, p.epochs // 10),
+        threads=threads,
+    )
 
 
 def vit_arch(p: Preset) -> str:
@@ -112,21 +122,46 @@ class EncoderSpec:
     snapshots: bool = field(default=False, compare=False)
 
     @classmethod
-    def from_preset(cls, p: Preset, indices, seed: int, *, arch: str | None = None, method: str | None = None,
-                    augmentation: str | None = None, lam: float = 0.0, dp: DPConfig | None = None,
-                    snapshots: bool = False, threads: int = 1) -> "EncoderSpec":
+    def from_preset(
+        cls,
+        p: Preset,
+        indices,
+        seed: int,
+        *,
+        arch: str | None = None,
+        method: str | None = None,
+        augmentation: str | None = None,
+        lam: float = 0.0,
+        dp: DPConfig | None = None,
+        snapshots: bool = False,
+        threads: int = 1,
+    ) -> "EncoderSpec":
         """The spec of an encoder trained at preset ``p`` on ``indices`` with model seed ``seed``."""
-        return cls(dataset=p.dataset, indices=tuple(int(i) for i in np.asarray(indices)), arch=arch or p.arch,
-                   method=method or p.method, augmentation=augmentation or p.augmentation,
-                   train=dataclasses.replace(train_config(p, threads), seed=seed),
-                   method_kwargs=tuple(sorted(p.method_kwargs.items())) if method in (None, p.method) else (),
-                   lam=float(lam), dp=dp, snapshots=snapshots)
+        return cls(
+            dataset=p.dataset,
+            indices=tuple(int(i) for i in np.asarray(indices)),
+            arch=arch or p.arch,
+            method=method or p.method,
+            augmentation=augmentation or p.augmentation,
+            train=dataclasses.replace(train_config(p, threads), seed=seed),
+            method_kwargs=tuple(sorted(p.method_kwargs.items())) if method in (None, p.method) else (),
+            lam=float(lam),
+            dp=dp,
+            snapshots=snapshots,
+        )
 
     def run_config(self) -> dict:
         """What identifies the run besides its training settings (stored in the checkpoint and its fingerprint)."""
-        rc = {"schema": CACHE_SCHEMA, "dataset": self.dataset, "train_indices": fingerprint(list(self.indices)),
-              "arch": self.arch, "method": self.method, "augmentation": self.augmentation,
-              "method_kwargs": dict(self.method_kwargs), "lam": self.lam}
+        rc = {
+            "schema": CACHE_SCHEMA,
+            "dataset": self.dataset,
+            "train_indices": fingerprint(list(self.indices)),
+            "arch": self.arch,
+            "method": self.method,
+            "augmentation": self.augmentation,
+            "method_kwargs": dict(self.method_kwargs),
+            "lam": self.lam,
+        }
         if self.dp is not None:
             rc["dp"] = self.dp.to_dict()
         return rc
@@ -149,9 +184,12 @@ class EncoderSpec:
         mean, std = channel_stats(train_set.images)
         torch.manual_seed(self.train.seed)
         enc = build_encoder(self.arch, train_set.channels, train_set.image_size, mean, std)
-        method = build_method(self.method, enc, augmentation=build_augmentation(self.augmentation,
-                                                                                train_set.image_size),
-                              **dict(self.method_kwargs))
+        method = build_method(
+            self.method,
+            enc,
+            augmentation=build_augmentation(self.augmentation, train_set.image_size),
+            **dict(self.method_kwargs),
+        )
         return AlignmentRegularized(method, self.lam) if self.lam else method
 
 
@@ -176,30 +214,56 @@ class Fitted:
         return self.result.commits
 
 
-def family_specs(p: Preset, splits, seed: int, families: Sequence[str] = ("f", "g"),
-                 **spec_kw) -> dict[str, list[EncoderSpec]]:
+def family_specs(
+    p: Preset, splits, seed: int, families: Sequence[str] = ("f", "g"), **spec_kw
+) -> dict[str, list[EncoderSpec]]:
     """The specs of f's family (trained on ``splits.f_train``) and g's (``splits.g_train``), each member
     from its own :func:`model_seed`; ``spec_kw`` as in :meth:`EncoderSpec.from_preset`."""
     bad = sorted(set(families) - {"f", "g"})
     if bad or not families:
         raise ValueError(f"families={tuple(families)!r} must be a non-empty subset of ('f', 'g')")
     idx = {"f": splits.f_train, "g": splits.g_train}
-    return {fam: [EncoderSpec.from_preset(p, idx[fam], model_seed(seed, fam, i), **spec_kw)
-                  for i in range(p.models_per_family)] for fam in families}
+    return {
+        fam: [
+            EncoderSpec.from_preset(p, idx[fam], model_seed(seed, fam, i), **spec_kw)
+            for i in range(p.models_per_family)
+        ]
+        for fam in families
+    }
 
 
-def _train_spec(spec: EncoderSpec, train_set: ImageDataset, cache: Path, device, eval_fn, progress: bool,
-                desc: str) -> Fitted:
+def _train_spec(
+    spec: EncoderSpec, train_set: ImageDataset, cache: Path, device, eval_fn, progress: bool, desc: str
+) -> Fitted:
     method = spec.build(train_set)
     idx = list(spec.indices)
     ckpt = spec.checkpoint(cache)
     if spec.dp is not None:
-        res = dp_train(method, train_set.images[idx], spec.train, spec.dp, device=device, checkpoint_path=ckpt,
-                       run_config=spec.run_config(), progress=progress, desc=desc)
+        res = dp_train(
+            method,
+            train_set.images[idx],
+            spec.train,
+            spec.dp,
+            device=device,
+            checkpoint_path=ckpt,
+            run_config=spec.run_config(),
+            progress=progress,
+            desc=desc,
+        )
     else:
-        res = train(method, train_set.images[idx], train_set.labels[idx], spec.train, device=device,
-                    checkpoint_path=ckpt, run_config=spec.run_config(), eval_fn=eval_fn, progress=progress,
-                    desc=desc, snapshot_dir=ckpt.parent / "snapshots" if spec.snapshots else None)
+        res = train(
+            method,
+            train_set.images[idx],
+            train_set.labels[idx],
+            spec.train,
+            device=device,
+            checkpoint_path=ckpt,
+            run_config=spec.run_config(),
+            eval_fn=eval_fn,
+            progress=progress,
+            desc=desc,
+            snapshot_dir=ckpt.parent / "snapshots" if spec.snapshots else None,
+        )
     return Fitted(spec, method, res)
 
 
@@ -244,9 +308,17 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def fit(specs: Sequence[EncoderSpec], train_set: ImageDataset, cache: str | Path, device, *,
-        eval_fn: Callable | None = None, progress: bool = True, labels: Sequence[str] | None = None,
-        workers: int | None = None) -> list[Fitted]:
+def fit(
+    specs: Sequence[EncoderSpec],
+    train_set: ImageDataset,
+    cache: str | Path,
+    device,
+    *,
+    eval_fn: Callable | None = None,
+    progress: bool = True,
+    labels: Sequence[str] | None = None,
+    workers: int | None = None,
+) -> list[Fitted]:
     """Train (or load from the cache) every spec; return them in order.
 
     Parameters

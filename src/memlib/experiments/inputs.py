@@ -23,8 +23,9 @@ def load_with_splits(p: Preset, seed: int, data_root=None) -> tuple[ImageDataset
     """The preset's dataset (train and test split) and its seeded S_S / S_C / S_I / S_E split."""
     train_set = load_dataset(p.dataset, "train", root=data_root)
     test_set = load_dataset(p.dataset, "test", root=data_root)
-    splits = make_splits(len(train_set), len(test_set), p.shared, p.candidate, p.extra, seed=seed,
-                         train_labels=train_set.labels.numpy())
+    splits = make_splits(
+        len(train_set), len(test_set), p.shared, p.candidate, p.extra, seed=seed, train_labels=train_set.labels.numpy()
+    )
     return train_set, test_set, splits
 
 
@@ -40,8 +41,9 @@ def sample_subset(ds: ImageDataset, n: int | None, rng: np.random.Generator) -> 
     return ds.subset(np.sort(rng.choice(len(ds), size=n, replace=False)))
 
 
-def probe_sets(p: Preset, train_set: ImageDataset, test_set: ImageDataset,
-               rng: np.random.Generator) -> tuple[ImageDataset, ImageDataset]:
+def probe_sets(
+    p: Preset, train_set: ImageDataset, test_set: ImageDataset, rng: np.random.Generator
+) -> tuple[ImageDataset, ImageDataset]:
     """The linear probe's train and test sets: ``p.probe_train`` / ``p.probe_test`` points drawn with ``rng``."""
     return sample_subset(train_set, p.probe_train, rng), sample_subset(test_set, p.probe_test, rng)
 
@@ -56,8 +58,9 @@ def resize_to(ds: ImageDataset, channels: int, size: int) -> ImageDataset:
     return ImageDataset(x.round().clamp(0, 255).to(torch.uint8), ds.labels, ds.classes, ds.name)
 
 
-def downstream_sets(channels: int, size: int, n_train: int | None, n_test: int | None, seed: int,
-                    data_root=None, names=DOWNSTREAM) -> dict[str, tuple[ImageDataset, ImageDataset]]:
+def downstream_sets(
+    channels: int, size: int, n_train: int | None, n_test: int | None, seed: int, data_root=None, names=DOWNSTREAM
+) -> dict[str, tuple[ImageDataset, ImageDataset]]:
     """(train, test) probe sets ``names``, resized to the encoder's input, optionally subsampled."""
     rng = probe_rng(seed)
     out = {}

@@ -27,8 +27,8 @@ import copy
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -100,14 +100,19 @@ class LocalizationRun:
         return list(taps)
 
     def layer_table(self, arch: str = "resnet", points=None) -> pd.DataFrame:
-        """LayerMem and ΔLayerMem per block of ``arch`` (see :meth:`~memlib.memorization.layermem.LayerMemResult.table`)."""
+        """LayerMem and ΔLayerMem per block of ``arch``.
+
+        See :meth:`~memlib.memorization.layermem.LayerMemResult.table`.
+        """
         return self.layer[arch].table(points, taps=self.blocks(arch))
 
     def attention_vs_mlp(self) -> pd.DataFrame:
         """ViT LayerMem of each block's attention and MLP sub-layer (mean normalised score)."""
         res = self.layer["vit"]
-        rows = [{"block": i, "attention": res.layer(f"{b}.attn").mean(), "mlp": res.layer(f"{b}.mlp").mean()}
-                for i, b in enumerate(self.blocks("vit"))]
+        rows = [
+            {"block": i, "attention": res.layer(f"{b}.attn").mean(), "mlp": res.layer(f"{b}.mlp").mean()}
+            for i, b in enumerate(self.blocks("vit"))
+        ]
         return pd.DataFrame(rows).set_index("block")
 
     def sslmem_score(self) -> np.ndarray:
@@ -148,9 +153,17 @@ class LocalizationRun:
             cut = df["unitmem"].quantile(1 - top)
             n_top = int((df["unitmem"] >= cut).sum())
             for (layer, tap), g in df.groupby(["layer", "tap"]):
-                rows.append({"encoder": which, "layer": layer, "tap": tap, "units": len(g),
-                             "mean unitmem": g["unitmem"].mean(), "mean classmem": g["classmem"].mean(),
-                             "share of top units": (g["unitmem"] >= cut).sum() / n_top})
+                rows.append(
+                    {
+                        "encoder": which,
+                        "layer": layer,
+                        "tap": tap,
+                        "units": len(g),
+                        "mean unitmem": g["unitmem"].mean(),
+                        "mean classmem": g["classmem"].mean(),
+                        "share of top units": (g["unitmem"] >= cut).sum() / n_top,
+                    }
+                )
         return pd.DataFrame(rows)
 
     def unit_vs_sslmem(self) -> dict:
@@ -179,55 +192,77 @@ class LocalizationRun:
         lt = self.layer_table("resnet")
         rho = st.spearmanr(np.arange(len(lt)), lt["layermem"], alternative="greater")
         drops = int((lt["delta"].iloc[1:] < 0).sum())
-        rows["L1"] = ("LayerMem rises with depth, but not monotonically",
-                      (rho.pvalue < alpha, drops > 0),
-                      f"Spearman ρ(depth, LayerMem) = {rho.statistic:+.2f}, p = {rho.pvalue:.2g} over {len(lt)} "
-                      f"ResNet layers; ΔLayerMem < 0 at {drops} of {len(lt) - 1}")
+        rows["L1"] = (
+            "LayerMem rises with depth, but not monotonically",
+            (rho.pvalue < alpha, drops > 0),
+            f"Spearman ρ(depth, LayerMem) = {rho.statistic:+.2f}, p = {rho.pvalue:.2g} over {len(lt)} "
+            f"ResNet layers; ΔLayerMem < 0 at {drops} of {len(lt) - 1}",
+        )
         # L2: in ViTs the MLP sub-layers memorise more than attention (per candidate, mean over blocks).
         res, blocks = self.layer["vit"], self.blocks("vit")
         diff = np.mean([res.layer(f"{b}.mlp") - res.layer(f"{b}.attn") for b in blocks], axis=0)
         t = ttest_vs_zero(diff, "greater")
-        rows["L2"] = ("ViT: MLP sub-layers memorise more than attention", (t["p"] < alpha,),
-                      f"mean LayerMem(MLP) − LayerMem(attention) = {t['mean_a']:+.4f} over {len(diff)} candidates, "
-                      f"t = {t['t']:.2f}, p = {t['p']:.2g}")
+        rows["L2"] = (
+            "ViT: MLP sub-layers memorise more than attention",
+            (t["p"] < alpha,),
+            f"mean LayerMem(MLP) − LayerMem(attention) = {t['mean_a']:+.4f} over {len(diff)} candidates, "
+            f"t = {t['t']:.2f}, p = {t['p']:.2g}",
+        )
         # L3: top units spread over all layers in SSL; in supervised learning they gather in the last layer.
         us = self.unit_summary()
-        last = {w: float(us[us.encoder == w].sort_values("layer")["share of top units"].iloc[-1])
-                for w in ("resnet", "supervised")}
+        last = {
+            w: float(us[us.encoder == w].sort_values("layer")["share of top units"].iloc[-1])
+            for w in ("resnet", "supervised")
+        }
         spread = int((us[us.encoder == "resnet"]["share of top units"] > 0).sum())
         n_layers = int((us.encoder == "resnet").sum())
         k_ssl, k_sup = self._top_in_last()
-        fisher = st.fisher_exact([[k_sup[0], k_sup[1] - k_sup[0]], [k_ssl[0], k_ssl[1] - k_ssl[0]]],
-                                 alternative="greater")
-        rows["L3"] = ("Highly memorising units are spread over all layers in SSL, in the last layers in "
-                      "supervised learning", (spread == n_layers, fisher.pvalue < alpha),
-                      f"top-10% UnitMem units in {spread} of {n_layers} SSL layers; share in the last layer SSL "
-                      f"{last['resnet']:.2f} vs supervised {last['supervised']:.2f}, Fisher p = {fisher.pvalue:.2g}")
+        fisher = st.fisher_exact(
+            [[k_sup[0], k_sup[1] - k_sup[0]], [k_ssl[0], k_ssl[1] - k_ssl[0]]], alternative="greater"
+        )
+        rows["L3"] = (
+            "Highly memorising units are spread over all layers in SSL, in the last layers in supervised learning",
+            (spread == n_layers, fisher.pvalue < alpha),
+            f"top-10% UnitMem units in {spread} of {n_layers} SSL layers; share in the last layer SSL "
+            f"{last['resnet']:.2f} vs supervised {last['supervised']:.2f}, Fisher p = {fisher.pvalue:.2g}",
+        )
         # L4: SSL units single out points (UnitMem > ClassMem) more than supervised units do.
-        d = {w: (lambda df: (df["unitmem"] - df["classmem"]).to_numpy())(self.unit_table(w))
-             for w in ("resnet", "supervised")}
+        d = {
+            w: (lambda df: (df["unitmem"] - df["classmem"]).to_numpy())(self.unit_table(w))
+            for w in ("resnet", "supervised")
+        }
         t4 = ttest_greater(d["resnet"], d["supervised"])
-        rows["L4"] = ("SSL has more units selective for single points, supervised more for classes",
-                      (t4["p"] < alpha,),
-                      f"mean UnitMem − ClassMem per unit: SSL {t4['mean_a']:+.3f} vs supervised {t4['mean_b']:+.3f}, "
-                      f"Welch t = {t4['t']:.2f}, p = {t4['p']:.2g}, d = {t4['cohens_d']:.2f}")
+        rows["L4"] = (
+            "SSL has more units selective for single points, supervised more for classes",
+            (t4["p"] < alpha,),
+            f"mean UnitMem − ClassMem per unit: SSL {t4['mean_a']:+.3f} vs supervised {t4['mean_b']:+.3f}, "
+            f"Welch t = {t4['t']:.2f}, p = {t4['p']:.2g}, d = {t4['cohens_d']:.2f}",
+        )
         # L5: atypical (most memorised) candidates have higher LayerMem in every layer.
         at = self.atypical().iloc[:-1]  # the last block is SSLMem itself, which ranked the points
         n_sig = int((at["p"] < alpha).sum())
-        rows["L5"] = ("Atypical points have higher LayerMem", (n_sig == len(at),),
-                      f"top vs bottom quartile by SSLMem: higher LayerMem at p < {alpha} in {n_sig} of {len(at)} "
-                      f"earlier layers (min t = {at['t'].min():.2f})")
+        rows["L5"] = (
+            "Atypical points have higher LayerMem",
+            (n_sig == len(at),),
+            f"top vs bottom quartile by SSLMem: higher LayerMem at p < {alpha} in {n_sig} of {len(at)} "
+            f"earlier layers (min t = {at['t'].min():.2f})",
+        )
         # L6: UnitMem correlates with SSLMem.
         c = self.unit_vs_sslmem()
-        rows["L6"] = ("UnitMem correlates with SSLMem", (c["p"] < alpha,),
-                      f"Spearman ρ = {c['rho']:+.2f}, p = {c['p']:.2g} (n = {c['n']} candidates)")
+        rows["L6"] = (
+            "UnitMem correlates with SSLMem",
+            (c["p"] < alpha,),
+            f"Spearman ρ = {c['rho']:+.2f}, p = {c['p']:.2g} (n = {c['n']} candidates)",
+        )
         # L7: fine-tuning the most memorising layers beats fine-tuning the last layers.
         ft = self.finetune.set_index("layers")
         a, b = ft.loc["most memorising"], ft.loc["last"]
-        rows["L7"] = ("Fine-tuning the most memorising layers beats fine-tuning the last layers",
-                      (a["accuracy"] > b["accuracy"] and a["p"] < alpha,),
-                      f"accuracy {a['accuracy']:.3f} ({a['taps']}) vs {b['accuracy']:.3f} ({b['taps']}); "
-                      f"exact binomial test on discordant test points p = {a['p']:.2g}")
+        rows["L7"] = (
+            "Fine-tuning the most memorising layers beats fine-tuning the last layers",
+            (a["accuracy"] > b["accuracy"] and a["p"] < alpha,),
+            f"accuracy {a['accuracy']:.3f} ({a['taps']}) vs {b['accuracy']:.3f} ({b['taps']}); "
+            f"exact binomial test on discordant test points p = {a['p']:.2g}",
+        )
         # L8: pruning the most memorising units hurts more than pruning random ones.
         pr = self.pruning
         parts, ok = [], []
@@ -236,8 +271,10 @@ class LocalizationRun:
             rnd = g.loc[g.strategy == "random", "drop"].to_numpy()
             z = (top - rnd.mean()) / rnd.std(ddof=1) if len(rnd) > 1 and rnd.std(ddof=1) > 0 else float("nan")
             ok.append(bool(top > rnd.max()))
-            parts.append(f"{frac:.0%}: drop top {top:+.3f} vs random {rnd.mean():+.3f} ± {rnd.std(ddof=1):.3f} "
-                         f"(z = {z:.1f}, {len(rnd)} draws)")
+            parts.append(
+                f"{frac:.0%}: drop top {top:+.3f} vs random {rnd.mean():+.3f} ± {rnd.std(ddof=1):.3f} "
+                f"(z = {z:.1f}, {len(rnd)} draws)"
+            )
         rows["L8"] = ("Pruning the most memorising units hurts more than random units", tuple(ok), "; ".join(parts))
         rows["L9"] = ("DP training lowers UnitMem", None, "measured in the DP chapter (04), not here")
         out = []
@@ -376,8 +413,10 @@ class LocalizationSettings(Settings):
 
     def __post_init__(self):
         if self.vit_arch not in ENCODERS or not self.vit_arch.startswith("vit"):
-            raise ValueError(f"vit_arch={self.vit_arch!r} must be a ViT; choose one of "
-                             f"{sorted(a for a in ENCODERS if a.startswith('vit'))}")
+            raise ValueError(
+                f"vit_arch={self.vit_arch!r} must be a ViT; choose one of "
+                f"{sorted(a for a in ENCODERS if a.startswith('vit'))}"
+            )
         check_positive_int("unit_views", self.unit_views)
         check_positive_int("n_finetune", self.n_finetune)
         if self.finetune_epochs is not None:
@@ -391,8 +430,16 @@ class LocalizationSettings(Settings):
         self._set("prune_fractions", fracs)
 
 
-def run_localization(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0, cache_dir=None,
-                     data_root=None, progress: bool = True, **overrides) -> LocalizationRun:
+def run_localization(
+    preset: str | Preset = "smoke",
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+    cache_dir=None,
+    data_root=None,
+    progress: bool = True,
+    **overrides,
+) -> LocalizationRun:
     """Run the localisation experiments (LayerMem, UnitMem, fine-tuning, pruning) at a preset.
 
     Parameters
@@ -415,29 +462,42 @@ def run_localization(preset: str | Preset = "smoke", *, device: str = "cpu", see
     vit_arch, unit_views, n_finetune = ls.vit_arch, ls.unit_views, ls.n_finetune
     fracs, random_draws = ls.prune_fractions, ls.random_draws
     finetune_epochs = p.probe_epochs if ls.finetune_epochs is None else ls.finetune_epochs
-    key = {"vit_arch": vit_arch, "unit_views": unit_views, "n_finetune": n_finetune, "finetune_epochs": finetune_epochs,
-           "prune_fractions": fracs, "random_draws": random_draws}
-    ctx = RunContext.start(LOCALIZATION, p, device, seed, key, cache_dir=cache_dir, data_root=data_root,
-                           progress=progress)
+    key = {
+        "vit_arch": vit_arch,
+        "unit_views": unit_views,
+        "n_finetune": n_finetune,
+        "finetune_epochs": finetune_epochs,
+        "prune_fractions": fracs,
+        "random_draws": random_draws,
+    }
+    ctx = RunContext.start(
+        LOCALIZATION, p, device, seed, key, cache_dir=cache_dir, data_root=data_root, progress=progress
+    )
     p, dev = ctx.preset, ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
 
     # The same encoders as run_sslmem (ResNet), a ViT family, and one supervised ResNet: one fit, one pool.
     t = time.perf_counter()
-    named = {**named_families(family_specs(p, splits, seed), "resnet "),
-             **named_families(family_specs(p.replace(arch=vit_arch), splits, seed), "vit "),
-             **named_families(family_specs(p.replace(method="supervised"), splits, seed, ("f",)), "supervised ")}
+    named = {
+        **named_families(family_specs(p, splits, seed), "resnet "),
+        **named_families(family_specs(p.replace(arch=vit_arch), splits, seed), "vit "),
+        **named_families(family_specs(p.replace(method="supervised"), splits, seed, ("f",)), "supervised "),
+    }
     fitted = ctx.fit_named(named, train_set)
-    fams, vit_fams, sup = ({fam: [f.encoder for f in members(fitted, f"{name} {fam}")] for fam in ("f", "g")}
-                           for name in ("resnet", "vit", "supervised"))
+    fams, vit_fams, sup = (
+        {fam: [f.encoder for f in members(fitted, f"{name} {fam}")] for fam in ("f", "g")}
+        for name in ("resnet", "vit", "supervised")
+    )
     t_train = time.perf_counter() - t
 
     aug = build_augmentation(p.augmentation, train_set.image_size)
     cand = train_set.subset(splits.candidate)
     t = time.perf_counter()
     kw = dict(views=p.views, mode=p.mode, batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
-    layer = {"resnet": layermem(fams["f"], fams["g"], cand.images, aug, ids=splits.candidate, **kw),
-             "vit": layermem(vit_fams["f"], vit_fams["g"], cand.images, aug, ids=splits.candidate, **kw)}
+    layer = {
+        "resnet": layermem(fams["f"], fams["g"], cand.images, aug, ids=splits.candidate, **kw),
+        "vit": layermem(vit_fams["f"], vit_fams["g"], cand.images, aug, ids=splits.candidate, **kw),
+    }
     t_layer = time.perf_counter() - t
 
     # UnitMem over f's training points (the first encoder of each family).
@@ -448,17 +508,35 @@ def run_localization(preset: str | Preset = "smoke", *, device: str = "cpu", see
     # The same views as LayerMem's: view k of a point is keyed by (seed, dataset index, k).
     ukw = dict(views=unit_views, ids=splits.f_train, seed=seed, device=dev, progress=progress)
     t = time.perf_counter()
-    units = {"resnet": unitmem(fams["f"][0], pts.images, aug, **ukw),
-             "vit": unitmem(vit_fams["f"][0], pts.images, aug, **ukw),
-             "supervised": unitmem(sup["f"][0], pts.images, aug, **ukw)}
+    units = {
+        "resnet": unitmem(fams["f"][0], pts.images, aug, **ukw),
+        "vit": unitmem(vit_fams["f"][0], pts.images, aug, **ukw),
+        "supervised": unitmem(sup["f"][0], pts.images, aug, **ukw),
+    }
     t_unit = time.perf_counter() - t
 
     rng = np.random.default_rng(seed + 54321)
     down_tr, down_te = sample_subset(train_set, p.probe_train, rng), sample_subset(test_set, p.probe_test, rng)
-    run = LocalizationRun(p, seed, splits, layer, units, pts.labels.numpy(), cand_pos, pd.DataFrame(),
-                          pd.DataFrame(), {}, ctx.run_dir,
-                          encoders={"f": fams["f"], "g": fams["g"], "vit_f": vit_fams["f"], "vit_g": vit_fams["g"],
-                                    "supervised": sup["f"]})
+    run = LocalizationRun(
+        p,
+        seed,
+        splits,
+        layer,
+        units,
+        pts.labels.numpy(),
+        cand_pos,
+        pd.DataFrame(),
+        pd.DataFrame(),
+        {},
+        ctx.run_dir,
+        encoders={
+            "f": fams["f"],
+            "g": fams["g"],
+            "vit_f": vit_fams["f"],
+            "vit_g": vit_fams["g"],
+            "supervised": sup["f"],
+        },
+    )
 
     t = time.perf_counter()
     run.finetune = _finetune(run, fams["f"][0], down_tr, down_te, n_finetune, finetune_epochs, seed, dev, progress)
@@ -467,10 +545,17 @@ def run_localization(preset: str | Preset = "smoke", *, device: str = "cpu", see
     run.pruning = _prune(run, fams["f"][0], down_tr, down_te, fracs, random_draws, p, seed, dev, progress)
     t_prune = time.perf_counter() - t
 
-    run.timings = {"train_s": t_train, "layermem_s": t_layer, "unitmem_s": t_unit, "finetune_s": t_ft,
-                   "prune_s": t_prune, "total_s": ctx.elapsed()}
-    run.provenance = ctx.provenance({"vit_arch": vit_arch, "unit_views": unit_views,
-                                     "finetune_epochs": finetune_epochs, **p.to_dict()})
+    run.timings = {
+        "train_s": t_train,
+        "layermem_s": t_layer,
+        "unitmem_s": t_unit,
+        "finetune_s": t_ft,
+        "prune_s": t_prune,
+        "total_s": ctx.elapsed(),
+    }
+    run.provenance = ctx.provenance(
+        {"vit_arch": vit_arch, "unit_views": unit_views, "finetune_epochs": finetune_epochs, **p.to_dict()}
+    )
     _save(run, ctx)
     return run
 
@@ -481,15 +566,20 @@ def _finetune(run: LocalizationRun, enc, down_tr, down_te, n, epochs, seed, dev,
     n = min(n, len(lt))
     most = list(lt["delta"].nlargest(n).index)
     last = list(lt.index[-n:])
-    hits = {name: finetune_layers(enc, taps, down_tr, down_te, epochs=epochs, seed=seed, device=dev,
-                                  progress=progress)
-            for name, taps in (("most memorising", most), ("last", last))}
+    hits = {
+        name: finetune_layers(enc, taps, down_tr, down_te, epochs=epochs, seed=seed, device=dev, progress=progress)
+        for name, taps in (("most memorising", most), ("last", last))
+    }
     a, b = hits["most memorising"], hits["last"]
     wins, losses = int((a & ~b).sum()), int((~a & b).sum())
     # Exact binomial (McNemar) test on the test points where the two disagree.
     pval = st.binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue if wins + losses else 1.0
-    return pd.DataFrame([{"layers": "most memorising", "taps": ", ".join(most), "accuracy": a.mean(), "p": pval},
-                         {"layers": "last", "taps": ", ".join(last), "accuracy": b.mean(), "p": float("nan")}])
+    return pd.DataFrame(
+        [
+            {"layers": "most memorising", "taps": ", ".join(most), "accuracy": a.mean(), "p": pval},
+            {"layers": "last", "taps": ", ".join(last), "accuracy": b.mean(), "p": float("nan")},
+        ]
+    )
 
 
 def _prune(run: LocalizationRun, enc, down_tr, down_te, fracs, draws, p: Preset, seed, dev, progress) -> pd.DataFrame:
@@ -513,8 +603,9 @@ def _prune(run: LocalizationRun, enc, down_tr, down_te, fracs, draws, p: Preset,
         if sel is None:
             sel = rng.choice(len(df), size=k, replace=False)
         acc = accuracy(sel)
-        rows.append({"fraction": frac, "strategy": strategy, "draw": draw, "units": k, "accuracy": acc,
-                     "drop": base - acc})
+        rows.append(
+            {"fraction": frac, "strategy": strategy, "draw": draw, "units": k, "accuracy": acc, "drop": base - acc}
+        )
     out = pd.DataFrame(rows)
     out.attrs["base_accuracy"] = base
     return out
@@ -525,9 +616,14 @@ def _save(run: LocalizationRun, ctx: RunContext) -> None:
     then its ``COMPLETE`` marker."""
     for arch in run.layer:
         write_csv(run.layer_table(arch), run.run_dir / f"layermem_{arch}.csv")
-    summary = {"claims": run.claims().reset_index().to_dict(orient="records"),
-               "finetune": run.finetune.to_dict(orient="records"),
-               "base_accuracy": run.pruning.attrs.get("base_accuracy"), "timings": run.timings,
-               "provenance": run.provenance}
-    ctx.save(tables={**{f"units_{which}": run.unit_table(which) for which in run.units}, "pruning": run.pruning},
-             jsons={"summary": summary})
+    summary = {
+        "claims": run.claims().reset_index().to_dict(orient="records"),
+        "finetune": run.finetune.to_dict(orient="records"),
+        "base_accuracy": run.pruning.attrs.get("base_accuracy"),
+        "timings": run.timings,
+        "provenance": run.provenance,
+    }
+    ctx.save(
+        tables={**{f"units_{which}": run.unit_table(which) for which in run.units}, "pruning": run.pruning},
+        jsons={"summary": summary},
+    )

@@ -62,8 +62,10 @@ def list_notebooks(root: Path) -> list[Path]:
 
 
 def _unknown_message(unknown: list[str], known: list[str], where: str) -> str:
-    hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, known, n=1)) else repr(u)
-             for u in unknown]
+    hints = [
+        f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, known, n=1)) else repr(u)
+        for u in unknown
+    ]
     return f"unknown parameter(s) {', '.join(hints)} for {where}; its parameters cell defines {sorted(known)}"
 
 
@@ -75,8 +77,9 @@ def check_parameters(notebook: Path, parameters: dict) -> None:
         cells = nbformat.read(str(notebook), as_version=4).cells
     except Exception:  # not a readable notebook: papermill reports that itself
         return
-    known = sorted(set().union(*(_assigned(c.source) for c in cells
-                                 if "parameters" in c.get("metadata", {}).get("tags", []))))
+    known = sorted(
+        set().union(*(_assigned(c.source) for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])))
+    )
     unknown = sorted(set(parameters) - set(known))
     if unknown:
         raise ValueError(_unknown_message(unknown, known, notebook.name))
@@ -88,8 +91,7 @@ def _assigned(source: str) -> set[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return set()
-    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
-            if isinstance(t, ast.Name)}
+    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
 
 
 def refuse_unknown_parameters(history: list[str] | None = None) -> None:
@@ -125,12 +127,18 @@ def execute(notebook: Path, output: Path, parameters: dict, cwd: Path, timeout: 
     backend = os.environ.get("MPLBACKEND")
     os.environ["MPLBACKEND"] = INLINE_BACKEND  # the kernel inherits it: figures are stored as PNG, not as text
     try:
-        pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(cwd), kernel_name="python3",
-                            progress_bar=False, execution_timeout=timeout)
+        pm.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            cwd=str(cwd),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
     except pm.PapermillExecutionError as e:
         raise NotebookFailed(
-            f"{notebook.name} failed in cell {e.exec_count} ({e.ename}: {e.evalue}); "
-            f"the partial output is in {output}"
+            f"{notebook.name} failed in cell {e.exec_count} ({e.ename}: {e.evalue}); the partial output is in {output}"
         ) from e
     finally:
         if backend is None:
@@ -154,8 +162,15 @@ def scratch_book(root: Path, preset: str) -> Path:
     return scratch
 
 
-def run_all(preset: str = "smoke", device: str = "cpu", seed: int = 0, only: list[str] | None = None,
-            out_dir: Path | None = None, build: bool = False, replace_chapters: bool = False) -> dict[str, float]:
+def run_all(
+    preset: str = "smoke",
+    device: str = "cpu",
+    seed: int = 0,
+    only: list[str] | None = None,
+    out_dir: Path | None = None,
+    build: bool = False,
+    replace_chapters: bool = False,
+) -> dict[str, float]:
     """Execute the notebooks (all, or those whose name contains one of ``only``).
 
     Executed notebooks go to ``out_dir`` if given, else to ``book/chapters``
@@ -166,9 +181,11 @@ def run_all(preset: str = "smoke", device: str = "cpu", seed: int = 0, only: lis
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r} is unknown; choose one of {sorted(PRESETS)}")
     if replace_chapters and not PRESETS[preset].meaningful:
-        raise ValueError(f"replace_chapters with preset={preset!r} would put meaningless numbers into the committed "
-                         f"book; run without --replace-chapters (the book goes to _build/scratch/{preset}), or use "
-                         f"a meaningful preset such as 'cpu'")
+        raise ValueError(
+            f"replace_chapters with preset={preset!r} would put meaningless numbers into the committed "
+            f"book; run without --replace-chapters (the book goes to _build/scratch/{preset}), or use "
+            f"a meaningful preset such as 'cpu'"
+        )
     # Refuse a bad device or seed now, not in the first cell of every notebook.
     resolve_device(device)
     check_seed(seed)
@@ -183,8 +200,9 @@ def run_all(preset: str = "smoke", device: str = "cpu", seed: int = 0, only: lis
     try:
         for nb in notebooks:
             print(f"[memlib] executing {nb.name} at preset={preset} device={device} seed={seed}", flush=True)
-            times[nb.name] = execute(nb, Path(tmp) / nb.name, {"preset": preset, "device": device, "seed": seed},
-                                     cwd=root / "notebooks")
+            times[nb.name] = execute(
+                nb, Path(tmp) / nb.name, {"preset": preset, "device": device, "seed": seed}, cwd=root / "notebooks"
+            )
             print(f"[memlib]   done in {times[nb.name]:.0f} s", flush=True)
     except KeyboardInterrupt:
         raise Interrupted(tmp) from None
@@ -208,10 +226,17 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
-    ap.add_argument("--out-dir", type=Path, default=None,
-                    help="where executed notebooks go (default: a scratch copy of the book, _build/scratch/<preset>)")
-    ap.add_argument("--replace-chapters", action="store_true",
-                    help="put them into book/chapters (the committed book) instead; refused for smoke")
+    ap.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        help="where executed notebooks go (default: a scratch copy of the book, _build/scratch/<preset>)",
+    )
+    ap.add_argument(
+        "--replace-chapters",
+        action="store_true",
+        help="put them into book/chapters (the committed book) instead; refused for smoke",
+    )
     ap.add_argument("--build", action="store_true", help="then build the book they went into")
     args = ap.parse_args(argv)
     try:
@@ -220,8 +245,11 @@ def main(argv=None) -> int:
         print(f"[memlib] FAILED: {e}", file=sys.stderr)
         return 1
     except Interrupted as e:
-        print(f"[memlib] interrupted; book/chapters is unchanged, and the notebooks executed so far are in "
-              f"{e.folder} (delete it when done)", file=sys.stderr)
+        print(
+            f"[memlib] interrupted; book/chapters is unchanged, and the notebooks executed so far are in "
+            f"{e.folder} (delete it when done)",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

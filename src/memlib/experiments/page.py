@@ -15,12 +15,19 @@ def smoke_banner(p: Preset) -> None:
     from IPython.display import Markdown, display
 
     if not p.meaningful:
-        display(Markdown(f"```{{warning}}\nThis page was executed at the `{p.name}` preset: its numbers are "
-                         "meaningless (a CI smoke test). The committed book shows a real preset.\n```"))
+        display(
+            Markdown(
+                f"```{{warning}}\nThis page was executed at the `{p.name}` preset: its numbers are "
+                "meaningless (a CI smoke test). The committed book shows a real preset.\n```"
+            )
+        )
 
 
 def glue_claims(claims: pd.DataFrame) -> None:
-    """Glue each claim's ``status`` and ``statistic`` as ``claim_<id>_status`` / ``claim_<id>_stat`` for the scoreboard."""
+    """Glue each claim's ``status`` and ``statistic`` for the scoreboard.
+
+    The names are ``claim_<id>_status`` and ``claim_<id>_stat``.
+    """
     from myst_nb import glue
 
     for cid, row in claims.iterrows():

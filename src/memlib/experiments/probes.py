@@ -8,13 +8,17 @@ from ..data.datasets import ImageDataset
 from ..probing import embed, knn_accuracy, linear_probe
 
 
-def probe_encoder(encoder, probe_tr: ImageDataset, probe_te: ImageDataset, epochs: int, seed: int,
-                  device) -> dict[str, float]:
+def probe_encoder(
+    encoder, probe_tr: ImageDataset, probe_te: ImageDataset, epochs: int, seed: int, device
+) -> dict[str, float]:
     """Linear-probe test and train accuracy and kNN accuracy of ``encoder``'s frozen features."""
     ftr, fte = embed(encoder, probe_tr.images, device=device), embed(encoder, probe_te.images, device=device)
     lp = linear_probe(ftr, probe_tr.labels, fte, probe_te.labels, epochs=epochs, seed=seed)
-    return {"linear_acc": lp["test_acc"], "linear_train_acc": lp["train_acc"],
-            "knn_acc": knn_accuracy(ftr, probe_tr.labels, fte, probe_te.labels)}
+    return {
+        "linear_acc": lp["test_acc"],
+        "linear_train_acc": lp["train_acc"],
+        "knn_acc": knn_accuracy(ftr, probe_tr.labels, fte, probe_te.labels),
+    }
 
 
 def probe_all(encoder, sets: dict, epochs: int, seed: int, device) -> dict[str, float]:

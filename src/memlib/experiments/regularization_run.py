@@ -15,8 +15,8 @@ loaded, not retrained.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -40,14 +40,29 @@ from .settings import Settings
 #: Sweep settings per preset (training settings come from the SSLMem preset of the same name).
 #: ``lambdas`` = the λ values (0 first: the unregularised baseline); ``methods`` = methods swept.
 REGULARIZATION_SETTINGS: dict[str, dict] = {
-    "smoke": {"lambdas": (0.0, 0.5), "methods": ("simclr", "mae"), "shared": 32, "candidate": 16, "epochs": 2,
-              "batch_size": 16, "probe_train": 256, "probe_test": 128},
+    "smoke": {
+        "lambdas": (0.0, 0.5),
+        "methods": ("simclr", "mae"),
+        "shared": 32,
+        "candidate": 16,
+        "epochs": 2,
+        "batch_size": 16,
+        "probe_train": 256,
+        "probe_test": 128,
+    },
     # 2 cores: 5 λ × 2 methods × 2 families × 2 encoders = 40 trainings of 150 points.
-    "cpu": {"lambdas": (0.0, 0.1, 0.2, 0.4, 0.6), "methods": ("simclr", "mae"), "models_per_family": 2,
-            "epochs": 200, "probe_train": 2000, "probe_test": 1000},
+    "cpu": {
+        "lambdas": (0.0, 0.1, 0.2, 0.4, 0.6),
+        "methods": ("simclr", "mae"),
+        "models_per_family": 2,
+        "epochs": 200,
+        "probe_train": 2000,
+        "probe_test": 1000,
+    },
     "gpu": {"lambdas": (0.0, 0.1, 0.2, 0.4, 0.6), "methods": ("simclr", "mae")},
     "paper": {"lambdas": (0.0, 0.1, 0.2, 0.4, 0.6), "methods": ("simclr", "mae")},
 }
+
 
 @dataclass(frozen=True)
 class RegularizationSettings(Settings):
@@ -61,8 +76,9 @@ class RegularizationSettings(Settings):
     def __post_init__(self):
         lams = tuple(check_lambda(x) for x in self.lambdas)
         if len(lams) < 2 or len(set(lams)) != len(lams):
-            raise ValueError(f"lambdas={self.lambdas!r} must hold at least two distinct values in [0, 1), "
-                             "e.g. (0, 0.1, 0.2)")
+            raise ValueError(
+                f"lambdas={self.lambdas!r} must hold at least two distinct values in [0, 1), e.g. (0, 0.1, 0.2)"
+            )
         methods = tuple(self.methods)
         if not methods:
             raise ValueError("methods=() is empty; give at least one method, e.g. ('simclr', 'mae')")
@@ -105,9 +121,19 @@ class RegularizationRun:
         rows = []
         for (method, lam), g in self.results.groupby(["method", "lam"]):
             m, lo, hi = mean_ci(self.points[(method, lam)])
-            rows.append({"method": method, "lam": lam, "sslmem raw": m, "ci95 low": lo, "ci95 high": hi,
-                         "sslmem score": g.sslmem_score.iloc[0], "align f": g.align_f.mean(),
-                         "linear acc": g.linear_acc.mean(), "n encoders": len(g)})
+            rows.append(
+                {
+                    "method": method,
+                    "lam": lam,
+                    "sslmem raw": m,
+                    "ci95 low": lo,
+                    "ci95 high": hi,
+                    "sslmem score": g.sslmem_score.iloc[0],
+                    "align f": g.align_f.mean(),
+                    "linear acc": g.linear_acc.mean(),
+                    "n encoders": len(g),
+                }
+            )
         return pd.DataFrame(rows).set_index(["method", "lam"])
 
     def trends(self) -> pd.DataFrame:
@@ -146,8 +172,16 @@ class RegularizationRun:
         return claims_table(out)
 
 
-def run_regularization(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0, cache_dir=None, data_root=None,
-        progress: bool = True, **overrides) -> RegularizationRun:
+def run_regularization(
+    preset: str | Preset = "smoke",
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+    cache_dir=None,
+    data_root=None,
+    progress: bool = True,
+    **overrides,
+) -> RegularizationRun:
     """Sweep the alignment regulariser's λ (paper §4.4, Fig. 4) at a preset.
 
     Parameters
@@ -168,8 +202,16 @@ def run_regularization(preset: str | Preset = "smoke", *, device: str = "cpu", s
     RegularizationRun
     """
     p, s = regularization_settings(preset, **overrides)
-    ctx = RunContext.start(REGULARIZATION, p, device, seed, {"settings": s.to_dict()}, cache_dir=cache_dir,
-                           data_root=data_root, progress=progress)
+    ctx = RunContext.start(
+        REGULARIZATION,
+        p,
+        device,
+        seed,
+        {"settings": s.to_dict()},
+        cache_dir=cache_dir,
+        data_root=data_root,
+        progress=progress,
+    )
     dev = ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
     # The probe sets of run_sslmem (same rng), so λ = 0 matches chapter 01's probe.
@@ -177,12 +219,20 @@ def run_regularization(preset: str | Preset = "smoke", *, device: str = "cpu", s
     candidates = train_set.images[splits.candidate]
     jobs = [(m, lam) for m in s["methods"] for lam in s["lambdas"]]
     # Every encoder of the sweep in one fit, so they share the worker pool.
-    specs = {(method, lam): family_specs(p.replace(method=method), splits, seed, lam=lam,
-                                         **dict(zip(("arch", "augmentation"), method_setup(p, method))))
-             for method, lam in jobs}
+    specs = {
+        (method, lam): family_specs(
+            p.replace(method=method),
+            splits,
+            seed,
+            lam=lam,
+            **dict(zip(("arch", "augmentation"), method_setup(p, method))),
+        )
+        for method, lam in jobs
+    }
     flat = [(job, fam, i, sp) for job, fams in specs.items() for fam, ss in fams.items() for i, sp in enumerate(ss)]
-    fitted = ctx.fit([sp for *_, sp in flat], train_set,
-                     labels=[f"{m} λ={lam:g} {fam}{i}" for (m, lam), fam, i, _ in flat])
+    fitted = ctx.fit(
+        [sp for *_, sp in flat], train_set, labels=[f"{m} λ={lam:g} {fam}{i}" for (m, lam), fam, i, _ in flat]
+    )
     encoders = {}
     for (job, fam, _, _), f in zip(flat, fitted):
         encoders.setdefault(job, {"f": [], "g": []})[fam].append(f.encoder)
@@ -191,16 +241,34 @@ def run_regularization(preset: str | Preset = "smoke", *, device: str = "cpu", s
         arch, aug_name = method_setup(p, method)
         fams = encoders[(method, lam)]
         # Measured with the training augmentation, as the paper does.
-        r = sslmem(fams["f"], fams["g"], candidates, build_augmentation(aug_name, train_set.image_size),
-                   views=p.views, mode=p.mode, ids=splits.candidate, batch_size=p.score_batch_size, seed=seed,
-                   device=dev, progress=progress)
+        r = sslmem(
+            fams["f"],
+            fams["g"],
+            candidates,
+            build_augmentation(aug_name, train_set.image_size),
+            views=p.views,
+            mode=p.mode,
+            ids=splits.candidate,
+            batch_size=p.score_batch_size,
+            seed=seed,
+            device=dev,
+            progress=progress,
+        )
         points[(method, lam)] = r.raw
         for i, enc in enumerate(fams["f"]):
             acc = probe_all(enc, sets, p.probe_epochs, seed, dev)[p.dataset]
-            rows.append({"method": method, "lam": lam, "member": i, "arch": arch,
-                         "sslmem_raw": float((r.align_g - r.align_f_models[i]).mean()),
-                         "sslmem_score": float(r.score.mean()), "align_f": float(r.align_f_models[i].mean()),
-                         "linear_acc": acc})
+            rows.append(
+                {
+                    "method": method,
+                    "lam": lam,
+                    "member": i,
+                    "arch": arch,
+                    "sslmem_raw": float((r.align_g - r.align_f_models[i]).mean()),
+                    "sslmem_score": float(r.score.mean()),
+                    "align_f": float(r.align_f_models[i].mean()),
+                    "linear_acc": acc,
+                }
+            )
     results = pd.DataFrame(rows)
     prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
     run = RegularizationRun(p, s, seed, results, points, prov, ctx.run_dir, {"total_s": ctx.elapsed()})

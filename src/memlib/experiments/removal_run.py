@@ -18,8 +18,8 @@ so a re-run, or another experiment with the same configuration, reuses it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -42,16 +42,43 @@ from .settings import Settings
 #: ``half`` = size of f's (and g's) half of the pool; ``fractions`` = k as fractions of the half
 #: (the paper: 500…16k of 25k = 2 %…64 %); ``seeds`` = retraining seeds per (k, how).
 REMOVAL_SETTINGS: dict[str, dict] = {
-    "smoke": {"half": 48, "fractions": (0.25,), "seeds": (0,), "epochs": 2, "batch_size": 16,
-              "downstream_train": 256, "downstream_test": 128},
+    "smoke": {
+        "half": 48,
+        "fractions": (0.25,),
+        "seeds": (0,),
+        "epochs": 2,
+        "batch_size": 16,
+        "downstream_train": 256,
+        "downstream_test": 128,
+    },
     # 2 cores, ≤ 20 min: 150 points per encoder (METHODS §5), 2 fractions × 2 ways × 2 seeds = 8 retrains.
-    "cpu": {"half": 150, "fractions": (0.08, 0.32), "seeds": (0, 1), "epochs": 150, "batch_size": 50,
-            "models_per_family": 1, "probe_train": 2000, "probe_test": 1000, "probe_epochs": 100,
-            "downstream_train": None, "downstream_test": None},
-    "gpu": {"half": 25000, "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "seeds": (0, 1, 2),
-            "downstream_train": None, "downstream_test": None},
-    "paper": {"half": 25000, "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "seeds": (0, 1, 2),
-              "downstream_train": None, "downstream_test": None},
+    "cpu": {
+        "half": 150,
+        "fractions": (0.08, 0.32),
+        "seeds": (0, 1),
+        "epochs": 150,
+        "batch_size": 50,
+        "models_per_family": 1,
+        "probe_train": 2000,
+        "probe_test": 1000,
+        "probe_epochs": 100,
+        "downstream_train": None,
+        "downstream_test": None,
+    },
+    "gpu": {
+        "half": 25000,
+        "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64),
+        "seeds": (0, 1, 2),
+        "downstream_train": None,
+        "downstream_test": None,
+    },
+    "paper": {
+        "half": 25000,
+        "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64),
+        "seeds": (0, 1, 2),
+        "downstream_train": None,
+        "downstream_test": None,
+    },
 }
 
 
@@ -123,12 +150,23 @@ class RemovalRun:
     def curves(self) -> pd.DataFrame:
         """Mean accuracy and its 95 % CI per (dataset, how, k), for the plot."""
         rows = []
-        long = self.results.melt(id_vars=["k", "fraction", "how", "seed"], value_vars=self.datasets,
-                                 var_name="dataset", value_name="acc")
+        long = self.results.melt(
+            id_vars=["k", "fraction", "how", "seed"], value_vars=self.datasets, var_name="dataset", value_name="acc"
+        )
         for (ds, how, k), g in long.groupby(["dataset", "how", "k"]):
             m, lo, hi = mean_ci(g.acc.to_numpy())
-            rows.append({"dataset": ds, "how": how, "k": k, "fraction": g.fraction.iloc[0], "mean": m,
-                         "ci95 low": lo, "ci95 high": hi, "n": len(g)})
+            rows.append(
+                {
+                    "dataset": ds,
+                    "how": how,
+                    "k": k,
+                    "fraction": g.fraction.iloc[0],
+                    "mean": m,
+                    "ci95 low": lo,
+                    "ci95 high": hi,
+                    "n": len(g),
+                }
+            )
         return pd.DataFrame(rows)
 
     def tests(self) -> pd.DataFrame:
@@ -148,9 +186,19 @@ class RemovalRun:
                     tt, p = float(t.statistic), float(t.pvalue)
                 else:
                     tt = p = float("nan")
-                rows.append({"dataset": ds, "k": int(k), "fraction": float(k / len(self.f_indices)),
-                             "acc top": top.mean(), "acc random": rnd.mean(), "random − top": diff.mean(),
-                             "n seeds": len(diff), "t": tt, "p": p})
+                rows.append(
+                    {
+                        "dataset": ds,
+                        "k": int(k),
+                        "fraction": float(k / len(self.f_indices)),
+                        "acc top": top.mean(),
+                        "acc random": rnd.mean(),
+                        "random − top": diff.mean(),
+                        "n seeds": len(diff),
+                        "t": tt,
+                        "p": p,
+                    }
+                )
         return pd.DataFrame(rows)
 
     def claims(self, alpha: float = 0.05, min_pairs: int = 10) -> pd.DataFrame:
@@ -179,10 +227,20 @@ class RemovalRun:
             parts.append(f"{ds}: random − top {d.mean():+.4f} (n = {len(d)}), p = {p:.2g}")
         s19 = claim_status(self.preset, self.seed, oks, n=len(top), min_n=min_pairs)
         na = "not attempted (no segmentation / depth labels available offline)"
-        return claims_table([
-            Claim("S19", s19, "; ".join(parts), "one-sided paired t-test per downstream set",
-                  "retrained encoder pair (top vs random, same seed)", len(top)),
-            Claim("S20", na, "—"), Claim("S21", na, "—")])
+        return claims_table(
+            [
+                Claim(
+                    "S19",
+                    s19,
+                    "; ".join(parts),
+                    "one-sided paired t-test per downstream set",
+                    "retrained encoder pair (top vs random, same seed)",
+                    len(top),
+                ),
+                Claim("S20", na, "—"),
+                Claim("S21", na, "—"),
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -213,8 +271,16 @@ class RemovalSettings(Settings):
 removal_settings = RemovalSettings.for_preset
 
 
-def run_removal(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0, cache_dir=None, data_root=None,
-        progress: bool = True, **overrides) -> RemovalRun:
+def run_removal(
+    preset: str | Preset = "smoke",
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+    cache_dir=None,
+    data_root=None,
+    progress: bool = True,
+    **overrides,
+) -> RemovalRun:
     """Run the removal experiment of the paper's §4.4 at a preset.
 
     Parameters
@@ -236,8 +302,17 @@ def run_removal(preset: str | Preset = "smoke", *, device: str = "cpu", seed: in
     RemovalRun
     """
     p, s = removal_settings(preset, **overrides)
-    ctx = RunContext.start(REMOVAL, p, device, seed, {"settings": s.to_dict()}, cache_dir=cache_dir, data_root=data_root,
-                           progress=progress, splits=False)
+    ctx = RunContext.start(
+        REMOVAL,
+        p,
+        device,
+        seed,
+        {"settings": s.to_dict()},
+        cache_dir=cache_dir,
+        data_root=data_root,
+        progress=progress,
+        splits=False,
+    )
     dev, half = ctx.device, s["half"]
     train_set = load_dataset(p.dataset, "train", root=data_root)
     if 2 * half > len(train_set):
@@ -246,24 +321,44 @@ def run_removal(preset: str | Preset = "smoke", *, device: str = "cpu", seed: in
     f_idx, g_idx = np.sort(pool[:half]), np.sort(pool[half:])
 
     # f and g families on the disjoint halves, then SSLMem of f's half.
-    specs = [EncoderSpec.from_preset(p, idx, model_seed(seed, fam, i))
-             for fam, idx in (("f", f_idx), ("g", g_idx)) for i in range(p.models_per_family)]
+    specs = [
+        EncoderSpec.from_preset(p, idx, model_seed(seed, fam, i))
+        for fam, idx in (("f", f_idx), ("g", g_idx))
+        for i in range(p.models_per_family)
+    ]
     fitted = ctx.fit(specs, train_set, labels=[f"{fam}{i}" for fam in "fg" for i in range(p.models_per_family)])
     fs = [f.encoder for f in fitted[: p.models_per_family]]
     gs = [f.encoder for f in fitted[p.models_per_family :]]
     aug = build_augmentation(p.augmentation, train_set.image_size)
-    res = sslmem(fs, gs, train_set.images[f_idx], aug, views=p.views, mode=p.mode, ids=f_idx,
-                 batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
+    res = sslmem(
+        fs,
+        gs,
+        train_set.images[f_idx],
+        aug,
+        views=p.views,
+        mode=p.mode,
+        ids=f_idx,
+        batch_size=p.score_batch_size,
+        seed=seed,
+        device=dev,
+        progress=progress,
+    )
     t_score = ctx.elapsed()
 
-    sets = downstream_sets(train_set.channels, train_set.image_size, s["downstream_train"], s["downstream_test"],
-                           seed, data_root, names=[d for d in DOWNSTREAM if d != p.dataset])
+    sets = downstream_sets(
+        train_set.channels,
+        train_set.image_size,
+        s["downstream_train"],
+        s["downstream_test"],
+        seed,
+        data_root,
+        names=[d for d in DOWNSTREAM if d != p.dataset],
+    )
     # The Fashion-MNIST probe uses the preset's probe sizes (train split for the probe, test split to score).
     test_set = load_dataset(p.dataset, "test", root=data_root)
     sets[p.dataset] = probe_sets(p, train_set, test_set, probe_rng(seed))
 
-    rows = [{"k": 0, "fraction": 0.0, "how": "none", "seed": seed,
-             **probe_all(fs[0], sets, p.probe_epochs, seed, dev)}]
+    rows = [{"k": 0, "fraction": 0.0, "how": "none", "seed": seed, **probe_all(fs[0], sets, p.probe_epochs, seed, dev)}]
     jobs = [(frac, how, rs) for frac in s["fractions"] for rs in s["seeds"] for how in ("top", "random")]
     retrain = []
     for frac, how, rs in jobs:
@@ -273,12 +368,32 @@ def run_removal(preset: str | Preset = "smoke", *, device: str = "cpu", seed: in
         retrain.append(EncoderSpec.from_preset(p, keep, seed * 1000 + 500 + rs))
     labels = [f"{how} k={max(1, round(frac * half))} s{rs}" for frac, how, rs in jobs]
     for (frac, how, rs), fit in zip(jobs, ctx.fit(retrain, train_set, labels=labels)):
-        rows.append({"k": max(1, round(frac * half)), "fraction": frac, "how": how, "seed": rs,
-                     **probe_all(fit.encoder, sets, p.probe_epochs, seed, dev)})
+        rows.append(
+            {
+                "k": max(1, round(frac * half)),
+                "fraction": frac,
+                "how": how,
+                "seed": rs,
+                **probe_all(fit.encoder, sets, p.probe_epochs, seed, dev),
+            }
+        )
     results = pd.DataFrame(rows)
     prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
-    run = RemovalRun(p, s, seed, f_idx, g_idx, res.score, res.raw, results, prov, ctx.run_dir,
-                     {"score_s": t_score, "total_s": ctx.elapsed()})
-    ctx.save(tables={"results": results, "scores": pd.DataFrame({"index": f_idx, "raw": res.raw, "score": res.score})},
-             jsons={"provenance": prov})
+    run = RemovalRun(
+        p,
+        s,
+        seed,
+        f_idx,
+        g_idx,
+        res.score,
+        res.raw,
+        results,
+        prov,
+        ctx.run_dir,
+        {"score_s": t_score, "total_s": ctx.elapsed()},
+    )
+    ctx.save(
+        tables={"results": results, "scores": pd.DataFrame({"index": f_idx, "raw": res.raw, "score": res.score})},
+        jsons={"provenance": prov},
+    )
     return run

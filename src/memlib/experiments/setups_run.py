@@ -22,11 +22,11 @@ The ablations (Tables 7–9, Fig. 2b) use the first seed only.
 
 from __future__ import annotations
 
-import inspect
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -70,17 +70,29 @@ BASE_SETUP = "SimCLR-ResNet"
 #: Per preset, the settings that differ from :class:`SetupsSettings`' defaults and any preset fields that
 #: differ from the SSLMem preset.
 SETUPS_SETTINGS: dict[str, dict] = {
-    "smoke": {"setups": ("SimCLR-ResNet", "MAE-ViT", "Supervised-ResNet"), "seeds": (0,),
-              "overlaps": (0.7, 0.85), "train_augmentations": ("crop_flip",),
-              "measure_augmentations": ("simclr", "rotation"), "mask_ratios": (0.5, 0.75), "dejavu_k": 5,
-              "public": 256, "top_k": (5,)},
+    "smoke": {
+        "setups": ("SimCLR-ResNet", "MAE-ViT", "Supervised-ResNet"),
+        "seeds": (0,),
+        "overlaps": (0.7, 0.85),
+        "train_augmentations": ("crop_flip",),
+        "measure_augmentations": ("simclr", "rotation"),
+        "mask_ratios": (0.5, 0.75),
+        "dejavu_k": 5,
+        "public": 256,
+        "top_k": (5,),
+    },
     # 2 cores: one f and one g per setup; 2 seeds for Table 1, seed 0 for the ablations. DINO (multi-crop:
     # 4 views a step) trains 2-3x slower than the others here, so it runs the first seed only (38 trainings).
-    "cpu": {"seeds": (0, 1), "models_per_family": 1,
-            "seed_setups": ("SimCLR-ResNet", "MAE-ViT", "VICReg-ResNet", "Supervised-ResNet")},
+    "cpu": {
+        "seeds": (0, 1),
+        "models_per_family": 1,
+        "seed_setups": ("SimCLR-ResNet", "MAE-ViT", "VICReg-ResNet", "Supervised-ResNet"),
+    },
     "gpu": {"seeds": (0, 1, 2)},
     "paper": {"seeds": (0, 1, 2)},
 }
+
+
 @dataclass(frozen=True)
 class SetupsSettings(Settings):
     """This experiment's own settings (see :data:`SETUPS_SETTINGS` and :func:`run_setups`)."""
@@ -106,8 +118,10 @@ class SetupsSettings(Settings):
         if bad or not self.setups:
             raise ValueError(f"setups={self.setups!r}: unknown {bad}; choose from {list(SETUPS)}")
         if self.seed_setups is not None and set(self.seed_setups) - set(SETUPS):
-            raise ValueError(f"seed_setups={self.seed_setups!r}: unknown "
-                             f"{sorted(set(self.seed_setups) - set(SETUPS))}; choose from {list(SETUPS)}")
+            raise ValueError(
+                f"seed_setups={self.seed_setups!r}: unknown "
+                f"{sorted(set(self.seed_setups) - set(SETUPS))}; choose from {list(SETUPS)}"
+            )
         if BASE_SETUP not in self.setups:
             raise ValueError(f"setups must include {BASE_SETUP!r}, the setup the ablations vary")
         for a in (*self.train_augmentations, *self.measure_augmentations):
@@ -155,8 +169,12 @@ def overlap_sizes(p: Preset, ratio: float) -> tuple[int, int]:
 def plan(p: Preset, s: dict) -> list[tuple[str, object, Preset, int]]:
     """Every SSLMem run of the experiment as ``(table, label, preset, seed)``, Table 1 first."""
     again = s["seed_setups"] if s["seed_setups"] is not None else s["setups"]
-    runs = [("table1", name, setup_preset(p, s, name), seed) for seed in s["seeds"] for name in s["setups"]
-            if seed == s["seeds"][0] or name in again]
+    runs = [
+        ("table1", name, setup_preset(p, s, name), seed)
+        for seed in s["seeds"]
+        for name in s["setups"]
+        if seed == s["seeds"][0] or name in again
+    ]
     seed = s["seeds"][0]
     for r in s["overlaps"]:
         sh, ca = overlap_sizes(p, r)
@@ -196,13 +214,17 @@ class SetupsRun:
     def table1(self) -> pd.DataFrame:
         """Per setup: mean ± sd over seeds of the mean S_C score and of f's probe accuracies."""
         g = self.table1_runs.groupby("setup", sort=False)
-        out = pd.DataFrame({
-            "seeds": g.size(),
-            "SSLMem": g["sslmem"].mean(), "SSLMem sd": g["sslmem"].std(ddof=1),
-            "SSLMem raw": g["sslmem_raw"].mean(),
-            "linear acc": g["linear_acc"].mean(), "linear acc sd": g["linear_acc"].std(ddof=1),
-            "kNN acc": g["knn_acc"].mean(),
-        })
+        out = pd.DataFrame(
+            {
+                "seeds": g.size(),
+                "SSLMem": g["sslmem"].mean(),
+                "SSLMem sd": g["sslmem"].std(ddof=1),
+                "SSLMem raw": g["sslmem_raw"].mean(),
+                "linear acc": g["linear_acc"].mean(),
+                "linear acc sd": g["linear_acc"].std(ddof=1),
+                "kNN acc": g["knn_acc"].mean(),
+            }
+        )
         return out
 
     def tau_matrix(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -211,7 +233,7 @@ class SetupsRun:
         tau = pd.DataFrame(np.eye(len(cols)), index=cols, columns=cols)
         p = pd.DataFrame(np.zeros((len(cols), len(cols))), index=cols, columns=cols)
         for i, a in enumerate(cols):
-            for b in cols[i + 1:]:
+            for b in cols[i + 1 :]:
                 r = kendall_tau(self.candidate_scores[a], self.candidate_scores[b])
                 tau.loc[a, b] = tau.loc[b, a] = r["tau"]
                 p.loc[a, b] = p.loc[b, a] = r["p"]
@@ -231,39 +253,53 @@ class SetupsRun:
         if plateau < end:
             a, b = self.dynamics_points[end], self.dynamics_points[plateau]
             w = st.wilcoxon(a, b, alternative="greater")
-            rows["S10"] = (w.pvalue < alpha, f"accuracy within 1 pt of its best from epoch {plateau}; "
-                           f"SSLMem of S_C there {b.mean():+.4f}, at epoch {end} {a.mean():+.4f} "
-                           f"(Wilcoxon p = {w.pvalue:.2g}, n = {len(a)})", len(a))
+            rows["S10"] = (
+                w.pvalue < alpha,
+                f"accuracy within 1 pt of its best from epoch {plateau}; "
+                f"SSLMem of S_C there {b.mean():+.4f}, at epoch {end} {a.mean():+.4f} "
+                f"(Wilcoxon p = {w.pvalue:.2g}, n = {len(a)})",
+                len(a),
+            )
         else:
             rows["S10"] = (False, f"the accuracy peaks only at the last snapshot (epoch {end}): no plateau to test", 0)
 
         # S13: setups with more memorisation probe better (Kendall τ over setup × seed, SSL setups).
         t1 = self.table1_runs[self.table1_runs["method"] != "supervised"]
         r = st.kendalltau(t1["sslmem"], t1["linear_acc"], alternative="greater")
-        rows["S13"] = (r.pvalue < alpha, f"Kendall τ(SSLMem, linear acc) = {r.statistic:+.2f}, p = {r.pvalue:.2g} "
-                       f"over {len(t1)} SSL runs (setup × seed)", len(t1))
+        rows["S13"] = (
+            r.pvalue < alpha,
+            f"Kendall τ(SSLMem, linear acc) = {r.statistic:+.2f}, p = {r.pvalue:.2g} "
+            f"over {len(t1)} SSL runs (setup × seed)",
+            len(t1),
+        )
 
         # S15: 85 % ≈ 80 % and 70 % < 80 % overlap (Welch t-tests on the candidates' normalised scores).
         ov = self.overlap_points
         if all(k in ov for k in (0.7, 0.8, 0.85)):
             lo = st.ttest_ind(ov[0.8], ov[0.7], equal_var=False, alternative="greater")
             same = st.ttest_ind(ov[0.85], ov[0.8], equal_var=False)
-            rows["S15"] = ((lo.pvalue < alpha, same.pvalue >= alpha),
-                           f"80 % vs 70 %: t = {lo.statistic:.2f}, p = {lo.pvalue:.2g} (one-sided); "
-                           f"85 % vs 80 %: t = {same.statistic:.2f}, p = {same.pvalue:.2g} (two-sided)",
-                           min(len(v) for v in ov.values()))
+            rows["S15"] = (
+                (lo.pvalue < alpha, same.pvalue >= alpha),
+                f"80 % vs 70 %: t = {lo.statistic:.2f}, p = {lo.pvalue:.2g} (one-sided); "
+                f"85 % vs 80 %: t = {same.statistic:.2f}, p = {same.pvalue:.2g} (two-sided)",
+                min(len(v) for v in ov.values()),
+            )
 
         # S16: SSL setups agree with each other more than with supervised (Mann–Whitney on the τ's).
         tau, _ = self.tau_matrix()
         ssl = [c for c in tau.columns if c in SETUPS and SETUPS[c][0] != "supervised"]
         sup = [c for c in tau.columns if c in SETUPS and SETUPS[c][0] == "supervised"]
         if len(ssl) >= 2 and sup:
-            within = [tau.loc[a, b] for i, a in enumerate(ssl) for b in ssl[i + 1:]]
+            within = [tau.loc[a, b] for i, a in enumerate(ssl) for b in ssl[i + 1 :]]
             across = [tau.loc[a, b] for a in ssl for b in sup]
             mw = st.mannwhitneyu(within, across, alternative="greater")
-            rows["S16"] = (mw.pvalue < alpha, f"mean τ among SSL setups {np.mean(within):+.2f} ({len(within)} pairs), "
-                           f"SSL vs supervised {np.mean(across):+.2f} ({len(across)} pairs); "
-                           f"Mann–Whitney p = {mw.pvalue:.2g}", len(within) + len(across))
+            rows["S16"] = (
+                mw.pvalue < alpha,
+                f"mean τ among SSL setups {np.mean(within):+.2f} ({len(within)} pairs), "
+                f"SSL vs supervised {np.mean(across):+.2f} ({len(across)} pairs); "
+                f"Mann–Whitney p = {mw.pvalue:.2g}",
+                len(within) + len(across),
+            )
 
         # S17: supervised has higher SSLMem than SSL after as many epochs (Welch t over seeds' run means).
         if sup:
@@ -272,26 +308,39 @@ class SetupsRun:
             s_ssl = tr.loc[tr["method"] != "supervised", "sslmem"]
             c = self.candidate_scores
             w = st.wilcoxon(c[sup[0]], c[BASE_SETUP], alternative="greater")
-            rows["S17"] = (w.pvalue < alpha, f"supervised {s_sup.mean():+.4f} vs SSL {s_ssl.mean():+.4f} (mean S_C score); "
-                           f"supervised vs SimCLR per candidate, seed {seed}: Wilcoxon p = {w.pvalue:.2g}", len(c))
+            rows["S17"] = (
+                w.pvalue < alpha,
+                f"supervised {s_sup.mean():+.4f} vs SSL {s_ssl.mean():+.4f} (mean S_C score); "
+                f"supervised vs SimCLR per candidate, seed {seed}: Wilcoxon p = {w.pvalue:.2g}",
+                len(c),
+            )
 
         # S18: SSLMem and Feldman's memorisation share about half their top points (overlap@k vs chance).
         if len(self.feldman):
             f = self.feldman.iloc[len(self.feldman) // 2]
-            rows["S18"] = (bool(f["overlap p"] < alpha), "; ".join(
-                f"overlap@{int(r.k)} = {r.overlap:.2f} (chance {r.chance:.2f}, p = {r['overlap p']:.2g})"
-                for _, r in self.feldman.iterrows()) + f"; Kendall τ = {f.tau:+.2f} (p = {f.p:.2g})",
-                len(self.candidate_scores))
+            rows["S18"] = (
+                bool(f["overlap p"] < alpha),
+                "; ".join(
+                    f"overlap@{int(r.k)} = {r.overlap:.2f} (chance {r.chance:.2f}, p = {r['overlap p']:.2g})"
+                    for _, r in self.feldman.iterrows()
+                )
+                + f"; Kendall τ = {f.tau:+.2f} (p = {f.p:.2g})",
+                len(self.candidate_scores),
+            )
 
         # S26: MAE has the highest Déjà Vu but the lowest SSLMem of the SSL setups (ranks).
         dv = self.dejavu[self.dejavu["method"] != "supervised"]
         if "MAE-ViT" in dv.index and len(dv) >= 2:
             hi = dv["dejavu_gap"].idxmax() == "MAE-ViT"
             lo = dv["sslmem"].idxmin() == "MAE-ViT"
-            rows["S26"] = ((hi, lo), f"MAE-ViT ranks {int(dv['dejavu_gap'].rank(ascending=False)['MAE-ViT'])} of "
-                           f"{len(dv)} by Déjà Vu gap ({dv.loc['MAE-ViT', 'dejavu_gap']:+.3f}) and "
-                           f"{int(dv['sslmem'].rank()['MAE-ViT'])} of {len(dv)} from the bottom by SSLMem; "
-                           "Fashion-MNIST only (the CIFAR-10 vs ImageNet part is not tested)", len(dv))
+            rows["S26"] = (
+                (hi, lo),
+                f"MAE-ViT ranks {int(dv['dejavu_gap'].rank(ascending=False)['MAE-ViT'])} of "
+                f"{len(dv)} by Déjà Vu gap ({dv.loc['MAE-ViT', 'dejavu_gap']:+.3f}) and "
+                f"{int(dv['sslmem'].rank()['MAE-ViT'])} of {len(dv)} from the bottom by SSLMem; "
+                "Fashion-MNIST only (the CIFAR-10 vs ImageNet part is not tested)",
+                len(dv),
+            )
 
         # S27: the training augmentation gives the highest SSLMem; others not significantly lower.
         mp = self.measure_points
@@ -299,9 +348,12 @@ class SetupsRun:
         if train_aug in mp and len(mp) >= 2:
             ps = {a: st.wilcoxon(mp[train_aug], v).pvalue for a, v in mp.items() if a != train_aug}
             top = max(mp, key=lambda a: mp[a].mean()) == train_aug
-            rows["S27"] = ((top, all(v >= alpha for v in ps.values())),
-                           f"highest mean: {max(mp, key=lambda a: mp[a].mean())}; vs {train_aug} (paired Wilcoxon): "
-                           + ", ".join(f"{a} p = {v:.2g}" for a, v in ps.items()), len(mp[train_aug]))
+            rows["S27"] = (
+                (top, all(v >= alpha for v in ps.values())),
+                f"highest mean: {max(mp, key=lambda a: mp[a].mean())}; vs {train_aug} (paired Wilcoxon): "
+                + ", ".join(f"{a} p = {v:.2g}" for a, v in ps.items()),
+                len(mp[train_aug]),
+            )
 
         # S28: crops memorise more than noise or masking (Welch t), and probe better.
         ta, tp = self.train_aug, self.train_aug_points
@@ -309,26 +361,43 @@ class SetupsRun:
             others = [a for a in tp if a != "crop_flip"]
             tests = {a: st.ttest_ind(tp["crop_flip"], tp[a], equal_var=False, alternative="greater") for a in others}
             acc_ok = all(ta.loc["crop_flip", "linear acc"] > ta.loc[a, "linear acc"] for a in others)
-            rows["S28"] = ((*[t.pvalue < alpha for t in tests.values()], acc_ok),
-                           "crop vs " + ", ".join(f"{a}: t = {t.statistic:.2f}, p = {t.pvalue:.2g}" for a, t in tests.items())
-                           + f"; crop probes best: {acc_ok}", len(tp["crop_flip"]))
+            rows["S28"] = (
+                (*[t.pvalue < alpha for t in tests.values()], acc_ok),
+                "crop vs "
+                + ", ".join(f"{a}: t = {t.statistic:.2f}, p = {t.pvalue:.2g}" for a, t in tests.items())
+                + f"; crop probes best: {acc_ok}",
+                len(tp["crop_flip"]),
+            )
 
         # S29: MAE memorisation and accuracy peak at a 75 % mask ratio.
         mr = self.mask_ratio
         if 0.75 in mr.index and len(mr) >= 2:
             peak_m, peak_a = mr["SSLMem"].idxmax(), mr["linear acc"].idxmax()  # normalised, as the t-tests
             others = [r for r in self.mask_ratio_points if r != 0.75]
-            tests = {r: st.ttest_ind(self.mask_ratio_points[0.75], self.mask_ratio_points[r], equal_var=False,
-                                     alternative="greater") for r in others}
-            rows["S29"] = ((peak_m == 0.75, peak_a == 0.75, *[t.pvalue < alpha for t in tests.values()]),
-                           f"SSLMem peaks at {peak_m:g}, accuracy at {peak_a:g}; 0.75 vs (Welch, one-sided) "
-                           + ", ".join(f"{r:g}: p = {t.pvalue:.2g}" for r, t in tests.items()),
-                           len(self.mask_ratio_points[0.75]))
+            tests = {
+                r: st.ttest_ind(
+                    self.mask_ratio_points[0.75], self.mask_ratio_points[r], equal_var=False, alternative="greater"
+                )
+                for r in others
+            }
+            rows["S29"] = (
+                (peak_m == 0.75, peak_a == 0.75, *[t.pvalue < alpha for t in tests.values()]),
+                f"SSLMem peaks at {peak_m:g}, accuracy at {peak_a:g}; 0.75 vs (Welch, one-sided) "
+                + ", ".join(f"{r:g}: p = {t.pvalue:.2g}" for r, t in tests.items()),
+                len(self.mask_ratio_points[0.75]),
+            )
 
         out = []
         for cid, (ok, stat, n) in sorted(rows.items(), key=lambda kv: int(kv[0][1:])):
-            out.append(Claim(cid, claim_status(p, seed, list(ok) if isinstance(ok, tuple) else ok, n=n), stat,
-                             *SETUPS_TESTS.get(cid, ("", "")), n))
+            out.append(
+                Claim(
+                    cid,
+                    claim_status(p, seed, list(ok) if isinstance(ok, tuple) else ok, n=n),
+                    stat,
+                    *SETUPS_TESTS.get(cid, ("", "")),
+                    n,
+                )
+            )
         return claims_table(out)
 
 
@@ -347,8 +416,17 @@ SETUPS_TESTS = {
 }
 
 #: The tables of a SetupsRun, written as CSV into its run folder.
-TABLES = ("table1_runs", "candidate_scores", "feldman", "overlap", "measure_aug", "train_aug", "mask_ratio", "dejavu",
-          "dynamics")
+TABLES = (
+    "table1_runs",
+    "candidate_scores",
+    "feldman",
+    "overlap",
+    "measure_aug",
+    "train_aug",
+    "mask_ratio",
+    "dejavu",
+    "dynamics",
+)
 
 
 def _candidates(run: SSLMemRun, kind: str = "score") -> np.ndarray:
@@ -357,9 +435,14 @@ def _candidates(run: SSLMemRun, kind: str = "score") -> np.ndarray:
 
 def _row(run: SSLMemRun, **extra) -> dict:
     f = run.probe[run.probe["family"] == "f"]
-    return {**extra, "sslmem": float(_candidates(run).mean()), "sslmem_raw": float(_candidates(run, "raw").mean()),
-            "linear_acc": float(f["linear_acc"].mean()), "knn_acc": float(f["knn_acc"].mean()),
-            "n_candidates": int(len(_candidates(run)))}
+    return {
+        **extra,
+        "sslmem": float(_candidates(run).mean()),
+        "sslmem_raw": float(_candidates(run, "raw").mean()),
+        "linear_acc": float(f["linear_acc"].mean()),
+        "knn_acc": float(f["knn_acc"].mean()),
+        "n_candidates": int(len(_candidates(run))),
+    }
 
 
 def _load_snapshot(p: Preset, train_set, stats, path: Path):
@@ -371,7 +454,8 @@ def _load_snapshot(p: Preset, train_set, stats, path: Path):
         raise CorruptFileError(
             f"training_dynamics: snapshot {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0]}). "
             f"Fix: delete its encoder folder {path.parent.parent} and rerun run_setups, which trains that "
-            f"encoder again with its snapshots") from e
+            f"encoder again with its snapshots"
+        ) from e
     return enc.eval()
 
 
@@ -402,27 +486,54 @@ def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None,
     folders = {fam: spec.checkpoint(cache).parent / "snapshots" for fam, spec in specs.items()}
     epochs = sorted(int(f.stem[5:]) for f in folders["f"].glob("epoch*.pt"))
     if not epochs:
-        raise RuntimeError(f"training_dynamics: no snapshots in {folders['f']}; that encoder was trained without "
-                           f"them: delete {folders['f'].parent} and rerun")
+        raise RuntimeError(
+            f"training_dynamics: no snapshots in {folders['f']}; that encoder was trained without "
+            f"them: delete {folders['f'].parent} and rerun"
+        )
     loss = {h["epoch"]: h["loss"] for h in f0.history}
     stats = channel_stats(train_set.images)
     rows, points = [], {}
     for e in epochs:
         f, g = (_load_snapshot(p1, train_set, stats, folders[fam] / f"epoch{e:04d}.pt") for fam in ("f", "g"))
-        res = sslmem([f.to(device)], [g.to(device)], images, aug, views=p1.views, mode=p1.mode, ids=ids,
-                     batch_size=p1.score_batch_size, seed=seed, device=device)
+        res = sslmem(
+            [f.to(device)],
+            [g.to(device)],
+            images,
+            aug,
+            views=p1.views,
+            mode=p1.mode,
+            ids=ids,
+            batch_size=p1.score_batch_size,
+            seed=seed,
+            device=device,
+        )
         c = res.raw[: len(cand)]
         points[e] = c
         pr = probe_encoder(f, probe_tr, probe_te, p1.probe_epochs, seed, device)
-        top = np.sort(c)[-max(1, len(c) // 10):]
-        rows.append({"epoch": e, "loss": loss.get(e, np.nan), "linear_acc": pr["linear_acc"], "knn_acc": pr["knn_acc"],
-                     "sslmem_raw": float(c.mean()), "sslmem_top10": float(top.mean()),
-                     "shared_raw": float(res.raw[len(cand):].mean())})
+        top = np.sort(c)[-max(1, len(c) // 10) :]
+        rows.append(
+            {
+                "epoch": e,
+                "loss": loss.get(e, np.nan),
+                "linear_acc": pr["linear_acc"],
+                "knn_acc": pr["knn_acc"],
+                "sslmem_raw": float(c.mean()),
+                "sslmem_top10": float(top.mean()),
+                "shared_raw": float(res.raw[len(cand) :].mean()),
+            }
+        )
     return pd.DataFrame(rows), points
 
 
-def run_setups(preset: str | Preset = "smoke", *, device: str = "cpu", cache_dir=None, data_root=None,
-               progress: bool = False, **overrides) -> SetupsRun:
+def run_setups(
+    preset: str | Preset = "smoke",
+    *,
+    device: str = "cpu",
+    cache_dir=None,
+    data_root=None,
+    progress: bool = False,
+    **overrides,
+) -> SetupsRun:
     """Run every comparison of the section (see the module docstring) at ``preset``.
 
     Parameters
@@ -448,8 +559,16 @@ def run_setups(preset: str | Preset = "smoke", *, device: str = "cpu", cache_dir
     for _, _, rp, seed in runs:
         validate_run_parameters(rp, device, seed)
     s = dataclasses.replace(s, train_augmentation=p.augmentation)
-    ctx = RunContext.start(SETUPS_KIND, p, device, s["seeds"][0], {"settings": s.to_dict()}, cache_dir=cache_dir,
-                           data_root=data_root, progress=progress)
+    ctx = RunContext.start(
+        SETUPS_KIND,
+        p,
+        device,
+        s["seeds"][0],
+        {"settings": s.to_dict()},
+        cache_dir=cache_dir,
+        data_root=data_root,
+        progress=progress,
+    )
     dev, cache = ctx.device, ctx.cache
     kw = dict(device=device, cache_dir=cache, data_root=data_root, progress=progress)
     done: dict[tuple, SSLMemRun] = {}
@@ -479,9 +598,9 @@ def run_setups(preset: str | Preset = "smoke", *, device: str = "cpu", cache_dir
         train_set, _, splits = load_with_splits(rp, seed0, data_root)
         fams = ctx.fit_families(rp, train_set, splits)  # whole methods: Feldman needs the classifier heads
         cand = train_set.subset(splits.candidate)
-        cand_cols["Feldman (supervised)"] = supervised_memorization([f.method for f in fams["f"]],
-                                                                    [f.method for f in fams["g"]], cand.images,
-                                                                    cand.labels.numpy())
+        cand_cols["Feldman (supervised)"] = supervised_memorization(
+            [f.method for f in fams["f"]], [f.method for f in fams["g"]], cand.images, cand.labels.numpy()
+        )
         ssl_scores, fm = cand_cols[BASE_SETUP], cand_cols["Feldman (supervised)"]
         rng = np.random.default_rng(seed0)
         for k in s["top_k"]:
@@ -490,9 +609,15 @@ def run_setups(preset: str | Preset = "smoke", *, device: str = "cpu", cache_dir
             ov = overlap_at_k(ssl_scores, fm, k)
             # Chance: the overlap of two random top-k sets (permutations of one scoring).
             null = np.array([overlap_at_k(rng.permutation(ssl_scores), fm, k) for _ in range(2000)])
-            feldman_rows.append({"k": k, "overlap": ov, "chance": float(null.mean()),
-                                 "overlap p": float((1 + (null >= ov).sum()) / (1 + len(null))),
-                                 **kendall_tau(ssl_scores, fm)})
+            feldman_rows.append(
+                {
+                    "k": k,
+                    "overlap": ov,
+                    "chance": float(null.mean()),
+                    "overlap p": float((1 + (null >= ov).sum()) / (1 + len(null))),
+                    **kendall_tau(ssl_scores, fm),
+                }
+            )
     candidate_scores = pd.DataFrame(cand_cols)
 
     # Table 7: overlap ratio; Table 9: training augmentation and MAE mask ratio (first seed).
@@ -502,9 +627,18 @@ def run_setups(preset: str | Preset = "smoke", *, device: str = "cpu", cache_dir
             run = get(rp, seed)
             pts[value] = _candidates(run)
             r = _row(run)
-            rows.append({key[:-1]: value, "SSLMem": r["sslmem"], "SSLMem raw": r["sslmem_raw"],
-                         "linear acc": r["linear_acc"], "kNN acc": r["knn_acc"], "n": r["n_candidates"],
-                         "shared": rp.shared, "candidate": rp.candidate})
+            rows.append(
+                {
+                    key[:-1]: value,
+                    "SSLMem": r["sslmem"],
+                    "SSLMem raw": r["sslmem_raw"],
+                    "linear acc": r["linear_acc"],
+                    "kNN acc": r["knn_acc"],
+                    "n": r["n_candidates"],
+                    "shared": rp.shared,
+                    "candidate": rp.candidate,
+                }
+            )
         return pd.DataFrame(rows).set_index(key[:-1]), pts
 
     overlap, overlap_points = ablation("overlap", "overlaps")
@@ -515,45 +649,98 @@ def run_setups(preset: str | Preset = "smoke", *, device: str = "cpu", cache_dir
     base = get(setup_preset(p, s, BASE_SETUP), seed0)
     measure_rows, measure_points = [], {}
     for a in s["measure_augmentations"]:
-        res = sslmem(base.encoders["f"], base.encoders["g"], base.images,
-                     build_augmentation(a, base.images.shape[-1]), views=p.views, mode=p.mode,
-                     ids=base.result.ids, batch_size=p.score_batch_size, seed=seed0, device=dev)
+        res = sslmem(
+            base.encoders["f"],
+            base.encoders["g"],
+            base.images,
+            build_augmentation(a, base.images.shape[-1]),
+            views=p.views,
+            mode=p.mode,
+            ids=base.result.ids,
+            batch_size=p.score_batch_size,
+            seed=seed0,
+            device=dev,
+        )
         c = res.score[base.subset == "candidate"]
         measure_points[a] = c
         lo_hi = mean_ci(c)
-        measure_rows.append({"augmentation": a, "SSLMem": lo_hi[0], "ci95 low": lo_hi[1], "ci95 high": lo_hi[2],
-                             "SSLMem raw": float(res.raw[base.subset == "candidate"].mean()),
-                             "trained with": a == p.augmentation})
+        measure_rows.append(
+            {
+                "augmentation": a,
+                "SSLMem": lo_hi[0],
+                "ci95 low": lo_hi[1],
+                "ci95 high": lo_hi[2],
+                "SSLMem raw": float(res.raw[base.subset == "candidate"].mean()),
+                "trained with": a == p.augmentation,
+            }
+        )
     measure_aug = pd.DataFrame(measure_rows).set_index("augmentation")
 
     # Table 4: Déjà Vu beside SSLMem, for every Table 1 setup at the first seed. The public set is drawn
     # from the test split without S_E (no encoder trained on any of it).
     test_set = load_dataset(p.dataset, "test", root=data_root)
     pool = np.setdiff1d(np.arange(len(test_set)), base.splits.extra)  # Table 1's setups share base's splits
-    public = test_set.subset(np.sort(np.random.default_rng(seed0 + 7).choice(pool, min(s["public"], len(pool)),
-                                                                            replace=False)))
+    public = test_set.subset(
+        np.sort(np.random.default_rng(seed0 + 7).choice(pool, min(s["public"], len(pool)), replace=False))
+    )
     dv_rows = []
     for name in s["setups"]:
         run = get(setup_preset(p, s, name), seed0)
         cmask = run.subset == "candidate"
-        res = dejavu(run.encoders["f"], run.encoders["g"], run.images[cmask], run.labels[cmask], public.images,
-                     public.labels.numpy(), k=s["dejavu_k"], centre=s["dejavu_centre"], device=dev)
+        res = dejavu(
+            run.encoders["f"],
+            run.encoders["g"],
+            run.images[cmask],
+            run.labels[cmask],
+            public.images,
+            public.labels.numpy(),
+            k=s["dejavu_k"],
+            centre=s["dejavu_centre"],
+            device=dev,
+        )
         sm = res.summary()
-        dv_rows.append({"setup": name, "method": SETUPS[name][0], "sslmem": float(_candidates(run).mean()),
-                        "dejavu_gap": sm["gap"], "dejavu_memorised": sm["memorised"], "crop_acc_f": sm["acc_f"],
-                        "crop_acc_g": sm["acc_g"], "linear_acc": _row(run)["linear_acc"]})
+        dv_rows.append(
+            {
+                "setup": name,
+                "method": SETUPS[name][0],
+                "sslmem": float(_candidates(run).mean()),
+                "dejavu_gap": sm["gap"],
+                "dejavu_memorised": sm["memorised"],
+                "crop_acc_f": sm["acc_f"],
+                "crop_acc_g": sm["acc_g"],
+                "linear_acc": _row(run)["linear_acc"],
+            }
+        )
     dv = pd.DataFrame(dv_rows).set_index("setup")
 
     # Fig. 2b: the base setup's first f and g pair over training.
-    dynamics, dynamics_points = training_dynamics(setup_preset(p, s, BASE_SETUP), seed0, dev, cache, data_root,
-                                                  progress)
+    dynamics, dynamics_points = training_dynamics(
+        setup_preset(p, s, BASE_SETUP), seed0, dev, cache, data_root, progress
+    )
 
     for r in done.values():
         ctx.trained_at += r.provenance.get("trained_at") or []
     prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
-    out = SetupsRun(p, s, table1_runs, candidate_scores, pd.DataFrame(feldman_rows), overlap, measure_aug,
-                    measure_points, train_aug, train_aug_points, mask_ratio, mask_ratio_points, overlap_points, dv,
-                    dynamics, dynamics_points, prov, ctx.run_dir,
-                    {"total_s": ctx.elapsed(), "sslmem_experiments": len(done)})
+    out = SetupsRun(
+        p,
+        s,
+        table1_runs,
+        candidate_scores,
+        pd.DataFrame(feldman_rows),
+        overlap,
+        measure_aug,
+        measure_points,
+        train_aug,
+        train_aug_points,
+        mask_ratio,
+        mask_ratio_points,
+        overlap_points,
+        dv,
+        dynamics,
+        dynamics_points,
+        prov,
+        ctx.run_dir,
+        {"total_s": ctx.elapsed(), "sslmem_experiments": len(done)},
+    )
     ctx.save(tables={name: getattr(out, name) for name in TABLES}, jsons={"provenance": prov}, index=True)
     return out

@@ -38,13 +38,19 @@ from .inputs import load_with_splits, probe_rng, probe_sets, sample_subset
 from .presets import Preset, claim_status, get_preset
 from .probes import KnnEval, probe_encoder
 
-
 #: The test that decides each claim of :meth:`SSLMemRun.claims` (its unit is the scored point).
 SSLMEM_TESTS = {
-    "S1": "one-sample t-test, Holm", "S2": "95 % CI of the mean contains 0",
-    "S3": "one-sample and Welch t-tests, Holm", "S4": "one-sample t-test, Holm", "S5": "Welch t-test, Holm",
-    "S6": "Welch t-test, Holm", "S7": "Welch t-test, Holm", "S8": "Welch t-test, Holm",
-    "S9": "one-sided Kendall τ", "S11": "share of the loss range (≥ 50 %)", "S12": "largest step (≤ 10 %)",
+    "S1": "one-sample t-test, Holm",
+    "S2": "95 % CI of the mean contains 0",
+    "S3": "one-sample and Welch t-tests, Holm",
+    "S4": "one-sample t-test, Holm",
+    "S5": "Welch t-test, Holm",
+    "S6": "Welch t-test, Holm",
+    "S7": "Welch t-test, Holm",
+    "S8": "Welch t-test, Holm",
+    "S9": "one-sided Kendall τ",
+    "S11": "share of the loss range (≥ 50 %)",
+    "S12": "largest step (≤ 10 %)",
 }
 
 
@@ -78,10 +84,19 @@ class SSLMemRun:
         for s in SUBSETS:
             m = self.subset == s
             mean, lo, hi = mean_ci(self.result.score[m])
-            rows.append({"subset": SUBSET_LABELS[s], "n": int(m.sum()), "mean score": mean, "ci95 low": lo,
-                         "ci95 high": hi, "std score": self.result.score[m].std(ddof=1),
-                         "mean raw": self.result.raw[m].mean(), "mean align f": self.result.align_f[m].mean(),
-                         "mean align g": self.result.align_g[m].mean()})
+            rows.append(
+                {
+                    "subset": SUBSET_LABELS[s],
+                    "n": int(m.sum()),
+                    "mean score": mean,
+                    "ci95 low": lo,
+                    "ci95 high": hi,
+                    "std score": self.result.score[m].std(ddof=1),
+                    "mean raw": self.result.raw[m].mean(),
+                    "mean align f": self.result.align_f[m].mean(),
+                    "mean align g": self.result.align_g[m].mean(),
+                }
+            )
         return pd.DataFrame(rows).set_index("subset")
 
     def tests(self) -> pd.DataFrame:
@@ -123,8 +138,10 @@ class SSLMemRun:
         below, stat_ce = test("m(S_C) ≤ m(S_E)")
         rows = {
             "S1": with_mean("m(S_C) ≤ 0"),
-            "S2": (shared["ci95 low"] <= 0 <= shared["ci95 high"],
-                   f"mean {shared['mean score']:+.4f}, 95% CI [{shared['ci95 low']:+.4f}, {shared['ci95 high']:+.4f}]"),
+            "S2": (
+                shared["ci95 low"] <= 0 <= shared["ci95 high"],
+                f"mean {shared['mean score']:+.4f}, 95% CI [{shared['ci95 low']:+.4f}, {shared['ci95 high']:+.4f}]",
+            ),
             "S3": ((pos, below), f"{stat_e.replace('; ', '; vs 0: ', 1)}; below S_C: {stat_ce}"),
             "S4": with_mean("m(S_I) ≥ 0"),
             "S5": test("m(S_C) ≤ m(S_S)"),
@@ -134,13 +151,29 @@ class SSLMemRun:
         }
         rows.update(self._spectrum_claims())
         n = {s: int((self.subset == s).sum()) for s in SUBSETS}
-        sizes = {"S1": n["candidate"], "S2": n["shared"], "S3": n["extra"] + n["candidate"], "S4": n["independent"],
-                 "S5": n["candidate"] + n["shared"], "S6": n["candidate"] + n["extra"],
-                 "S7": n["shared"] + n["independent"], "S8": n["extra"] + n["independent"]}
-        return claims_table([
-            Claim(cid, claim_status(self.preset, self.seed, list(ok) if isinstance(ok, tuple) else ok), stat,
-                  SSLMEM_TESTS[cid], "point", sizes.get(cid, n["candidate"]))
-            for cid, (ok, stat) in rows.items()])
+        sizes = {
+            "S1": n["candidate"],
+            "S2": n["shared"],
+            "S3": n["extra"] + n["candidate"],
+            "S4": n["independent"],
+            "S5": n["candidate"] + n["shared"],
+            "S6": n["candidate"] + n["extra"],
+            "S7": n["shared"] + n["independent"],
+            "S8": n["extra"] + n["independent"],
+        }
+        return claims_table(
+            [
+                Claim(
+                    cid,
+                    claim_status(self.preset, self.seed, list(ok) if isinstance(ok, tuple) else ok),
+                    stat,
+                    SSLMEM_TESTS[cid],
+                    "point",
+                    sizes.get(cid, n["candidate"]),
+                )
+                for cid, (ok, stat) in rows.items()
+            ]
+        )
 
     def _spectrum_claims(self) -> dict:
         """S9 (atypical points score highest), S11 (memorisation vs f's alignment) and S12 (a smooth spectrum)."""
@@ -150,31 +183,44 @@ class SSLMemRun:
         if self.encoders.get("g"):
             aty = self.atypicality()[c]
             r = st.kendalltau(score, aty, alternative="greater")
-            rows["S9"] = (bool(r.pvalue < 0.05), f"Kendall τ(score, atypicality) = {r.statistic:+.2f}, "
-                          f"p = {r.pvalue:.2g} (one-sided, n = {c.sum()})")
+            rows["S9"] = (
+                bool(r.pvalue < 0.05),
+                f"Kendall τ(score, atypicality) = {r.statistic:+.2f}, p = {r.pvalue:.2g} (one-sided, n = {c.sum()})",
+            )
         top = score >= np.quantile(score, 0.9)
         span = np.ptp(align_f[top]) / np.ptp(align_f) if np.ptp(align_f) > 0 else float("nan")
         lowest_rank = int((score > score[np.argmin(align_f)]).sum()) + 1
-        rows["S11"] = ((bool(span >= 0.5), bool(not top[np.argmin(align_f)])),
-                       f"the top 10 % by score span {span:.0%} of S_C's range of f's alignment loss; the candidate "
-                       f"with the lowest loss on f ranks {lowest_rank} of {c.sum()} by score")
+        rows["S11"] = (
+            (bool(span >= 0.5), bool(not top[np.argmin(align_f)])),
+            f"the top 10 % by score span {span:.0%} of S_C's range of f's alignment loss; the candidate "
+            f"with the lowest loss on f ranks {lowest_rank} of {c.sum()} by score",
+        )
         step = largest_step(score)
-        rows["S12"] = (bool(step <= 0.1), f"largest drop of the fraction above a threshold between neighbouring "
-                       f"thresholds (50 over the range): {step:.0%} of S_C (smooth: ≤ 10 %)")
+        rows["S12"] = (
+            bool(step <= 0.1),
+            f"largest drop of the fraction above a threshold between neighbouring "
+            f"thresholds (50 over the range): {step:.0%} of S_C (smooth: ≤ 10 %)",
+        )
         return rows
 
     def atypicality(self, k: int = 5) -> np.ndarray:
         """Each scored point's atypicality in g's representation (mean over g's family, see
         :func:`~memlib.probing.knn.atypicality`; among all scored points)."""
-        return np.mean([atypicality(embed(enc, self.images), torch.as_tensor(self.labels), k).cpu().numpy()
-                        for enc in self.encoders["g"]], axis=0)
+        return np.mean(
+            [
+                atypicality(embed(enc, self.images), torch.as_tensor(self.labels), k).cpu().numpy()
+                for enc in self.encoders["g"]
+            ],
+            axis=0,
+        )
 
     def point_intervals(self, confidence: float = 0.95) -> pd.DataFrame:
         """Each candidate's raw score with a bootstrap interval over f's and g's encoders
         (:func:`~memlib.stats.point_intervals`), most memorised first."""
         c = self.subset == "candidate"
-        df = point_intervals(self.result.align_f_models[:, c], self.result.align_g_models[:, c], confidence,
-                             seed=self.seed)
+        df = point_intervals(
+            self.result.align_f_models[:, c], self.result.align_g_models[:, c], confidence, seed=self.seed
+        )
         df.insert(0, "label", [self.classes[i] for i in self.labels[c]])
         return df.sort_values("raw", ascending=False)
 
@@ -195,8 +241,14 @@ class SSLMemRun:
         sc, rows = self.scores(), []
         for s in ("candidate", "extra", "independent"):
             res = significant_points(sc[s], sc["shared"], alpha, method)
-            rows.append({"subset": SUBSET_LABELS[s], "n": len(res), "significant": int(res.significant.sum()),
-                         "share": float(res.significant.mean())})
+            rows.append(
+                {
+                    "subset": SUBSET_LABELS[s],
+                    "n": len(res),
+                    "significant": int(res.significant.sum()),
+                    "share": float(res.significant.mean()),
+                }
+            )
         return pd.DataFrame(rows).set_index("subset")
 
     def order_holds(self) -> bool:
@@ -205,8 +257,16 @@ class SSLMemRun:
         return bool(m["candidate"] > m["extra"] > m["shared"] > m["independent"])
 
 
-def run_sslmem(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int = 0, cache_dir=None, data_root=None,
-        progress: bool = True, **overrides) -> SSLMemRun:
+def run_sslmem(
+    preset: str | Preset = "smoke",
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+    cache_dir=None,
+    data_root=None,
+    progress: bool = True,
+    **overrides,
+) -> SSLMemRun:
     """Run the SSLMem experiment of the paper's §4.2 at a preset.
 
     Parameters
@@ -227,8 +287,16 @@ def run_sslmem(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int
     SSLMemRun
     """
     # Every parameter (split sizes included) is checked before any data is loaded or anything written.
-    ctx = RunContext.start(SSLMEM, get_preset(preset, **overrides), device, seed, {}, cache_dir=cache_dir,
-                           data_root=data_root, progress=progress)
+    ctx = RunContext.start(
+        SSLMEM,
+        get_preset(preset, **overrides),
+        device,
+        seed,
+        {},
+        cache_dir=cache_dir,
+        data_root=data_root,
+        progress=progress,
+    )
     p, dev = ctx.preset, ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
     splits.save(ctx.run_dir / "splits.json")
@@ -245,32 +313,64 @@ def run_sslmem(preset: str | Preset = "smoke", *, device: str = "cpu", seed: int
     histories = {f"{fam}{i}": f.history for fam, fs in fitted.items() for i, f in enumerate(fs)}
     t_train = time.perf_counter() - t_train
 
-    scored = {"candidate": train_set.subset(splits.candidate), "shared": train_set.subset(splits.shared),
-              "extra": test_set.subset(splits.extra), "independent": train_set.subset(splits.independent)}
+    scored = {
+        "candidate": train_set.subset(splits.candidate),
+        "shared": train_set.subset(splits.shared),
+        "extra": test_set.subset(splits.extra),
+        "independent": train_set.subset(splits.independent),
+    }
     images = torch.cat([d.images for d in scored.values()])
     labels = np.concatenate([d.labels.numpy() for d in scored.values()])
     subset = np.concatenate([[s] * len(d) for s, d in scored.items()])
     # Views are drawn from each point's dataset index, so a point has the same views in every chapter.
-    ids = np.concatenate([splits.candidate, splits.shared, test_point_ids(splits.extra, train_set),
-                          splits.independent])
+    ids = np.concatenate([splits.candidate, splits.shared, test_point_ids(splits.extra, train_set), splits.independent])
     t_score = time.perf_counter()
-    result = sslmem(families["f"], families["g"], images, aug, views=p.views, mode=p.mode, ids=ids,
-                    batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
+    result = sslmem(
+        families["f"],
+        families["g"],
+        images,
+        aug,
+        views=p.views,
+        mode=p.mode,
+        ids=ids,
+        batch_size=p.score_batch_size,
+        seed=seed,
+        device=dev,
+        progress=progress,
+    )
     t_score = time.perf_counter() - t_score
 
     t_probe = time.perf_counter()
     rows = []
     for fam, encs in families.items():
         for i, enc in enumerate(encs):
-            rows.append({"encoder": f"{fam}{i}", "family": fam,
-                         **probe_encoder(enc, probe_tr, probe_te, p.probe_epochs, seed, dev)})
+            rows.append(
+                {
+                    "encoder": f"{fam}{i}",
+                    "family": fam,
+                    **probe_encoder(enc, probe_tr, probe_te, p.probe_epochs, seed, dev),
+                }
+            )
     probe = pd.DataFrame(rows).set_index("encoder")
     t_probe = time.perf_counter() - t_probe
 
     prov = ctx.provenance(p.to_dict())
-    run = SSLMemRun(p, seed, splits, result, subset, images, labels, train_set.classes, histories, probe, prov,
-                    ctx.run_dir, {"train_s": t_train, "score_s": t_score, "probe_s": t_probe,
-                                  "total_s": ctx.elapsed()}, families)
+    run = SSLMemRun(
+        p,
+        seed,
+        splits,
+        result,
+        subset,
+        images,
+        labels,
+        train_set.classes,
+        histories,
+        probe,
+        prov,
+        ctx.run_dir,
+        {"train_s": t_train, "score_s": t_score, "probe_s": t_probe, "total_s": ctx.elapsed()},
+        families,
+    )
     _save(run, ctx)
     return run
 
@@ -279,10 +379,23 @@ def _save(run: SSLMemRun, ctx: RunContext) -> None:
     """Write per-point scores (CSV), summary, tests, probe and provenance (JSON) to the run folder, then its
     ``COMPLETE`` marker."""
     r = run.result
-    scores = pd.DataFrame({"subset": run.subset, "label": run.labels, "align_f": r.align_f, "align_g": r.align_g,
-                           "raw": r.raw, "score": r.score})
-    summary = {"summary": run.summary().reset_index().to_dict(orient="records"),
-               "tests": run.tests().to_dict(orient="records"), "probe": run.probe.reset_index().to_dict(orient="records"),
-               "order_holds": run.order_holds(), "timings": run.timings, "provenance": run.provenance,
-               "histories": run.histories}
+    scores = pd.DataFrame(
+        {
+            "subset": run.subset,
+            "label": run.labels,
+            "align_f": r.align_f,
+            "align_g": r.align_g,
+            "raw": r.raw,
+            "score": r.score,
+        }
+    )
+    summary = {
+        "summary": run.summary().reset_index().to_dict(orient="records"),
+        "tests": run.tests().to_dict(orient="records"),
+        "probe": run.probe.reset_index().to_dict(orient="records"),
+        "order_holds": run.order_holds(),
+        "timings": run.timings,
+        "provenance": run.provenance,
+        "histories": run.histories,
+    }
     ctx.save(tables={"scores": scores}, jsons={"summary": summary})

@@ -52,7 +52,9 @@ def vicreg_loss(
     the official code halves the variance sum, which amounts to μ = 12.5.
     """
     if z1.shape != z2.shape or z1.ndim != 2:
-        raise ValueError(f"vicreg_loss: views must be (B, D) of equal shape, got {tuple(z1.shape)} vs {tuple(z2.shape)}")
+        raise ValueError(
+            f"vicreg_loss: views must be (B, D) of equal shape, got {tuple(z1.shape)} vs {tuple(z2.shape)}"
+        )
     if z1.shape[0] < 2:
         raise ValueError(f"vicreg_loss: batch size {z1.shape[0]} is too small; variance needs at least 2 rows")
     z1, z2 = z1.float(), z2.float()

@@ -5,13 +5,33 @@ from .dejavu import DejaVuResult, dejavu, periphery_crop
 from .feldman import label_probability, supervised_memorization
 from .layermem import LayerMemResult, layer_alignment, layermem, layermem_from_views
 from .sslmem import SSLMemResult, alignment_loss, normalize_scores, sslmem, sslmem_from_views
-from .unitmem import (UnitMemResult, point_selectivity, selectivity, unit_means, unit_taps, unitmem,
-                      unitmem_from_views)
+from .unitmem import UnitMemResult, point_selectivity, selectivity, unit_means, unit_taps, unitmem, unitmem_from_views
 from .views import MODES, AugmentedViews, FixedViews, draw_views
 
 __all__ = [
-    "AugmentedViews", "FixedViews", "draw_views", "layermem_from_views", "sslmem_from_views", "unitmem_from_views",
-    "DejaVuResult", "MODES", "LayerMemResult", "dejavu", "label_probability", "periphery_crop",
-    "supervised_memorization", "SSLMemResult", "UnitMemResult", "alignment_loss", "layer_alignment", "layermem",
-    "normalize_scores", "point_selectivity", "selectivity", "sslmem", "unit_means", "unit_taps", "unitmem",
+    "AugmentedViews",
+    "FixedViews",
+    "draw_views",
+    "layermem_from_views",
+    "sslmem_from_views",
+    "unitmem_from_views",
+    "DejaVuResult",
+    "MODES",
+    "LayerMemResult",
+    "dejavu",
+    "label_probability",
+    "periphery_crop",
+    "supervised_memorization",
+    "SSLMemResult",
+    "UnitMemResult",
+    "alignment_loss",
+    "layer_alignment",
+    "layermem",
+    "normalize_scores",
+    "point_selectivity",
+    "selectivity",
+    "sslmem",
+    "unit_means",
+    "unit_taps",
+    "unitmem",
 ]

@@ -51,13 +51,25 @@ class DejaVuResult:
 
     def summary(self) -> dict:
         """Accuracy of f and g on the crops, their gap, and the share of Déjà Vu memorised points."""
-        return {"acc_f": float(self.correct_f.mean()), "acc_g": float(self.correct_g.mean()),
-                "gap": float(self.correct_f.mean() - self.correct_g.mean()),
-                "memorised": float(self.memorised.mean())}
+        return {
+            "acc_f": float(self.correct_f.mean()),
+            "acc_g": float(self.correct_g.mean()),
+            "gap": float(self.correct_f.mean() - self.correct_g.mean()),
+            "memorised": float(self.memorised.mean()),
+        }
 
 
-def dejavu(f_encoders: Sequence, g_encoders: Sequence, images: torch.Tensor, labels, public_images: torch.Tensor,
-           public_labels, k: int = 20, centre: int = 14, device: str | torch.device | None = None) -> DejaVuResult:
+def dejavu(
+    f_encoders: Sequence,
+    g_encoders: Sequence,
+    images: torch.Tensor,
+    labels,
+    public_images: torch.Tensor,
+    public_labels,
+    k: int = 20,
+    centre: int = 14,
+    device: str | torch.device | None = None,
+) -> DejaVuResult:
     """Déjà Vu memorisation of ``images`` (f's training points) by ``f_encoders`` against ``g_encoders``.
 
     Parameters

@@ -22,8 +22,9 @@ from ..data.augment import to_float
 
 
 @torch.inference_mode()
-def label_probability(model, images: torch.Tensor, labels, batch_size: int = 1024,
-                      device: str | torch.device | None = None) -> np.ndarray:
+def label_probability(
+    model, images: torch.Tensor, labels, batch_size: int = 1024, device: str | torch.device | None = None
+) -> np.ndarray:
     """Softmax probability of each point's label under ``model`` (eval mode, unaugmented images).
 
     ``model`` is a trained classifier: any module with ``encoder`` and
@@ -47,8 +48,14 @@ def label_probability(model, images: torch.Tensor, labels, batch_size: int = 102
     return torch.cat(out).numpy()
 
 
-def supervised_memorization(f_models: Sequence, g_models: Sequence, images: torch.Tensor, labels,
-                            batch_size: int = 1024, device: str | torch.device | None = None) -> np.ndarray:
+def supervised_memorization(
+    f_models: Sequence,
+    g_models: Sequence,
+    images: torch.Tensor,
+    labels,
+    batch_size: int = 1024,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """Feldman's memorisation of each point: mean p(y|x) over ``f_models`` minus over ``g_models``.
 
     Parameters

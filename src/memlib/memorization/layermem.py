@@ -32,8 +32,16 @@ from ..data.augment import Augmentation
 from ..models.encoder import tapped
 from .scoring import as_list, eval_mode, family_names, forward, require_finite, scoring_device, view_distances
 from .sslmem import normalize_scores
-from .views import (AugmentedViews, FixedViews, ViewSource, check_batch_size, check_views_arg, gather_points,
-                    points_per_batch, view_batches)
+from .views import (
+    AugmentedViews,
+    FixedViews,
+    ViewSource,
+    check_batch_size,
+    check_views_arg,
+    gather_points,
+    points_per_batch,
+    view_batches,
+)
 
 
 @dataclass
@@ -85,8 +93,15 @@ class LayerMemResult:
         rows = np.array([self.taps.index(self._known(t)) for t in taps])
         idx = np.arange(self.raw.shape[1]) if points is None else np.asarray(points)
         lm, lm_raw = self.score[rows][:, idx].mean(1), self.raw[rows][:, idx].mean(1)
-        df = pd.DataFrame({"layermem": lm, "delta": np.diff(lm, prepend=0.0), "layermem_raw": lm_raw,
-                           "delta_raw": np.diff(lm_raw, prepend=0.0)}, index=pd.Index(taps, name="tap"))
+        df = pd.DataFrame(
+            {
+                "layermem": lm,
+                "delta": np.diff(lm, prepend=0.0),
+                "layermem_raw": lm_raw,
+                "delta_raw": np.diff(lm_raw, prepend=0.0),
+            },
+            index=pd.Index(taps, name="tap"),
+        )
         df["n"] = len(np.arange(self.raw.shape[1])[idx])
         return df
 
@@ -131,8 +146,9 @@ def source_layer_alignment(
                 for li, t in enumerate(taps):
                     out[j, li, start : start + b] = view_distances(acts[t], b, source.views, mode)
     out = gather_points(out, points_per_batch(batch_size, source.views, mode)).cpu().numpy()
-    return taps, require_finite(out, names or [str(j) for j in range(len(models))], "layer alignment",
-                                getattr(source, "ids", None))
+    return taps, require_finite(
+        out, names or [str(j) for j in range(len(models))], "layer alignment", getattr(source, "ids", None)
+    )
 
 
 def layer_alignment(
@@ -167,8 +183,16 @@ def layer_alignment(
     tuple
         The tap names and an array of shape (n_encoders, L, N).
     """
-    return source_layer_alignment(encoders, AugmentedViews(images, augmentation, views, seed, ids), taps,
-                                  mode=mode, batch_size=batch_size, device=device, amp=amp, progress=progress)
+    return source_layer_alignment(
+        encoders,
+        AugmentedViews(images, augmentation, views, seed, ids),
+        taps,
+        mode=mode,
+        batch_size=batch_size,
+        device=device,
+        amp=amp,
+        progress=progress,
+    )
 
 
 def layermem(
@@ -206,8 +230,9 @@ def layermem(
     >>> res = layermem(f, g, images_uint8, SimCLRAugment(size=28), taps=f.tap_names)  # doctest: +SKIP
     >>> res.table()  # doctest: +SKIP
     """
-    return _layermem(f, g, AugmentedViews(images, augmentation, views, seed, ids), taps, mode, batch_size, device,
-                     amp, progress)
+    return _layermem(
+        f, g, AugmentedViews(images, augmentation, views, seed, ids), taps, mode, batch_size, device, amp, progress
+    )
 
 
 def layermem_from_views(
@@ -223,14 +248,26 @@ def layermem_from_views(
     amp: bool = False,
     progress: bool = False,
 ) -> LayerMemResult:
-    """LayerMem of views you made yourself, (N, K, C, H, W); as :func:`~memlib.memorization.sslmem.sslmem_from_views`."""
+    """LayerMem of views you made yourself, (N, K, C, H, W).
+
+    As :func:`~memlib.memorization.sslmem.sslmem_from_views`.
+    """
     return _layermem(f, g, FixedViews(views, clean), taps, mode, batch_size, device, amp, progress)
 
 
 def _layermem(f, g, source, taps, mode, batch_size, device, amp, progress) -> LayerMemResult:
     fs, gs = as_list(f), as_list(g)
-    taps, a = source_layer_alignment(fs + gs, source, taps, mode=mode, batch_size=batch_size, device=device,
-                                     amp=amp, progress=progress, names=family_names(fs, gs))
+    taps, a = source_layer_alignment(
+        fs + gs,
+        source,
+        taps,
+        mode=mode,
+        batch_size=batch_size,
+        device=device,
+        amp=amp,
+        progress=progress,
+        names=family_names(fs, gs),
+    )
     af, ag = a[: len(fs)].mean(0), a[len(fs) :].mean(0)
     raw = ag - af
     score = np.stack([normalize_scores(r) for r in raw])

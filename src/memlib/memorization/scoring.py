@@ -32,12 +32,16 @@ def as_list(models) -> list[nn.Module]:
     if isinstance(models, nn.Module):
         return [models]
     if isinstance(models, (str, bytes)) or not hasattr(models, "__iter__"):
-        raise TypeError(f"encoders must be an nn.Module or a non-empty sequence of nn.Modules, got "
-                        f"{type(models).__name__} (load a checkpoint into a module first)")
+        raise TypeError(
+            f"encoders must be an nn.Module or a non-empty sequence of nn.Modules, got "
+            f"{type(models).__name__} (load a checkpoint into a module first)"
+        )
     models = list(models)
     if not models or not all(isinstance(m, nn.Module) for m in models):
-        raise TypeError(f"encoders must be an nn.Module or a non-empty sequence of nn.Modules, got "
-                        f"{[type(m).__name__ for m in models]}")
+        raise TypeError(
+            f"encoders must be an nn.Module or a non-empty sequence of nn.Modules, got "
+            f"{[type(m).__name__ for m in models]}"
+        )
     return models
 
 
@@ -80,8 +84,14 @@ def eval_mode(models: Sequence[nn.Module]):
             m.train(t)
 
 
-def forward(model: nn.Module, v: torch.Tensor, batch_size: int, device: torch.device, amp: bool = False,
-            taps: Sequence[str] | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
+def forward(
+    model: nn.Module,
+    v: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    amp: bool = False,
+    taps: Sequence[str] | None = None,
+) -> torch.Tensor | dict[str, torch.Tensor]:
     """``model(v)`` in passes of at most ``batch_size`` images; with ``taps``, each tap's output instead.
 
     In eval mode every image's output depends on that image only, so the
@@ -137,5 +147,6 @@ def require_finite(values: np.ndarray, names: Sequence[str], what: str, ids=None
             f"encoder {names[j]} gave a NaN or inf {what} for {len(pts)} point(s) "
             f"({'ids' if ids is not None else 'positions'} {named[:10].tolist()}{' …' if len(pts) > 10 else ''}); "
             f"its weights or outputs are not finite. Check that encoder (memlib's training stops on non-finite "
-            f"weights); no score is computed from NaN.")
+            f"weights); no score is computed from NaN."
+        )
     return values

@@ -39,8 +39,17 @@ from torch import nn
 
 from ..data.augment import Augmentation
 from .scoring import as_list, eval_mode, family_names, forward, require_finite, scoring_device, view_distances
-from .views import (AugmentedViews, FixedViews, ViewSource, check_batch_size, check_views_arg,
-                    gather_points, points_per_batch, view_batches)
+from .views import (
+    AugmentedViews,
+    FixedViews,
+    ViewSource,
+    check_batch_size,
+    check_views_arg,
+    gather_points,
+    points_per_batch,
+    view_batches,
+)
+
 
 @dataclass
 class SSLMemResult:
@@ -75,8 +84,14 @@ class SSLMemResult:
         """The rows ``idx``, keeping the normalisation of the whole scored set."""
         idx = np.asarray(idx)
         return SSLMemResult(
-            self.align_f[idx], self.align_g[idx], self.raw[idx], self.score[idx],
-            self.align_f_models[:, idx], self.align_g_models[:, idx], self.views, self.mode,
+            self.align_f[idx],
+            self.align_g[idx],
+            self.raw[idx],
+            self.score[idx],
+            self.align_f_models[:, idx],
+            self.align_g_models[:, idx],
+            self.views,
+            self.mode,
             None if self.ids is None else self.ids[idx],
         )
 
@@ -106,11 +121,13 @@ def source_alignment(
     with eval_mode(models), torch.inference_mode():
         for start, b, v in view_batches(source, mode, batch_size, device, progress):
             for j, m in enumerate(models):
-                out[j, start : start + b] = view_distances(forward(m, v, batch_size, device, amp), b,
-                                                           source.views, mode)
+                out[j, start : start + b] = view_distances(
+                    forward(m, v, batch_size, device, amp), b, source.views, mode
+                )
     out = gather_points(out, points_per_batch(batch_size, source.views, mode)).cpu().numpy()
-    return require_finite(out, names or [str(j) for j in range(len(models))], "alignment loss",
-                          getattr(source, "ids", None))
+    return require_finite(
+        out, names or [str(j) for j in range(len(models))], "alignment loss", getattr(source, "ids", None)
+    )
 
 
 def alignment_loss(
@@ -165,8 +182,15 @@ def alignment_loss(
     numpy.ndarray
         Shape (n_encoders, N).
     """
-    return source_alignment(encoders, AugmentedViews(images, augmentation, views, seed, ids), mode=mode,
-                            batch_size=batch_size, device=device, amp=amp, progress=progress)
+    return source_alignment(
+        encoders,
+        AugmentedViews(images, augmentation, views, seed, ids),
+        mode=mode,
+        batch_size=batch_size,
+        device=device,
+        amp=amp,
+        progress=progress,
+    )
 
 
 def normalize_scores(raw: np.ndarray) -> np.ndarray:
@@ -179,11 +203,16 @@ def normalize_scores(raw: np.ndarray) -> np.ndarray:
     raw = np.asarray(raw, dtype=np.float64)
     if not np.isfinite(raw).all():
         bad = np.flatnonzero(~np.isfinite(raw))
-        raise FloatingPointError(f"raw scores are NaN or inf at positions {bad[:10].tolist()}: scores are never "
-                                 f"computed from NaN; check the encoders that produced them")
+        raise FloatingPointError(
+            f"raw scores are NaN or inf at positions {bad[:10].tolist()}: scores are never "
+            f"computed from NaN; check the encoders that produced them"
+        )
     if raw.size == 1:
-        warnings.warn("one point scored: the range-normalised score is 0 by definition; compare raw scores, "
-                      "or score the points to compare in one call", stacklevel=2)
+        warnings.warn(
+            "one point scored: the range-normalised score is 0 by definition; compare raw scores, "
+            "or score the points to compare in one call",
+            stacklevel=2,
+        )
     span = raw.max() - raw.min() if raw.size else 0.0
     return raw / span if span > 0 else np.zeros_like(raw)
 
@@ -191,8 +220,17 @@ def normalize_scores(raw: np.ndarray) -> np.ndarray:
 def sslmem_from_alignment(af: np.ndarray, ag: np.ndarray, views: int, mode: str, ids=None) -> SSLMemResult:
     """An :class:`SSLMemResult` from per-encoder alignment losses of f's family ``af`` and g's ``ag``."""
     raw = ag.mean(0) - af.mean(0)
-    return SSLMemResult(af.mean(0), ag.mean(0), raw, normalize_scores(raw), af, ag, views, mode,
-                        None if ids is None else np.asarray(ids))
+    return SSLMemResult(
+        af.mean(0),
+        ag.mean(0),
+        raw,
+        normalize_scores(raw),
+        af,
+        ag,
+        views,
+        mode,
+        None if ids is None else np.asarray(ids),
+    )
 
 
 def sslmem(
@@ -261,6 +299,14 @@ def sslmem_from_views(
 
 def _sslmem(f, g, source: ViewSource, mode, batch_size, device, amp, progress, ids) -> SSLMemResult:
     fs, gs = as_list(f), as_list(g)
-    a = source_alignment(fs + gs, source, mode=mode, batch_size=batch_size, device=device, amp=amp,
-                         progress=progress, names=family_names(fs, gs))
+    a = source_alignment(
+        fs + gs,
+        source,
+        mode=mode,
+        batch_size=batch_size,
+        device=device,
+        amp=amp,
+        progress=progress,
+        names=family_names(fs, gs),
+    )
     return sslmem_from_alignment(a[: len(fs)], a[len(fs) :], source.views, mode, ids)

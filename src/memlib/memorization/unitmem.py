@@ -167,8 +167,9 @@ class UnitMemResult:
         classes = np.unique(labels)
         if len(classes) < 2:
             raise ValueError("ClassMem needs points of at least 2 classes")
-        return {t: selectivity(np.stack([m[labels == c].mean(0) for c in classes]), self.reduce)
-                for t, m in self.mu.items()}
+        return {
+            t: selectivity(np.stack([m[labels == c].mean(0) for c in classes]), self.reduce) for t, m in self.mu.items()
+        }
 
     def point_selectivity(self) -> np.ndarray:
         """:func:`point_selectivity` over the units of all taps together, shape (N,)."""
@@ -176,9 +177,21 @@ class UnitMemResult:
 
     def table(self) -> pd.DataFrame:
         """One row per unit: ``tap``, ``layer`` (depth index), ``unit``, ``unitmem``, ``argmax``."""
-        return pd.concat([pd.DataFrame({"tap": t, "layer": i, "unit": np.arange(len(self.unitmem[t])),
-                                        "unitmem": self.unitmem[t], "argmax": self.argmax[t]})
-                          for i, t in enumerate(self.taps)], ignore_index=True)
+        return pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "tap": t,
+                        "layer": i,
+                        "unit": np.arange(len(self.unitmem[t])),
+                        "unitmem": self.unitmem[t],
+                        "argmax": self.argmax[t],
+                    }
+                )
+                for i, t in enumerate(self.taps)
+            ],
+            ignore_index=True,
+        )
 
 
 def source_unit_means(
@@ -207,8 +220,10 @@ def source_unit_means(
     _, world = rank_and_world()
     if any(a == b for a, b in (shard_bounds(n, r, world, batch_size) for r in range(world))):
         # every rank checks the same condition, so all raise together instead of one hanging in the gather
-        raise ValueError(f"batch_size={batch_size} leaves a rank without points ({n} points, {world} ranks); "
-                         f"pass batch_size ≤ {max(1, n // world)}")
+        raise ValueError(
+            f"batch_size={batch_size} leaves a rank without points ({n} points, {world} ranks); "
+            f"pass batch_size ≤ {max(1, n // world)}"
+        )
     acc: dict[str, torch.Tensor] = {}
     with eval_mode([encoder]), torch.inference_mode(), tapped(encoder, taps) as acts:
         assert not encoder.training, "UnitMem must run in eval mode"
@@ -226,8 +241,9 @@ def source_unit_means(
                 acts.clear()  # drop this view's activations before the next forward
     means = {t: gather_points((a / views).T, batch_size).T.cpu().numpy() for t, a in acc.items()}
     for t, m in means.items():
-        require_finite(m.T[None], [f"{type(encoder).__name__} (tap {t!r})"], "mean activation",
-                       getattr(source, "ids", None))
+        require_finite(
+            m.T[None], [f"{type(encoder).__name__} (tap {t!r})"], "mean activation", getattr(source, "ids", None)
+        )
     return means
 
 
@@ -274,8 +290,15 @@ def unit_means(
     dict
         Tap name → array (N, units), float64.
     """
-    return source_unit_means(encoder, AugmentedViews(images, augmentation, views, seed, ids), taps,
-                             batch_size=batch_size, device=device, amp=amp, progress=progress)
+    return source_unit_means(
+        encoder,
+        AugmentedViews(images, augmentation, views, seed, ids),
+        taps,
+        batch_size=batch_size,
+        device=device,
+        amp=amp,
+        progress=progress,
+    )
 
 
 def unitmem(
@@ -315,8 +338,19 @@ def unitmem(
     """
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce={reduce!r} is unknown; choose one of {REDUCTIONS}")
-    raw = unit_means(encoder, images, augmentation, taps, views=views, ids=ids, batch_size=batch_size, seed=seed,
-                     device=device, amp=amp, progress=progress)
+    raw = unit_means(
+        encoder,
+        images,
+        augmentation,
+        taps,
+        views=views,
+        ids=ids,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        amp=amp,
+        progress=progress,
+    )
     return unitmem_from_means(raw, reduce, views)
 
 
@@ -344,7 +378,12 @@ def unitmem_from_means(raw: dict[str, np.ndarray], reduce: str, views: int) -> U
     mu = {t: np.maximum(m, 0.0) for t, m in raw.items()}
     n = next(iter(raw.values())).shape[0]
     return UnitMemResult(
-        taps=list(raw), mu=mu, unitmem={t: selectivity(m, reduce) for t, m in mu.items()},
-        argmax={t: m.argmax(0) for t, m in mu.items()}, clamped={t: float((m < 0).mean()) for t, m in raw.items()},
-        views=views, reduce=reduce, n_points=n,
+        taps=list(raw),
+        mu=mu,
+        unitmem={t: selectivity(m, reduce) for t, m in mu.items()},
+        argmax={t: m.argmax(0) for t, m in mu.items()},
+        clamped={t: float((m < 0).mean()) for t, m in raw.items()},
+        views=views,
+        reduce=reduce,
+        n_points=n,
     )

@@ -55,10 +55,11 @@ def _as_uint8_images(images, name: str = "images") -> torch.Tensor:
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.dtype != torch.uint8:
-        got = (f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor)
-               else type(images).__name__)
-        raise TypeError(f"{name} must be uint8 of shape (N, C, H, W), got {got}; memlib augments raw pixels "
-                        f"(float images in [0, 1]: pass (x * 255).round().to(torch.uint8))")
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise TypeError(
+            f"{name} must be uint8 of shape (N, C, H, W), got {got}; memlib augments raw pixels "
+            f"(float images in [0, 1]: pass (x * 255).round().to(torch.uint8))"
+        )
     if images.shape[0] == 0:
         raise ValueError(f"{name} is empty: pass at least one point")
     return images
@@ -102,16 +103,19 @@ class AugmentedViews:
     def __init__(self, images, augmentation: Augmentation, views: int, seed: int = 0, ids=None):
         self.images = _as_uint8_images(images)
         if not callable(augmentation):
-            raise TypeError(f"augmentation must be callable (uint8 images, generator) → views, got "
-                            f"{type(augmentation).__name__}")
+            raise TypeError(
+                f"augmentation must be callable (uint8 images, generator) → views, got {type(augmentation).__name__}"
+            )
         if isinstance(views, bool) or not isinstance(views, (int, np.integer)) or views < 1:
             raise ValueError(f"views={views!r} must be an int ≥ 1")
         size = getattr(augmentation, "size", None)
         if isinstance(size, int) and size != self.images.shape[-1]:
-            warnings.warn(f"augmentation size={size} but the images are {self.images.shape[-2]}×"
-                          f"{self.images.shape[-1]}: every view is resized to {size} px. If the encoder takes "
-                          f"{self.images.shape[-1]} px, pass e.g. SimCLRAugment(size={self.images.shape[-1]})",
-                          stacklevel=3)
+            warnings.warn(
+                f"augmentation size={size} but the images are {self.images.shape[-2]}×"
+                f"{self.images.shape[-1]}: every view is resized to {size} px. If the encoder takes "
+                f"{self.images.shape[-1]} px, pass e.g. SimCLRAugment(size={self.images.shape[-1]})",
+                stacklevel=3,
+            )
         self.augmentation, self.views = augmentation, int(views)
         self.seed = check_seed(seed)
         self.ids = check_ids(ids, self.images.shape[0])
@@ -171,8 +175,9 @@ class FixedViews:
         return to_float(self.clean_images[lo:hi].to(device))
 
 
-def draw_views(images, augmentation: Augmentation, views: int, *, seed: int = 0, ids=None,
-               device: str | torch.device = "cpu") -> torch.Tensor:
+def draw_views(
+    images, augmentation: Augmentation, views: int, *, seed: int = 0, ids=None, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """The exact views memlib scores for ``(images, augmentation, views, seed, ids)``: (N, K, C, H, W) float.
 
     Scoring these with the ``*_from_views`` functions gives the same result
@@ -188,8 +193,14 @@ def points_per_batch(batch_size: int, views: int, mode: str) -> int:
     return max(1, batch_size // (views + (mode == "clean")))
 
 
-def view_batches(source: ViewSource, mode: str, batch_size: int, device: torch.device, progress: bool = False,
-                 desc: str = "alignment") -> Iterator[tuple[int, int, torch.Tensor]]:
+def view_batches(
+    source: ViewSource,
+    mode: str,
+    batch_size: int,
+    device: torch.device,
+    progress: bool = False,
+    desc: str = "alignment",
+) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(start, b, v)``: batches of ``b`` whole points and their views.
 
     ``v`` holds the K views of each point, point-major (``b·K`` images),

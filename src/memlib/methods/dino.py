@@ -38,8 +38,10 @@ class DINOHead(nn.Module):
     def __init__(self, in_dim: int, out_dim: int = 1024, hidden_dim: int = 512, bottleneck_dim: int = 128):
         super().__init__()
         self.mlp = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim), nn.GELU(),
-            nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
+            nn.Linear(in_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.GELU(),
             nn.Linear(hidden_dim, bottleneck_dim),
         )
         for m in self.mlp:
@@ -168,8 +170,14 @@ class DINO(SSLMethod):
             student_out.append(self.student(self.multicrop.local_views(images, generator)))
         with torch.no_grad():
             teacher_out = self.teacher(global_views)
-        loss = dino_loss(torch.cat(student_out), teacher_out, self.center, 2 + self.multicrop.n_local,
-                         self.student_temp, self.teacher_temp)
+        loss = dino_loss(
+            torch.cat(student_out),
+            teacher_out,
+            self.center,
+            2 + self.multicrop.n_local,
+            self.student_temp,
+            self.teacher_temp,
+        )
         with torch.no_grad():
             # Entropy of the teacher's targets: near log(out_dim) is collapse to uniform, near 0 to one
             # dimension. The loss is this entropy plus KL(teacher ‖ student), so it is not monotone early on.

@@ -77,10 +77,11 @@ class MAE(SSLMethod):
         self.decoder_pos = nn.Parameter(torch.zeros(1, 1 + n, decoder_dim))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         nn.init.trunc_normal_(self.decoder_pos, std=0.02)
-        self.decoder = nn.Sequential(*[Block(decoder_dim, decoder_heads, mlp_ratio=4.0, qkv_bias=True)
-                                       for _ in range(decoder_depth)])
+        self.decoder = nn.Sequential(
+            *[Block(decoder_dim, decoder_heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(decoder_depth)]
+        )
         self.decoder_norm = nn.LayerNorm(decoder_dim)
-        self.decoder_pred = nn.Linear(decoder_dim, self.patch_size ** 2 * encoder.in_chans)
+        self.decoder_pred = nn.Linear(decoder_dim, self.patch_size**2 * encoder.in_chans)
         self.augmentation = augmentation or CropFlip(size=encoder.img_size)
 
     def random_masking(self, batch: int, device, generator: torch.Generator | None = None):

@@ -38,7 +38,9 @@ def check_lambda(lam) -> float:
     if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or math.isnan(lam):
         raise ValueError(f"lam={lam!r} must be a real number in [0, 1); use e.g. lam=0.1, or 0 for none")
     if not 0.0 <= lam < 1.0:
-        raise ValueError(f"lam={lam!r} must lie in [0, 1) (at 1 the SSL loss vanishes); use e.g. lam=0.1, or 0 for none")
+        raise ValueError(
+            f"lam={lam!r} must lie in [0, 1) (at 1 the SSL loss vanishes); use e.g. lam=0.1, or 0 for none"
+        )
     return float(lam)
 
 

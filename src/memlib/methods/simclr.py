@@ -30,7 +30,9 @@ class SimCLR(SSLMethod):
 
     name = "simclr"
 
-    def __init__(self, encoder, proj_dim: int = 128, hidden_dim: int = 512, temperature: float = 0.5, augmentation=None):
+    def __init__(
+        self, encoder, proj_dim: int = 128, hidden_dim: int = 512, temperature: float = 0.5, augmentation=None
+    ):
         super().__init__(encoder)
         d = encoder.pooled_dim
         self.projector = nn.Sequential(

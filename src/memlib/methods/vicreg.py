@@ -31,16 +31,27 @@ class VICReg(SSLMethod):
 
     name = "vicreg"
 
-    def __init__(self, encoder, expander_dim: int = 512, sim_weight: float = 25.0, var_weight: float = 25.0,
-                 cov_weight: float = 1.0, augmentation=None):
+    def __init__(
+        self,
+        encoder,
+        expander_dim: int = 512,
+        sim_weight: float = 25.0,
+        var_weight: float = 25.0,
+        cov_weight: float = 1.0,
+        augmentation=None,
+    ):
         for name, v in (("sim_weight", sim_weight), ("var_weight", var_weight), ("cov_weight", cov_weight)):
             if not v >= 0:
                 raise ValueError(f"VICReg: {name}={v!r} must be ≥ 0 (VICReg uses 25, 25, 1)")
         super().__init__(encoder)
         d, e = encoder.pooled_dim, expander_dim
         self.expander = nn.Sequential(
-            nn.Linear(d, e), nn.BatchNorm1d(e), nn.ReLU(inplace=True),
-            nn.Linear(e, e), nn.BatchNorm1d(e), nn.ReLU(inplace=True),
+            nn.Linear(d, e),
+            nn.BatchNorm1d(e),
+            nn.ReLU(inplace=True),
+            nn.Linear(e, e),
+            nn.BatchNorm1d(e),
+            nn.ReLU(inplace=True),
             nn.Linear(e, e),
         )
         self.weights = dict(sim_weight=sim_weight, var_weight=var_weight, cov_weight=cov_weight)

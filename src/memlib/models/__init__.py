@@ -23,6 +23,17 @@ def build_encoder(name: str, in_chans: int, img_size: int, mean=None, std=None) 
 
 
 __all__ = [
-    "ENCODERS", "Encoder", "SmallImageResNet", "ViTEncoder", "build_encoder", "channel_stats",
-    "extract_taps", "tapped", "resnet18", "resnet50", "resnet_narrow", "vit_micro", "vit_tiny",
+    "ENCODERS",
+    "Encoder",
+    "SmallImageResNet",
+    "ViTEncoder",
+    "build_encoder",
+    "channel_stats",
+    "extract_taps",
+    "tapped",
+    "resnet18",
+    "resnet50",
+    "resnet_narrow",
+    "vit_micro",
+    "vit_tiny",
 ]

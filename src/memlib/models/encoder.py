@@ -92,8 +92,10 @@ def tapped(model: nn.Module, names):
     out: dict[str, torch.Tensor] = {}
     handles = []
     for name in names:
+
         def hook(_mod, _inp, output, name=name):
             out[name] = output[0] if isinstance(output, (tuple, list)) else output
+
         handles.append(modules[name].register_forward_hook(hook))
     try:
         yield out

@@ -44,9 +44,7 @@ class SmallImageResNet(Encoder):
             stages.append(self._make_layer(block, w, n, stride=1 if i == 0 else 2))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.pooled_dim = widths[-1] * block.expansion
-        self.tap_names = ("stem",) + tuple(
-            f"layer{i + 1}.{j}" for i, n in enumerate(layers) for j in range(n)
-        )
+        self.tap_names = ("stem",) + tuple(f"layer{i + 1}.{j}" for i, n in enumerate(layers) for j in range(n))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

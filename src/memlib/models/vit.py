@@ -28,18 +28,28 @@ class ViTEncoder(Encoder):
         Patch side in pixels; must divide ``img_size``.
     """
 
-    def __init__(self, embed_dim=192, depth=12, num_heads=3, patch_size=4, in_chans=3, img_size=32, mean=None, std=None):
+    def __init__(
+        self, embed_dim=192, depth=12, num_heads=3, patch_size=4, in_chans=3, img_size=32, mean=None, std=None
+    ):
         super().__init__(in_chans, img_size, mean, std)
         if img_size % patch_size:
             raise ValueError(f"patch_size={patch_size} must divide img_size={img_size}")
         self.vit = VisionTransformer(
-            img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=0,
-            embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=4.0,
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            num_classes=0,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=4.0,
         )
         self.pooled_dim = embed_dim
-        self.tap_names = tuple(
-            f"vit.blocks.{i}{part}" for i in range(depth) for part in ("", ".attn", ".mlp")
-        ) + ("vit.norm",) + tuple(f"vit.blocks.{i}.mlp.act" for i in range(depth))
+        self.tap_names = (
+            tuple(f"vit.blocks.{i}{part}" for i in range(depth) for part in ("", ".attn", ".mlp"))
+            + ("vit.norm",)
+            + tuple(f"vit.blocks.{i}.mlp.act" for i in range(depth))
+        )
 
     @property
     def patch_embed(self):

@@ -32,7 +32,9 @@ def embed(
         with torch.inference_mode():
             for s in range(0, images.shape[0], batch_size):
                 x = to_float(images[s : s + batch_size].to(device))
-                with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda"):
+                with torch.autocast(
+                    torch.device(device).type, dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda"
+                ):
                     out.append(fn(x).flatten(1).float())
     finally:
         encoder.train(was_training)

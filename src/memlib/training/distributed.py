@@ -35,8 +35,17 @@ from torch.distributed.nn.functional import all_reduce as all_reduce_with_grad
 from ..losses.ntxent import gather_across_ranks
 
 __all__ = [
-    "GlobalBatchNorm", "all_gather_object", "convert_batchnorm", "gather_across_ranks", "gather_rows",
-    "init_from_env", "mean_over_ranks", "rank_and_world", "rank_seed", "shard_bounds", "wrap_ddp",
+    "GlobalBatchNorm",
+    "all_gather_object",
+    "convert_batchnorm",
+    "gather_across_ranks",
+    "gather_rows",
+    "init_from_env",
+    "mean_over_ranks",
+    "rank_and_world",
+    "rank_seed",
+    "shard_bounds",
+    "wrap_ddp",
 ]
 
 
@@ -62,8 +71,10 @@ def init_from_env(backend: str | None = None) -> tuple[int, int, torch.device]:
     """
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
-        raise RuntimeError(f"init_from_env: environment variables {missing} are not set; "
-                           f"launch the script with torchrun --nproc_per_node N script.py")
+        raise RuntimeError(
+            f"init_from_env: environment variables {missing} are not set; "
+            f"launch the script with torchrun --nproc_per_node N script.py"
+        )
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if backend not in ("nccl", "gloo"):
         raise ValueError(f"init_from_env: backend={backend!r} is unknown; choose 'nccl' or 'gloo'")
@@ -133,8 +144,9 @@ def convert_batchnorm(module: nn.Module) -> nn.Module:
             if cuda:
                 new = nn.SyncBatchNorm.convert_sync_batchnorm(child)
             else:
-                new = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                      child.track_running_stats)
+                new = GlobalBatchNorm(
+                    child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+                )
                 new.weight, new.bias = child.weight, child.bias  # same Parameter objects
                 for b in ("running_mean", "running_var", "num_batches_tracked"):
                     setattr(new, b, getattr(child, b))

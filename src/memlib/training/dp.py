@@ -39,8 +39,15 @@ from tqdm import tqdm
 from ..losses.mae import masked_patch_mse, patchify
 from ..methods.mae import MAE
 from ..provenance import git_commit
-from .loop import (TrainConfig, _lr_lambda, at_config_threads, atomic_save, fingerprint, load_checkpoint,
-                   nonfinite_tensors)
+from .loop import (
+    TrainConfig,
+    _lr_lambda,
+    at_config_threads,
+    atomic_save,
+    fingerprint,
+    load_checkpoint,
+    nonfinite_tensors,
+)
 
 
 @dataclass
@@ -130,15 +137,20 @@ def noise_for(dp: DPConfig, sample_rate: float, steps: int, delta: float) -> flo
 @functools.lru_cache(maxsize=64)
 def _sigma(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
     # opacus' binary search takes seconds; f's and g's encoders of one ε ask for the same σ.
-    return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
-                                      steps=steps, accountant="rdp"))
+    return float(
+        get_noise_multiplier(
+            target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps, accountant="rdp"
+        )
+    )
 
 
 def check_dp_method(method) -> None:
     """Refuse methods DP-SGD cannot train exactly here (not MAE, or with BatchNorm)."""
     if not isinstance(method, MAE):
-        raise TypeError(f"dp_train: method must be memlib's MAE (per-sample losses), got {type(method).__name__}; "
-                        "contrastive methods' losses couple the samples of a batch")
+        raise TypeError(
+            f"dp_train: method must be memlib's MAE (per-sample losses), got {type(method).__name__}; "
+            "contrastive methods' losses couple the samples of a batch"
+        )
     bn = [n for n, m in method.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if bn:
         raise ValueError(f"dp_train: BatchNorm layers {bn[:3]} mix samples; use a BatchNorm-free ViT encoder")
@@ -196,8 +208,9 @@ def dp_train(
     delta = dp.delta if dp.delta is not None else 1.0 / n
     sigma = noise_for(dp, q, total, delta)
     c = dp.max_grad_norm
-    fp = fingerprint({"train": config.to_dict(), "dp": dp.to_dict(), "run": run_config or {}, "n": n,
-                      "method": method.name})
+    fp = fingerprint(
+        {"train": config.to_dict(), "dp": dp.to_dict(), "run": run_config or {}, "n": n, "method": method.name}
+    )
 
     images = images.to(device)
     method.to(device)
@@ -227,16 +240,30 @@ def dp_train(
     def save(epoch):
         bad = nonfinite_tensors(method.state_dict())
         if bad:  # checked before writing: the checkpoint on disk keeps the last finite weights
-            raise FloatingPointError(f"dp_train: {len(bad)} weight tensors (e.g. {bad[0]}) are NaN or inf at epoch "
-                                     f"{epoch}; the checkpoint on disk ({path}) is the last finite one. Lower lr.")
+            raise FloatingPointError(
+                f"dp_train: {len(bad)} weight tensors (e.g. {bad[0]}) are NaN or inf at epoch "
+                f"{epoch}; the checkpoint on disk ({path}) is the last finite one. Lower lr."
+            )
         if path is not None:
-            atomic_save({"fingerprint": fp, "epoch": epoch, "method": method.state_dict(),
-                         "optimizer": opt.state_dict(),
-                         "scheduler": sched.state_dict(), "data_gen": data_gen.get_state(),
-                         "aug_gen": aug_gen.get_state(), "noise_gen": noise_gen.get_state(),
-                         "accountant": acct.history, "history": res.history, "commits": res.commits,
-                         "train_config": config.to_dict(), "dp_config": dp.to_dict(), "run_config": run_config or {}},
-                        path)
+            atomic_save(
+                {
+                    "fingerprint": fp,
+                    "epoch": epoch,
+                    "method": method.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "data_gen": data_gen.get_state(),
+                    "aug_gen": aug_gen.get_state(),
+                    "noise_gen": noise_gen.get_state(),
+                    "accountant": acct.history,
+                    "history": res.history,
+                    "commits": res.commits,
+                    "train_config": config.to_dict(),
+                    "dp_config": dp.to_dict(),
+                    "run_config": run_config or {},
+                },
+                path,
+            )
 
     one = _OneSampleLoss(method)
     buffers = {f"method.{k}": b for k, b in method.named_buffers()}
@@ -251,8 +278,9 @@ def dp_train(
     for a, _ in fused:
         a.fused_attn = False
     t0 = time.perf_counter()
-    bar = tqdm(range(start, config.epochs), desc=desc, disable=not progress, initial=start, total=config.epochs,
-               leave=False)
+    bar = tqdm(
+        range(start, config.epochs), desc=desc, disable=not progress, initial=start, total=config.epochs, leave=False
+    )
     for epoch in bar:
         method.train()
         losses, seen = 0.0, 0
@@ -289,4 +317,3 @@ def dp_train(
     res.epsilon = float(acct.get_epsilon(delta)) if sigma > 0 and res.steps else math.inf
     res.wall_time_s = time.perf_counter() - t0
     return res
-

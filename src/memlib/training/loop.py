@@ -99,10 +99,17 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig: {name}={v!r} must be a positive int")
         for name in ("lr", "weight_decay"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (
-                    name == "lr" and v == 0):
-                raise ValueError(f"TrainConfig: {name}={v!r} must be a finite number "
-                                 f"{'> 0' if name == 'lr' else '≥ 0'} (e.g. lr=1e-3)")
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or v < 0
+                or (name == "lr" and v == 0)
+            ):
+                raise ValueError(
+                    f"TrainConfig: {name}={v!r} must be a finite number "
+                    f"{'> 0' if name == 'lr' else '≥ 0'} (e.g. lr=1e-3)"
+                )
         if self.threads is None:
             self.threads = torch.get_num_threads()
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
@@ -114,7 +121,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: checkpoint_every={self.checkpoint_every!r} must be ≥ 1")
         v = self.checkpoint_every_steps
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"TrainConfig: checkpoint_every_steps={v!r} must be an int ≥ 0 (0 = epoch checkpoints only)")
+            raise ValueError(
+                f"TrainConfig: checkpoint_every_steps={v!r} must be an int ≥ 0 (0 = epoch checkpoints only)"
+            )
 
     def to_dict(self) -> dict:
         """Every setting, as a dict (what fingerprints cover; cache keys are versioned by
@@ -187,8 +196,11 @@ def atomic_save(obj, path: Path) -> None:
 
 def nonfinite_tensors(state: dict) -> list[str]:
     """Names of the floating-point tensors of a state dict that hold NaN or inf."""
-    return [k for k, v in state.items()
-            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    return [
+        k
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
 
 
 def load_checkpoint(path: Path, expected_fingerprint: str) -> dict:
@@ -234,8 +246,10 @@ def load_checkpoint(path: Path, expected_fingerprint: str) -> dict:
         )
     bad = nonfinite_tensors(ckpt.get("method", {})) if isinstance(ckpt.get("method"), dict) else []
     if bad:  # written by a memlib that checked only the loss: resuming would only fail again
-        raise CheckpointMismatch(f"checkpoint {path} holds non-finite weights ({len(bad)} tensors, e.g. {bad[0]}); "
-                                 f"delete it to retrain (with a lower lr)")
+        raise CheckpointMismatch(
+            f"checkpoint {path} holds non-finite weights ({len(bad)} tensors, e.g. {bad[0]}); "
+            f"delete it to retrain (with a lower lr)"
+        )
     return ckpt
 
 
@@ -338,8 +352,10 @@ def train(
     n = images.shape[0]
     bs = min(config.batch_size, n)
     if bs % world:
-        raise ValueError(f"train: batch_size={bs} must be divisible by the number of processes ({world}); "
-                         f"choose a multiple of {world}")
+        raise ValueError(
+            f"train: batch_size={bs} must be divisible by the number of processes ({world}); "
+            f"choose a multiple of {world}"
+        )
     local_bs = bs // world
     steps_per_epoch = n // bs
     run_desc = {"train": config.to_dict(), "run": run_config or {}, "n": n, "method": method.name}
@@ -368,8 +384,14 @@ def train(
     # DDP hooks gradients through forward(), so the step is wrapped in a module whose forward is it.
     step_fn = dist_utils.wrap_ddp(_Step(method), device) if world > 1 else _Step(method)
     every = config.checkpoint_every_steps
-    bar = tqdm(range(start_epoch, config.epochs), desc=desc, disable=not progress or rank != 0,
-               initial=start_epoch, total=config.epochs, leave=False)
+    bar = tqdm(
+        range(start_epoch, config.epochs),
+        desc=desc,
+        disable=not progress or rank != 0,
+        initial=start_epoch,
+        total=config.epochs,
+        leave=False,
+    )
     for epoch in bar:
         method.train()
         if perm is None or epoch > start_epoch:
@@ -384,8 +406,7 @@ def train(
                 run.save(epoch, s + 1, perm, losses.clone())
         run.check_weights((epoch + 1) * steps_per_epoch)
         epoch_loss = dist_utils.mean_over_ranks(losses) if world > 1 else losses
-        entry = {"epoch": epoch + 1, "loss": (epoch_loss / steps_per_epoch).item(),
-                 "lr": run.sched.get_last_lr()[0]}
+        entry = {"epoch": epoch + 1, "loss": (epoch_loss / steps_per_epoch).item(), "lr": run.sched.get_last_lr()[0]}
         last = epoch + 1 == config.epochs
         if eval_fn is not None and (last or (config.eval_every and (epoch + 1) % config.eval_every == 0)):
             method.eval()
@@ -411,14 +432,25 @@ class _Run:
     bit-identically on the CPU.
     """
 
-    def __init__(self, method, config: TrainConfig, device, steps_per_epoch: int, rank: int, world: int,
-                 path: Path | None, fp: str, run_config: dict):
+    def __init__(
+        self,
+        method,
+        config: TrainConfig,
+        device,
+        steps_per_epoch: int,
+        rank: int,
+        world: int,
+        path: Path | None,
+        fp: str,
+        run_config: dict,
+    ):
         self.method, self.config, self.device = method, config, device
         self.steps_per_epoch, self.rank, self.world = steps_per_epoch, rank, world
         self.path, self.fp, self.run_config = path, fp, run_config
         self.opt = torch.optim.AdamW(method.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, _lr_lambda(config.warmup_epochs * steps_per_epoch, steps_per_epoch * config.epochs))
+            self.opt, _lr_lambda(config.warmup_epochs * steps_per_epoch, steps_per_epoch * config.epochs)
+        )
         self.data_gen = torch.Generator().manual_seed(config.seed)  # same on every rank: one global data order
         self.aug_gen = torch.Generator(device=device).manual_seed(dist_utils.rank_seed(config.seed + 1, rank))
         self.result = TrainResult(commits=[git_commit()])
@@ -447,8 +479,9 @@ class _Run:
     def start(self, run_desc: dict) -> None:
         """Start the clock and fix the provenance the checkpoints will carry."""
         if self.path is not None:
-            self.prov = provenance({**run_desc, "fingerprint": self.fp}, device=self.device,
-                                   commit=self.result.commits[-1])
+            self.prov = provenance(
+                {**run_desc, "fingerprint": self.fp}, device=self.device, commit=self.result.commits[-1]
+            )
         self.t0 = time.perf_counter()
 
     def step(self, step_fn, images, labels, idx, epoch: int, s: int) -> torch.Tensor:
@@ -462,7 +495,8 @@ class _Run:
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"train: loss is {loss.item()} at step {epoch * self.steps_per_epoch + s + 1} (epoch {epoch + 1}, "
-                f"step {s + 1}); the last good checkpoint ({self.path}) is kept. Lower lr or check the data.")
+                f"step {s + 1}); the last good checkpoint ({self.path}) is kept. Lower lr or check the data."
+            )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -475,7 +509,8 @@ class _Run:
         if bad:
             raise FloatingPointError(
                 f"train: {len(bad)} weight tensors (e.g. {bad[0]}) are NaN or inf after step {step}; training "
-                f"stopped and the checkpoint on disk ({self.path}) is the last one with finite weights. Lower lr.")
+                f"stopped and the checkpoint on disk ({self.path}) is the last one with finite weights. Lower lr."
+            )
 
     def save(self, epoch: int, epoch_step: int = 0, perm=None, loss_sum=None) -> None:
         """Write the checkpoint (rank 0), after checking the weights: a good checkpoint is never replaced."""
@@ -487,12 +522,22 @@ class _Run:
         if self.rank != 0:
             return
         state = {
-            "fingerprint": self.fp, "epoch": epoch, "epoch_step": epoch_step,
-            "step": epoch * self.steps_per_epoch + epoch_step, "perm": perm, "loss_sum": loss_sum,
-            "method": self.method.state_dict(), "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(), "data_gen": self.data_gen.get_state(), "aug_gen": gen.get_state(),
-            "aug_gen_ranks": aug_states, "history": self.result.history, "train_config": self.config.to_dict(),
-            "run_config": self.run_config, "commits": self.result.commits,
+            "fingerprint": self.fp,
+            "epoch": epoch,
+            "epoch_step": epoch_step,
+            "step": epoch * self.steps_per_epoch + epoch_step,
+            "perm": perm,
+            "loss_sum": loss_sum,
+            "method": self.method.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "data_gen": self.data_gen.get_state(),
+            "aug_gen": gen.get_state(),
+            "aug_gen_ranks": aug_states,
+            "history": self.result.history,
+            "train_config": self.config.to_dict(),
+            "run_config": self.run_config,
+            "commits": self.result.commits,
             "provenance": {**self.prov, "wall_time_s": round(time.perf_counter() - self.t0, 1)},
         }
         state["content_sha256"] = content_hash(state)
