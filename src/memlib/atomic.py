@@ -98,7 +98,7 @@ def atomic_open(
     mode
         ``"wb"`` (bytes) or ``"w"`` (text).
     encoding, newline
-        As for :func:`open`, text mode only (``encoding`` defaults to UTF-8).
+        As for ``open``, text mode only (``encoding`` defaults to UTF-8).
 
     Yields
     ------

@@ -72,7 +72,7 @@ DP = ArtifactKind("dp", "DP-SGD runs (run_dp)", results=True)
 LOCALIZATION = ArtifactKind("localization", "LayerMem / UnitMem runs (run_localization)", results=True)
 SETUPS = ArtifactKind("setups", "SSLMem across setups, its tables (run_setups)", results=True)
 
-#: Every kind of folder memlib writes under the cache folder, by name: the writers take their
+#: Every kind of folder memlib writes under the cache folder, by name. The writers take their
 #: folders from here, and ``memlib-cache`` lists and clears exactly these.
 KINDS: dict[str, ArtifactKind] = {
     k.name: k for k in (ENCODERS, DP_ENCODERS, DYNAMICS, SSLMEM, REMOVAL, REGULARIZATION, DP, LOCALIZATION, SETUPS)

@@ -5,7 +5,7 @@ results) to ``<cache>/<kind>/<key>/``, where ``kind`` is the artifact's sort
 (``encoders``, ``sslmem``, …, declared once in :data:`~memlib.experiments.artifacts.KINDS`)
 and ``key`` a hash of the configuration that produced it (:func:`~memlib.training.loop.fingerprint`);
 a later run with the same configuration finds the folder and reuses it. The
-cache folder is :func:`default_cache_dir` (``$MEMLIB_CACHE``, else
+cache folder is :func:`~memlib.experiments.artifacts.default_cache_dir` (``$MEMLIB_CACHE``, else
 ``~/.cache/memlib/runs``).
 
 A run's results folder is finished when it holds the ``COMPLETE`` marker
@@ -218,9 +218,9 @@ def list_artifacts(cache_dir: str | Path | None = None, kind: str | None = None)
     Parameters
     ----------
     cache_dir
-        The cache folder (default :func:`default_cache_dir`).
+        The cache folder (default :func:`~memlib.experiments.artifacts.default_cache_dir`).
     kind
-        Only this kind of artifact (a name of :data:`KINDS`).
+        Only this kind of artifact (a name of :data:`~memlib.experiments.artifacts.KINDS`).
 
     Returns
     -------
@@ -282,7 +282,7 @@ def _check_deletable(root: Path, doomed: list[Path]) -> None:
 def clear_cache(cache_dir: str | Path | None = None, kind: str | None = None) -> list[Path]:
     """Delete every artifact of the cache, or of one kind; return the folders deleted.
 
-    Only the kind folders of :data:`KINDS` inside the cache are deleted,
+    Only the kind folders of :data:`~memlib.experiments.artifacts.KINDS` inside the cache are deleted,
     never the cache folder itself, files lying next to them, or kind folders
     holding anything memlib does not write there.
 

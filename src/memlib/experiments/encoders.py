@@ -94,7 +94,7 @@ class EncoderSpec:
     indices
         Positions of the training points in that split.
     arch, method, augmentation
-        Registry names (:data:`~memlib.models.ENCODERS`, :data:`~memlib.methods.METHODS`,
+        Registry names (``memlib.models.ENCODERS``, ``memlib.methods.METHODS``,
         :data:`~memlib.data.augment.AUGMENTATIONS`).
     train
         Training settings; its ``seed`` seeds the weights, data order and augmentation draws.
@@ -106,7 +106,7 @@ class EncoderSpec:
         DP-SGD settings (``None``: ordinary training).
     snapshots
         Keep the weights at every checkpoint epoch (chapter 06's Fig. 2b);
-        such encoders live in a cache of their own (:data:`~memlib.experiments.artifacts.DYNAMICS`).
+        such encoders live in a cache of their own (the kind ``DYNAMICS`` of :mod:`memlib.experiments.artifacts`).
         Not part of the key: snapshots do not change the encoder.
     """
 

@@ -11,7 +11,7 @@ input size). The claim (S19): removing memorised points harms downstream
 accuracy more than removing random ones.
 
 Every encoder is trained through the shared loop :func:`~memlib.training.loop.train`
-with a checkpoint keyed by a fingerprint of its configuration (:func:`fit_encoder`),
+with a checkpoint keyed by its :class:`~memlib.experiments.encoders.EncoderSpec`,
 so a re-run, or another experiment with the same configuration, reuses it.
 """
 

@@ -55,7 +55,7 @@ from .sslmem_experiment import SSLMemRun, run_sslmem
 from .validate import check_method_kwargs, validate_run_parameters
 
 #: The setups of Table 1, each name mapped to (method, architecture kind), where ``"resnet"`` is the
-#: preset's architecture and ``"vit"`` its ViT (:func:`~memlib.experiments.regularization_run.vit_arch`).
+#: preset's architecture and ``"vit"`` its ViT (:func:`~memlib.experiments.encoders.vit_arch`).
 SETUPS: dict[str, tuple[str, str]] = {
     "SimCLR-ResNet": ("simclr", "resnet"),
     "DINO-ResNet": ("dino", "resnet"),
@@ -463,7 +463,7 @@ def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None,
     """SSLMem, loss and probe accuracy over training (Fig. 2b) from snapshots of one f and one g.
 
     The pair trains in its own cache folder (``<cache>/dynamics``, the kind
-    :data:`~memlib.experiments.artifacts.DYNAMICS`) with snapshots at every
+    ``DYNAMICS`` of :mod:`memlib.experiments.artifacts`) with snapshots at every
     checkpoint epoch; at each snapshot, the candidates and shared points are
     scored (raw scores, comparable across epochs) and f is probed (linear and kNN).
 
