@@ -75,3 +75,15 @@ def test_workers_setting_is_checked(monkeypatch):
         default_workers()
     monkeypatch.setenv("MEMLIB_WORKERS", "3")
     assert default_workers() == 3
+
+
+def test_the_null_family_trains_on_f_points_with_seeds_of_its_own():
+    p = get_preset("smoke", models_per_family=2, null_models=3)
+    splits = make_splits(1000, 100, 32, 16, seed=0)
+    specs = family_specs(p, splits, 0, ("f", "g", "f'"))
+    assert len(specs["f'"]) == 3 and all(s.indices == specs["f"][0].indices for s in specs["f'"])
+    seeds = [s.train.seed for fam in specs.values() for s in fam]
+    assert len(set(seeds)) == len(seeds)  # no null member repeats an f or g member
+    assert {model_seed(0, "f'", i) for i in range(100)}.isdisjoint(
+        {model_seed(0, f, i) for f in "fg" for i in range(100)} | {500 + r for r in range(100)}
+    )

@@ -143,3 +143,23 @@ def test_claim_status_rules():
     assert claim_status(cpu, 0, False, n=50) == "not reproduced (cpu, seed 0)"
     assert claim_status(cpu, 0, False, n=4).startswith("inconclusive (n = 4 < 10)")  # too small to fail
     assert claim_status(cpu, 0, True, n=4) == "reproduced (cpu, seed 0)"
+
+
+def test_null_family_and_calibrated_pair_scores(tmp_path):
+    import os
+
+    if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        pytest.skip("Fashion-MNIST missing: sudo apt-get install dataset-fashion-mnist")
+    r = run_sslmem("smoke", cache_dir=tmp_path / "c", data_root=tmp_path / "d", progress=False, epochs=1, null_models=1)
+    assert r.null is not None and r.null.raw.shape == r.result.raw.shape
+    assert not np.array_equal(r.null.raw, r.result.raw)  # f′ is another encoder than g
+    assert "f'0" in r.probe.index and "f'0" in r.histories
+    cal = r.pair_scores("calibrated")
+    assert cal.shape == (1, len(r.subset))
+    np.testing.assert_allclose(cal[:, r.subset == "extra"].mean(1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(r.pair_scores("raw")[0] - cal[0], cal[0] * 0 + (r.pair_scores("raw")[0] - cal[0])[0])
+    import pandas as pd
+
+    assert "null_raw" in pd.read_csv(r.run_dir / "scores.csv").columns
+    with pytest.raises(ValueError, match="null_models=-1 must be an int ≥ 0"):
+        validate_run_parameters("smoke", null_models=-1)

@@ -78,3 +78,16 @@ def test_mixed_model_recovers_a_planted_effect_that_a_family_offset_hides_from_t
     m = mixed_effect(values, subset, group, effect="candidate", baseline="shared")
     assert m["estimate"] == pytest.approx(0.01, abs=0.002) and m["p"] < 0.001
     assert m["n_groups"] == 4 and m["n_points"] == 600
+
+
+def test_split_half_reliability_tells_a_stable_ranking_from_noise():
+    from memlib.stats import split_half_reliability
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(0, 1, 200)
+    stable = signal + rng.normal(0, 0.3, (6, 200))
+    noise = rng.normal(0, 1, (6, 200))
+    assert split_half_reliability(stable) > 0.9
+    assert abs(split_half_reliability(noise)) < 0.2
+    with pytest.raises(ValueError, match="one pair has no second half"):
+        split_half_reliability(noise[:1])

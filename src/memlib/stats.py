@@ -211,3 +211,19 @@ def largest_step(scores, n_thresholds: int = 50) -> float:
         return 1.0
     t = np.linspace(s.min(), s.max(), n_thresholds)
     return float(-np.diff(fraction_above(s, t)).min())
+
+
+def split_half_reliability(per_pair, seed: int = 0) -> float:
+    """Test–retest reliability of a per-point ranking: Spearman ρ between two disjoint halves of the pairs.
+
+    ``per_pair`` is (pairs, points): each encoder pair's score of every point.
+    The pairs are split at random into two halves (seeded), each half's mean
+    score per point is taken, and the rank correlation of the two is returned.
+    A ranking that training noise alone produced gives ρ near 0.
+    """
+    x = np.asarray(per_pair, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"per_pair must be (pairs ≥ 2, points), got shape {x.shape}: one pair has no second half")
+    order = np.random.default_rng(seed).permutation(x.shape[0])
+    a, b = x[order[: x.shape[0] // 2]].mean(0), x[order[x.shape[0] // 2 :]].mean(0)
+    return float(st.spearmanr(a, b).statistic)

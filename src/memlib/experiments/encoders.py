@@ -46,7 +46,9 @@ CACHE_SCHEMA = 2
 
 
 def model_seed(seed: int, family: str, i: int) -> int:
-    """Seed of member ``i`` of family ``"f"`` or ``"g"`` (``"f'"``: the null family) in a run seeded with ``seed``."""
+    """Seed of member ``i`` of family ``"f"``, ``"g"`` or ``"f'"`` (the null family) in a run seeded with ``seed``."""
+    if family == "f'":  # f's data, seeds no f or g member (i < 100) and no retraining (500 + s) uses
+        return seed * 1000 + 700 + i
     # f and g members get distinct seeds, as independent draws from A(S) and A(S \ x).
     return seed * 1000 + 2 * i + (family == "g")
 
@@ -217,17 +219,16 @@ class Fitted:
 def family_specs(
     p: Preset, splits, seed: int, families: Sequence[str] = ("f", "g"), **spec_kw
 ) -> dict[str, list[EncoderSpec]]:
-    """The specs of f's family (trained on ``splits.f_train``) and g's (``splits.g_train``), each member
-    from its own :func:`model_seed`; ``spec_kw`` as in :meth:`EncoderSpec.from_preset`."""
-    bad = sorted(set(families) - {"f", "g"})
+    """The specs of f's family (trained on ``splits.f_train``), g's (``splits.g_train``) and the null
+    family f′ (f's points, ``p.null_models`` other seeds), each member from its own :func:`model_seed`;
+    ``spec_kw`` as in :meth:`EncoderSpec.from_preset`."""
+    bad = sorted(set(families) - {"f", "g", "f'"})
     if bad or not families:
-        raise ValueError(f"families={tuple(families)!r} must be a non-empty subset of ('f', 'g')")
-    idx = {"f": splits.f_train, "g": splits.g_train}
+        raise ValueError(f"families={tuple(families)!r} must be a non-empty subset of ('f', 'g', \"f'\")")
+    idx = {"f": splits.f_train, "g": splits.g_train, "f'": splits.f_train}
+    size = {"f": p.models_per_family, "g": p.models_per_family, "f'": p.null_models}
     return {
-        fam: [
-            EncoderSpec.from_preset(p, idx[fam], model_seed(seed, fam, i), **spec_kw)
-            for i in range(p.models_per_family)
-        ]
+        fam: [EncoderSpec.from_preset(p, idx[fam], model_seed(seed, fam, i), **spec_kw) for i in range(size[fam])]
         for fam in families
     }
 

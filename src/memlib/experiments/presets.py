@@ -34,6 +34,8 @@ class Preset:
     views: int = 5
     mode: str = "pairwise"
     models_per_family: int = 4
+    #: Encoders of the null family f′ (f's data, other seeds); 0 = none. SSLMem(f′ vs f) is chance.
+    null_models: int = 0
     probe_train: int | None = 5000  # None = the whole training split
     probe_test: int | None = 2000  # None = the whole test split
     probe_epochs: int = 100

@@ -72,6 +72,19 @@ class SSLMemRun:
     run_dir: Path
     timings: dict = field(default_factory=dict)
     encoders: dict[str, list] = field(default_factory=dict, repr=False)  # the trained f and g families
+    null: SSLMemResult | None = None  # SSLMem of the null family f′ against f (``null_models`` > 0)
+
+    def pair_scores(self, kind: str = "raw") -> np.ndarray:
+        """Raw SSLMem per encoder pair (f_i, g_i), shape (pairs, N); ``kind="calibrated"`` subtracts each pair's
+        mean on S_E, the points neither family trained on, so a pair's chance offset does not count."""
+        if kind not in ("raw", "calibrated"):
+            raise ValueError(f"kind={kind!r} must be 'raw' or 'calibrated'")
+        r = self.result
+        n = min(len(r.align_f_models), len(r.align_g_models))
+        per_pair = r.align_g_models[:n] - r.align_f_models[:n]
+        if kind == "calibrated":
+            per_pair = per_pair - per_pair[:, self.subset == "extra"].mean(1, keepdims=True)
+        return per_pair
 
     def scores(self, kind: str = "score") -> dict[str, np.ndarray]:
         """Per-subset scores; ``kind`` is ``"score"`` (normalised) or ``"raw"``."""
@@ -308,7 +321,7 @@ def run_sslmem(
     # The same augmentation trains the encoders and measures their alignment (as the paper does).
     aug = build_augmentation(p.augmentation, train_set.image_size)
     t_train = time.perf_counter()
-    fitted = ctx.fit_families(p, train_set, splits, eval_fn=knn)
+    fitted = ctx.fit_families(p, train_set, splits, ("f", "g") + (("f'",) if p.null_models else ()), eval_fn=knn)
     families = {fam: [f.encoder for f in fs] for fam, fs in fitted.items()}
     histories = {f"{fam}{i}": f.history for fam, fs in fitted.items() for i, f in enumerate(fs)}
     t_train = time.perf_counter() - t_train
@@ -338,6 +351,22 @@ def run_sslmem(
         device=dev,
         progress=progress,
     )
+    # The null family: f′ saw exactly f's points, so SSLMem(f′ vs f) is what chance alone gives (same views).
+    null = None
+    if p.null_models:
+        null = sslmem(
+            families["f'"],
+            families["f"],
+            images,
+            aug,
+            views=p.views,
+            mode=p.mode,
+            ids=ids,
+            batch_size=p.score_batch_size,
+            seed=seed,
+            device=dev,
+            progress=progress,
+        )
     t_score = time.perf_counter() - t_score
 
     t_probe = time.perf_counter()
@@ -370,6 +399,7 @@ def run_sslmem(
         ctx.run_dir,
         {"train_s": t_train, "score_s": t_score, "probe_s": t_probe, "total_s": ctx.elapsed()},
         families,
+        null,
     )
     _save(run, ctx)
     return run
@@ -389,6 +419,8 @@ def _save(run: SSLMemRun, ctx: RunContext) -> None:
             "score": r.score,
         }
     )
+    if run.null is not None:
+        scores["null_raw"] = run.null.raw  # f′ vs f on the same points and views
     summary = {
         "summary": run.summary().reset_index().to_dict(orient="records"),
         "tests": run.tests().to_dict(orient="records"),

@@ -118,7 +118,7 @@ def check_preset(p: Preset) -> Preset:
     lr = _as_float("lr", p.lr)
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr={p.lr!r} must be a finite number > 0, e.g. lr=1e-3")
-    for name in ("warmup_epochs", "eval_every"):
+    for name in ("warmup_epochs", "eval_every", "null_models"):
         v = getattr(p, name)
         if not _is_int(v) or v < 0:
             raise ValueError(f"{name}={v!r} must be an int ≥ 0")
