@@ -51,10 +51,10 @@ class RunContext:
         device,
         seed: int,
         key: dict,
-        *,
         cache_dir=None,
         data_root=None,
         progress: bool = True,
+        *,
         splits: bool = True,
         **checks,
     ) -> "RunContext":
@@ -90,6 +90,18 @@ class RunContext:
             named_families(family_specs(p, splits, self.seed, families, **spec_kw)), train_set, eval_fn=eval_fn
         )
         return {fam: members(fitted, fam) for fam in families}
+
+    def scoring(self, p: Preset | None = None) -> dict:
+        """Keyword arguments for scoring at preset ``p`` (default the run's): views, mode, batch size, seed, device."""
+        p = p or self.preset
+        return dict(
+            views=p.views,
+            mode=p.mode,
+            batch_size=p.score_batch_size,
+            seed=self.seed,
+            device=self.device,
+            progress=self.progress,
+        )
 
     def elapsed(self) -> float:
         """Seconds since the run started."""

@@ -36,31 +36,19 @@ from .presets import Preset, claim_status
 from .probes import probe_all
 from .settings import Settings
 
+# fmt: off
 #: DP settings per preset (training settings come from the SSLMem preset of the same name).
 #: ``epsilons`` = target ε per run (``inf`` = no noise); ``max_grad_norm`` = per-sample clipping norm C.
 DP_SETTINGS: dict[str, dict] = {
-    "smoke": {
-        "epsilons": (math.inf, 20.0, 8.0),
-        "max_grad_norm": 1.0,
-        "shared": 32,
-        "candidate": 16,
-        "epochs": 1,
-        "batch_size": 16,
-        "probe_train": 256,
-        "probe_test": 128,
-    },
+    "smoke": {"epsilons": (math.inf, 20.0, 8.0), "max_grad_norm": 1.0, "shared": 32, "candidate": 16,
+              "epochs": 1, "batch_size": 16, "probe_train": 256, "probe_test": 128},
     # 2 cores: 3 ε × 2 families × 2 encoders = 12 DP trainings of 150 points.
-    "cpu": {
-        "epsilons": (math.inf, 20.0, 8.0),
-        "max_grad_norm": 1.0,
-        "models_per_family": 2,
-        "epochs": 200,
-        "probe_train": 2000,
-        "probe_test": 1000,
-    },
+    "cpu": {"epsilons": (math.inf, 20.0, 8.0), "max_grad_norm": 1.0, "models_per_family": 2, "epochs": 200,
+            "probe_train": 2000, "probe_test": 1000},
     "gpu": {"epsilons": (math.inf, 20.0, 8.0), "max_grad_norm": 1.0},
     "paper": {"epsilons": (math.inf, 20.0, 8.0), "max_grad_norm": 1.0},
 }
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -154,38 +142,18 @@ class DPRun:
 
 
 def run_dp(
-    preset: str | Preset = "smoke",
-    *,
-    device: str = "cpu",
-    seed: int = 0,
-    cache_dir=None,
-    data_root=None,
-    progress: bool = True,
-    **overrides,
+    preset="smoke", *, device="cpu", seed=0, cache_dir=None, data_root=None, progress=True, **overrides
 ) -> DPRun:
     """Train MAE with DP-SGD at several ε and measure SSLMem and accuracy (paper §4.6, Table 5).
 
-    Parameters
-    ----------
-    preset
-        ``smoke``, ``cpu``, ``gpu`` or ``paper`` (see :data:`DP_SETTINGS`).
-    seed
-        Seeds the splits, every encoder, the noise and the scoring views.
-    device, cache_dir, data_root, progress
-        As in :meth:`RunContext.start <memlib.experiments.context.RunContext.start>`: ``"cpu"``,
-        ``"cuda"`` or ``"auto"``; the cache folder (default ``$MEMLIB_CACHE``); the data root; progress bars.
-    **overrides
-        ``epsilons``, ``max_grad_norm``, or any :class:`~memlib.experiments.presets.Preset`
-        field; ``None`` values are ignored.
-
-    Returns
-    -------
-    DPRun
+    ``preset`` is ``smoke``, ``cpu``, ``gpu`` or ``paper`` (:data:`DP_SETTINGS`) and ``seed`` seeds the splits,
+    every encoder, the noise and the scoring views. ``overrides`` set ``epsilons``, ``max_grad_norm`` or any
+    :class:`~memlib.experiments.presets.Preset` field (``None`` is ignored); ``device``, ``cache_dir``,
+    ``data_root`` and ``progress`` work as in :meth:`~memlib.experiments.context.RunContext.start`.
+    Returns a :class:`DPRun`.
     """
     p, s = dp_settings(preset, **overrides)
-    ctx = RunContext.start(
-        DP, p, device, seed, {"settings": s.to_dict()}, cache_dir=cache_dir, data_root=data_root, progress=progress
-    )
+    ctx = RunContext.start(DP, p, device, seed, {"settings": s.to_dict()}, cache_dir, data_root, progress)
     dev = ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
     sets = {p.dataset: probe_sets(p, train_set, test_set, probe_rng(seed))}
@@ -212,19 +180,7 @@ def run_dp(
     rows, points = [], {}
     for eps in tqdm(s["epsilons"], desc="ε", disable=not progress, leave=False):
         fams = {fam: [f.encoder for f in fs] for fam, fs in by_eps[eps].items()}
-        r = sslmem(
-            fams["f"],
-            fams["g"],
-            candidates,
-            aug,
-            views=p.views,
-            mode=p.mode,
-            ids=splits.candidate,
-            batch_size=p.score_batch_size,
-            seed=seed,
-            device=dev,
-            progress=progress,
-        )
+        r = sslmem(fams["f"], fams["g"], candidates, aug, ids=splits.candidate, **ctx.scoring(p))
         points[eps] = r.raw
         for i, f in enumerate(by_eps[eps]["f"]):
             res = f.result

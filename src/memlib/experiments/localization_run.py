@@ -432,31 +432,15 @@ class LocalizationSettings(Settings):
 
 
 def run_localization(
-    preset: str | Preset = "smoke",
-    *,
-    device: str = "cpu",
-    seed: int = 0,
-    cache_dir=None,
-    data_root=None,
-    progress: bool = True,
-    **overrides,
+    preset="smoke", *, device="cpu", seed=0, cache_dir=None, data_root=None, progress=True, **overrides
 ) -> LocalizationRun:
     """Run the localisation experiments (LayerMem, UnitMem, fine-tuning, pruning) at a preset.
 
-    Parameters
-    ----------
-    preset, seed
-        As in :func:`~memlib.experiments.sslmem_experiment.run_sslmem`; the ResNet
-        families are that run's encoders (same cache entries).
-    device, cache_dir, data_root, progress
-        As in :meth:`RunContext.start <memlib.experiments.context.RunContext.start>`.
-    **overrides
-        :class:`LocalizationSettings` fields (``vit_arch``, ``unit_views``, ``n_finetune``,
-        ``finetune_epochs``, ``prune_fractions``, ``random_draws``) or preset fields; ``None`` is ignored.
-
-    Returns
-    -------
-    LocalizationRun
+    ``preset`` and ``seed`` as in :func:`~memlib.experiments.sslmem_experiment.run_sslmem`: the ResNet families
+    are that run's encoders (same cache entries). ``overrides`` set :class:`LocalizationSettings` fields
+    (``vit_arch``, ``unit_views``, ``n_finetune``, ``finetune_epochs``, ``prune_fractions``, ``random_draws``)
+    or preset fields; ``None`` is ignored. Device, folders and progress bars as in
+    :meth:`~memlib.experiments.context.RunContext.start`. Returns a :class:`LocalizationRun`.
     """
     # Every parameter is checked before any data is loaded or anything written.
     p, ls = LocalizationSettings.for_preset(preset, **overrides)
@@ -471,9 +455,7 @@ def run_localization(
         "prune_fractions": fracs,
         "random_draws": random_draws,
     }
-    ctx = RunContext.start(
-        LOCALIZATION, p, device, seed, key, cache_dir=cache_dir, data_root=data_root, progress=progress
-    )
+    ctx = RunContext.start(LOCALIZATION, p, device, seed, key, cache_dir, data_root, progress)
     p, dev = ctx.preset, ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
 

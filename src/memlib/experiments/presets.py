@@ -59,83 +59,35 @@ class Preset:
         return dataclasses.asdict(self)
 
 
+# fmt: off
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
-        name="smoke",
-        shared=64,
-        candidate=32,
-        epochs=2,
-        batch_size=64,
-        warmup_epochs=1,
-        views=3,
-        models_per_family=1,
-        probe_train=512,
-        probe_test=256,
-        probe_epochs=5,
-        eval_every=0,
-        meaningful=False,
+        name="smoke", shared=64, candidate=32, epochs=2, batch_size=64, warmup_epochs=1, views=3,
+        models_per_family=1, probe_train=512, probe_test=256, probe_epochs=5, eval_every=0, meaningful=False,
         description="CI smoke test: seconds on a CPU; the numbers are meaningless.",
     ),
     "cpu": Preset(
-        name="cpu",
-        shared=100,
-        candidate=50,
-        epochs=400,
-        batch_size=50,
-        warmup_epochs=10,
-        views=5,
-        models_per_family=4,
-        probe_train=5000,
-        probe_test=2000,
-        probe_epochs=100,
-        eval_every=100,
+        name="cpu", shared=100, candidate=50, epochs=400, batch_size=50, warmup_epochs=10, views=5,
+        models_per_family=4, probe_train=5000, probe_test=2000, probe_epochs=100, eval_every=100,
         # Batch 50 gives 3 steps per epoch: with batch 150 (one step per epoch, 400 steps) the
         # encoders were still far from fitting their own points and S_C barely separated from S_S.
         description="2 CPU cores: 150 training points per encoder, 400 epochs of batch 50, "
         "4 encoders per family (METHODS §5).",
     ),
     "gpu": Preset(
-        name="gpu",
-        arch="resnet18",
-        shared=50000,
-        candidate=5000,
-        extra=5000,
-        epochs=100,
-        batch_size=512,
-        lr=2e-3,
-        warmup_epochs=10,
-        views=5,
-        models_per_family=1,
-        probe_train=None,
-        probe_test=None,
-        probe_epochs=100,
-        eval_every=10,
-        score_batch_size=2560,
+        name="gpu", arch="resnet18", shared=50000, candidate=5000, extra=5000, epochs=100, batch_size=512,
+        lr=2e-3, warmup_epochs=10, views=5, models_per_family=1, probe_train=None, probe_test=None,
+        probe_epochs=100, eval_every=10, score_batch_size=2560,
         description="One H100, full Fashion-MNIST with the paper's proportions (S_S 50k, S_C = S_I = S_E = 5k).",
     ),
     "paper": Preset(
-        name="paper",
-        dataset="cifar10",
-        arch="resnet18",
-        shared=40000,
-        candidate=5000,
-        extra=5000,
-        epochs=600,
-        batch_size=1024,
-        lr=2e-3,
-        warmup_epochs=10,
-        views=5,
-        models_per_family=1,
-        probe_train=None,
-        probe_test=None,
-        probe_epochs=90,
-        eval_every=50,
-        score_batch_size=2560,
+        name="paper", dataset="cifar10", arch="resnet18", shared=40000, candidate=5000, extra=5000, epochs=600,
+        batch_size=1024, lr=2e-3, warmup_epochs=10, views=5, models_per_family=1, probe_train=None,
+        probe_test=None, probe_epochs=90, eval_every=50, score_batch_size=2560,
         description="The paper's CIFAR-10 settings (Table 6): S_S 40k, S_C = S_I = S_E = 5k, 600 epochs, batch 1024.",
     ),
 }
-
-
+# fmt: on
 def get_preset(preset: str | Preset, **overrides) -> Preset:
     """A preset by name (or as given) with ``overrides`` applied; ``None`` overrides are ignored."""
     if isinstance(preset, str):

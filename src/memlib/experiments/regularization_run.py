@@ -37,31 +37,19 @@ from .presets import Preset, claim_status
 from .probes import probe_all
 from .settings import Settings
 
+# fmt: off
 #: Sweep settings per preset (training settings come from the SSLMem preset of the same name).
 #: ``lambdas`` = the λ values (0 first: the unregularised baseline); ``methods`` = methods swept.
 REGULARIZATION_SETTINGS: dict[str, dict] = {
-    "smoke": {
-        "lambdas": (0.0, 0.5),
-        "methods": ("simclr", "mae"),
-        "shared": 32,
-        "candidate": 16,
-        "epochs": 2,
-        "batch_size": 16,
-        "probe_train": 256,
-        "probe_test": 128,
-    },
+    "smoke": {"lambdas": (0.0, 0.5), "methods": ("simclr", "mae"), "shared": 32, "candidate": 16, "epochs": 2,
+              "batch_size": 16, "probe_train": 256, "probe_test": 128},
     # 2 cores: 5 λ × 2 methods × 2 families × 2 encoders = 40 trainings of 150 points.
-    "cpu": {
-        "lambdas": (0.0, 0.1, 0.2, 0.4, 0.6),
-        "methods": ("simclr", "mae"),
-        "models_per_family": 2,
-        "epochs": 200,
-        "probe_train": 2000,
-        "probe_test": 1000,
-    },
+    "cpu": {"lambdas": (0.0, 0.1, 0.2, 0.4, 0.6), "methods": ("simclr", "mae"), "models_per_family": 2,
+            "epochs": 200, "probe_train": 2000, "probe_test": 1000},
     "gpu": {"lambdas": (0.0, 0.1, 0.2, 0.4, 0.6), "methods": ("simclr", "mae")},
     "paper": {"lambdas": (0.0, 0.1, 0.2, 0.4, 0.6), "methods": ("simclr", "mae")},
 }
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -173,45 +161,18 @@ class RegularizationRun:
 
 
 def run_regularization(
-    preset: str | Preset = "smoke",
-    *,
-    device: str = "cpu",
-    seed: int = 0,
-    cache_dir=None,
-    data_root=None,
-    progress: bool = True,
-    **overrides,
+    preset="smoke", *, device="cpu", seed=0, cache_dir=None, data_root=None, progress=True, **overrides
 ) -> RegularizationRun:
     """Sweep the alignment regulariser's λ (paper §4.4, Fig. 4) at a preset.
 
-    Parameters
-    ----------
-    preset
-        ``smoke``, ``cpu``, ``gpu`` or ``paper`` (see :data:`REGULARIZATION_SETTINGS`).
-    seed
-        Seeds the splits, every encoder and the scoring views.
-    device, cache_dir, data_root, progress
-        As in :meth:`RunContext.start <memlib.experiments.context.RunContext.start>`: ``"cpu"``,
-        ``"cuda"`` or ``"auto"``; the cache folder (default ``$MEMLIB_CACHE``); the data root; progress bars.
-    **overrides
-        ``lambdas``, ``methods``, or any :class:`~memlib.experiments.presets.Preset`
-        field; ``None`` values are ignored.
-
-    Returns
-    -------
-    RegularizationRun
+    The sweep is :data:`REGULARIZATION_SETTINGS` at ``preset`` (``smoke``, ``cpu``, ``gpu`` or ``paper``), changed
+    by ``overrides`` (``lambdas``, ``methods`` or any :class:`~memlib.experiments.presets.Preset` field; ``None``
+    is ignored); ``seed`` seeds the splits, every encoder and the scoring views. ``device``, ``cache_dir``,
+    ``data_root`` and ``progress``: see :meth:`~memlib.experiments.context.RunContext.start`.
+    Returns a :class:`RegularizationRun`.
     """
     p, s = regularization_settings(preset, **overrides)
-    ctx = RunContext.start(
-        REGULARIZATION,
-        p,
-        device,
-        seed,
-        {"settings": s.to_dict()},
-        cache_dir=cache_dir,
-        data_root=data_root,
-        progress=progress,
-    )
+    ctx = RunContext.start(REGULARIZATION, p, device, seed, {"settings": s.to_dict()}, cache_dir, data_root, progress)
     dev = ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
     # The probe sets of run_sslmem (same rng), so λ = 0 matches chapter 01's probe.
@@ -246,13 +207,8 @@ def run_regularization(
             fams["g"],
             candidates,
             build_augmentation(aug_name, train_set.image_size),
-            views=p.views,
-            mode=p.mode,
             ids=splits.candidate,
-            batch_size=p.score_batch_size,
-            seed=seed,
-            device=dev,
-            progress=progress,
+            **ctx.scoring(p),
         )
         points[(method, lam)] = r.raw
         for i, enc in enumerate(fams["f"]):

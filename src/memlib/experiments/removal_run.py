@@ -38,48 +38,23 @@ from .presets import Preset, claim_status
 from .probes import probe_all
 from .settings import Settings
 
+# fmt: off
 #: Removal settings per preset (training settings come from the SSLMem preset of the same name).
 #: ``half`` = size of f's (and g's) half of the pool; ``fractions`` = k as fractions of the half
 #: (the paper: 500…16k of 25k = 2 %…64 %); ``seeds`` = retraining seeds per (k, how).
 REMOVAL_SETTINGS: dict[str, dict] = {
-    "smoke": {
-        "half": 48,
-        "fractions": (0.25,),
-        "seeds": (0,),
-        "epochs": 2,
-        "batch_size": 16,
-        "downstream_train": 256,
-        "downstream_test": 128,
-    },
+    "smoke": {"half": 48, "fractions": (0.25,), "seeds": (0,), "epochs": 2, "batch_size": 16,
+              "downstream_train": 256, "downstream_test": 128},
     # 2 cores, ≤ 20 min: 150 points per encoder (METHODS §5), 2 fractions × 2 ways × 2 seeds = 8 retrains.
-    "cpu": {
-        "half": 150,
-        "fractions": (0.08, 0.32),
-        "seeds": (0, 1),
-        "epochs": 150,
-        "batch_size": 50,
-        "models_per_family": 1,
-        "probe_train": 2000,
-        "probe_test": 1000,
-        "probe_epochs": 100,
-        "downstream_train": None,
-        "downstream_test": None,
-    },
-    "gpu": {
-        "half": 25000,
-        "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64),
-        "seeds": (0, 1, 2),
-        "downstream_train": None,
-        "downstream_test": None,
-    },
-    "paper": {
-        "half": 25000,
-        "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64),
-        "seeds": (0, 1, 2),
-        "downstream_train": None,
-        "downstream_test": None,
-    },
+    "cpu": {"half": 150, "fractions": (0.08, 0.32), "seeds": (0, 1), "epochs": 150, "batch_size": 50,
+            "models_per_family": 1, "probe_train": 2000, "probe_test": 1000, "probe_epochs": 100,
+            "downstream_train": None, "downstream_test": None},
+    "gpu": {"half": 25000, "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "seeds": (0, 1, 2),
+            "downstream_train": None, "downstream_test": None},
+    "paper": {"half": 25000, "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "seeds": (0, 1, 2),
+              "downstream_train": None, "downstream_test": None},
 }
+# fmt: on
 
 
 def select_removal(scores, k: int, how: str = "top", seed: int = 0) -> np.ndarray:
@@ -272,46 +247,18 @@ removal_settings = RemovalSettings.for_preset
 
 
 def run_removal(
-    preset: str | Preset = "smoke",
-    *,
-    device: str = "cpu",
-    seed: int = 0,
-    cache_dir=None,
-    data_root=None,
-    progress: bool = True,
-    **overrides,
+    preset="smoke", *, device="cpu", seed=0, cache_dir=None, data_root=None, progress=True, **overrides
 ) -> RemovalRun:
     """Run the removal experiment of the paper's §4.4 at a preset.
 
-    Parameters
-    ----------
-    preset
-        ``smoke``, ``cpu``, ``gpu`` or ``paper`` (see :data:`REMOVAL_SETTINGS`).
-    seed
-        Seeds the pool, f and g, and the scoring views.
-    device, cache_dir, data_root, progress
-        As in :meth:`RunContext.start <memlib.experiments.context.RunContext.start>`: ``"cpu"``,
-        ``"cuda"`` or ``"auto"``; the cache folder (default ``$MEMLIB_CACHE``); the data root; progress bars.
-    **overrides
-        ``half``, ``fractions``, ``seeds``, ``downstream_train``,
-        ``downstream_test``, or any :class:`~memlib.experiments.presets.Preset`
-        field; ``None`` values are ignored.
-
-    Returns
-    -------
-    RemovalRun
+    Settings come from :data:`REMOVAL_SETTINGS` at ``preset`` and from ``overrides`` (``half``, ``fractions``,
+    ``seeds``, ``downstream_train``, ``downstream_test`` or a Preset field; ``None`` is ignored). ``seed``
+    draws the pool and seeds f, g and the scoring views. The remaining arguments are those of
+    :meth:`~memlib.experiments.context.RunContext.start`. Returns a :class:`RemovalRun`.
     """
     p, s = removal_settings(preset, **overrides)
     ctx = RunContext.start(
-        REMOVAL,
-        p,
-        device,
-        seed,
-        {"settings": s.to_dict()},
-        cache_dir=cache_dir,
-        data_root=data_root,
-        progress=progress,
-        splits=False,
+        REMOVAL, p, device, seed, {"settings": s.to_dict()}, cache_dir, data_root, progress, splits=False
     )
     dev, half = ctx.device, s["half"]
     train_set = load_dataset(p.dataset, "train", root=data_root)
@@ -330,19 +277,7 @@ def run_removal(
     fs = [f.encoder for f in fitted[: p.models_per_family]]
     gs = [f.encoder for f in fitted[p.models_per_family :]]
     aug = build_augmentation(p.augmentation, train_set.image_size)
-    res = sslmem(
-        fs,
-        gs,
-        train_set.images[f_idx],
-        aug,
-        views=p.views,
-        mode=p.mode,
-        ids=f_idx,
-        batch_size=p.score_batch_size,
-        seed=seed,
-        device=dev,
-        progress=progress,
-    )
+    res = sslmem(fs, gs, train_set.images[f_idx], aug, ids=f_idx, **ctx.scoring(p))
     t_score = ctx.elapsed()
 
     sets = downstream_sets(

@@ -67,30 +67,22 @@ SETUPS: dict[str, tuple[str, str]] = {
 #: The setup the ablations (overlap, augmentations, Fig. 2b) vary.
 BASE_SETUP = "SimCLR-ResNet"
 
+# fmt: off
 #: Per preset, the settings that differ from :class:`SetupsSettings`' defaults and any preset fields that
 #: differ from the SSLMem preset.
 SETUPS_SETTINGS: dict[str, dict] = {
-    "smoke": {
-        "setups": ("SimCLR-ResNet", "MAE-ViT", "Supervised-ResNet"),
-        "seeds": (0,),
-        "overlaps": (0.7, 0.85),
-        "train_augmentations": ("crop_flip",),
-        "measure_augmentations": ("simclr", "rotation"),
-        "mask_ratios": (0.5, 0.75),
-        "dejavu_k": 5,
-        "public": 256,
-        "top_k": (5,),
-    },
+    "smoke": {"setups": ("SimCLR-ResNet", "MAE-ViT", "Supervised-ResNet"), "seeds": (0,),
+              "overlaps": (0.7, 0.85), "train_augmentations": ("crop_flip",),
+              "measure_augmentations": ("simclr", "rotation"), "mask_ratios": (0.5, 0.75), "dejavu_k": 5,
+              "public": 256, "top_k": (5,)},
     # 2 cores: one f and one g per setup; 2 seeds for Table 1, seed 0 for the ablations. DINO (multi-crop:
     # 4 views a step) trains 2-3x slower than the others here, so it runs the first seed only (38 trainings).
-    "cpu": {
-        "seeds": (0, 1),
-        "models_per_family": 1,
-        "seed_setups": ("SimCLR-ResNet", "MAE-ViT", "VICReg-ResNet", "Supervised-ResNet"),
-    },
+    "cpu": {"seeds": (0, 1), "models_per_family": 1,
+            "seed_setups": ("SimCLR-ResNet", "MAE-ViT", "VICReg-ResNet", "Supervised-ResNet")},
     "gpu": {"seeds": (0, 1, 2)},
     "paper": {"seeds": (0, 1, 2)},
 }
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -491,22 +483,12 @@ def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None,
             f"them: delete {folders['f'].parent} and rerun"
         )
     loss = {h["epoch"]: h["loss"] for h in f0.history}
+    scoring = dict(views=p1.views, mode=p1.mode, batch_size=p1.score_batch_size, seed=seed, device=device)
     stats = channel_stats(train_set.images)
     rows, points = [], {}
     for e in epochs:
         f, g = (_load_snapshot(p1, train_set, stats, folders[fam] / f"epoch{e:04d}.pt") for fam in ("f", "g"))
-        res = sslmem(
-            [f.to(device)],
-            [g.to(device)],
-            images,
-            aug,
-            views=p1.views,
-            mode=p1.mode,
-            ids=ids,
-            batch_size=p1.score_batch_size,
-            seed=seed,
-            device=device,
-        )
+        res = sslmem([f.to(device)], [g.to(device)], images, aug, ids=ids, **scoring)
         c = res.raw[: len(cand)]
         points[e] = c
         pr = probe_encoder(f, probe_tr, probe_te, p1.probe_epochs, seed, device)
@@ -526,32 +508,16 @@ def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None,
 
 
 def run_setups(
-    preset: str | Preset = "smoke",
-    *,
-    device: str = "cpu",
-    cache_dir=None,
-    data_root=None,
-    progress: bool = False,
-    **overrides,
+    preset="smoke", *, device="cpu", cache_dir=None, data_root=None, progress=False, **overrides
 ) -> SetupsRun:
     """Run every comparison of the section (see the module docstring) at ``preset``.
 
-    Parameters
-    ----------
-    preset
-        ``smoke``, ``cpu``, ``gpu`` or ``paper`` (:data:`SETUPS_SETTINGS`).
-    device, cache_dir, data_root, progress
-        As in :meth:`RunContext.start <memlib.experiments.context.RunContext.start>`: ``"cpu"``,
-        ``"cuda"`` or ``"auto"``; the cache folder (default ``$MEMLIB_CACHE``); the data root; progress bars.
-    **overrides
-        This experiment's settings (``seeds``, ``setups``, ``seed_setups`` (the setups that run every
-        seed; the others run the first), ``overlaps``, ``train_augmentations``,
-        ``measure_augmentations``, ``mask_ratios``, ``dejavu_k``, ``dejavu_centre``, ``public``,
-        ``top_k``, ``kwargs``) or preset fields (``epochs=50``); ``None`` is ignored.
-
-    Returns
-    -------
-    SetupsRun
+    The settings are :data:`SETUPS_SETTINGS` at ``preset``; ``overrides`` change them (``seeds``, ``setups``,
+    ``seed_setups`` (the setups that run every seed; the others run the first), ``overlaps``,
+    ``train_augmentations``, ``measure_augmentations``, ``mask_ratios``, ``dejavu_k``, ``dejavu_centre``,
+    ``public``, ``top_k``, ``kwargs``) or preset fields (``epochs=50``); ``None`` is ignored. For ``device``,
+    ``cache_dir``, ``data_root`` and ``progress`` see :meth:`~memlib.experiments.context.RunContext.start`.
+    Returns a :class:`SetupsRun`.
     """
     p, s = setups_settings(preset, **overrides)
     # Every run's preset is checked before anything is trained.
@@ -560,14 +526,7 @@ def run_setups(
         validate_run_parameters(rp, device, seed)
     s = dataclasses.replace(s, train_augmentation=p.augmentation)
     ctx = RunContext.start(
-        SETUPS_KIND,
-        p,
-        device,
-        s["seeds"][0],
-        {"settings": s.to_dict()},
-        cache_dir=cache_dir,
-        data_root=data_root,
-        progress=progress,
+        SETUPS_KIND, p, device, s["seeds"][0], {"settings": s.to_dict()}, cache_dir, data_root, progress
     )
     dev, cache = ctx.device, ctx.cache
     kw = dict(device=device, cache_dir=cache, data_root=data_root, progress=progress)
@@ -649,18 +608,8 @@ def run_setups(
     base = get(setup_preset(p, s, BASE_SETUP), seed0)
     measure_rows, measure_points = [], {}
     for a in s["measure_augmentations"]:
-        res = sslmem(
-            base.encoders["f"],
-            base.encoders["g"],
-            base.images,
-            build_augmentation(a, base.images.shape[-1]),
-            views=p.views,
-            mode=p.mode,
-            ids=base.result.ids,
-            batch_size=p.score_batch_size,
-            seed=seed0,
-            device=dev,
-        )
+        aug = build_augmentation(a, base.images.shape[-1])
+        res = sslmem(base.encoders["f"], base.encoders["g"], base.images, aug, ids=base.result.ids, **ctx.scoring(p))
         c = res.score[base.subset == "candidate"]
         measure_points[a] = c
         lo_hi = mean_ci(c)

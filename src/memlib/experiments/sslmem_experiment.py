@@ -271,45 +271,18 @@ class SSLMemRun:
 
 
 def run_sslmem(
-    preset: str | Preset = "smoke",
-    *,
-    device: str = "cpu",
-    seed: int = 0,
-    cache_dir=None,
-    data_root=None,
-    progress: bool = True,
-    **overrides,
+    preset="smoke", *, device="cpu", seed=0, cache_dir=None, data_root=None, progress=True, **overrides
 ) -> SSLMemRun:
     """Run the SSLMem experiment of the paper's §4.2 at a preset.
 
-    Parameters
-    ----------
-    preset
-        Preset name (``smoke``, ``cpu``, ``gpu``, ``paper``) or a :class:`~memlib.experiments.presets.Preset`.
-    seed
-        Seeds the splits and every encoder of both families.
-    device, cache_dir, data_root, progress
-        As in :meth:`RunContext.start <memlib.experiments.context.RunContext.start>`: ``"cpu"``,
-        ``"cuda"`` or ``"auto"``; the cache folder (default ``$MEMLIB_CACHE``); the data root; progress bars.
-    **overrides
-        Any :class:`~memlib.experiments.presets.Preset` field, e.g. ``epochs=50`` or ``shared=200``;
-        ``None`` values are ignored (so notebook parameters can default to None).
-
-    Returns
-    -------
-    SSLMemRun
+    ``preset`` is a preset name (``smoke``, ``cpu``, ``gpu``, ``paper``) or a
+    :class:`~memlib.experiments.presets.Preset`, and ``overrides`` change any of its fields (``epochs=50``,
+    ``shared=200``; ``None`` is ignored, so notebook parameters can default to None). ``seed`` seeds the splits
+    and every encoder. Device, folders and progress bars: :meth:`~memlib.experiments.context.RunContext.start`.
+    Returns a :class:`SSLMemRun`.
     """
     # Every parameter (split sizes included) is checked before any data is loaded or anything written.
-    ctx = RunContext.start(
-        SSLMEM,
-        get_preset(preset, **overrides),
-        device,
-        seed,
-        {},
-        cache_dir=cache_dir,
-        data_root=data_root,
-        progress=progress,
-    )
+    ctx = RunContext.start(SSLMEM, get_preset(preset, **overrides), device, seed, {}, cache_dir, data_root, progress)
     p, dev = ctx.preset, ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
     splits.save(ctx.run_dir / "splits.json")
@@ -338,35 +311,11 @@ def run_sslmem(
     # Views are drawn from each point's dataset index, so a point has the same views in every chapter.
     ids = np.concatenate([splits.candidate, splits.shared, test_point_ids(splits.extra, train_set), splits.independent])
     t_score = time.perf_counter()
-    result = sslmem(
-        families["f"],
-        families["g"],
-        images,
-        aug,
-        views=p.views,
-        mode=p.mode,
-        ids=ids,
-        batch_size=p.score_batch_size,
-        seed=seed,
-        device=dev,
-        progress=progress,
-    )
+    result = sslmem(families["f"], families["g"], images, aug, ids=ids, **ctx.scoring(p))
     # The null family: f′ saw exactly f's points, so SSLMem(f′ vs f) is what chance alone gives (same views).
     null = None
     if p.null_models:
-        null = sslmem(
-            families["f'"],
-            families["f"],
-            images,
-            aug,
-            views=p.views,
-            mode=p.mode,
-            ids=ids,
-            batch_size=p.score_batch_size,
-            seed=seed,
-            device=dev,
-            progress=progress,
-        )
+        null = sslmem(families["f'"], families["f"], images, aug, ids=ids, **ctx.scoring(p))
     t_score = time.perf_counter() - t_score
 
     t_probe = time.perf_counter()
