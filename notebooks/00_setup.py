@@ -116,9 +116,9 @@ glue("splits_disjoint", "yes", display=False)
 # ## Presets
 #
 # `smoke` exists for tests and CI (its numbers mean nothing); `cpu` is sized
-# after METHODS.md §5, where memorisation only became measurable with small
-# training sets trained far past the loss plateau; `gpu` and `paper` use the
-# paper's proportions.
+# as [Methods](../methods.md) explains: memorisation only became measurable with
+# small training sets trained far past the loss plateau; `gpu` and `paper` use
+# the paper's proportions.
 
 # %% tags=["remove-input"]
 display(preset_table())

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = Path(os.environ.get("MEMLIB_BOOK_HTML", ROOT / "_build" / "html"))
-PAGES = ["index.html", "chapters/01_sslmem.html", "scoreboard.html"]
+PAGES = ["index.html", "methods.html", "chapters/01_sslmem.html", "scoreboard.html"]
 
 selenium = pytest.importorskip("selenium", reason="selenium missing: pip install -e '.[dev]'")
 pytestmark = [

@@ -2,7 +2,7 @@
 
 Encoder f trains on S_S ∪ S_C, encoder g on S_S ∪ S_I (``|S_I| = |S_C|``, so both
 see the same number of points); S_E holds points neither saw (drawn from the
-test split). See METHODS.md §1.
+test split). See the book's Methods page.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ seed trains nothing) and adds
 - a ViT family (``vit_arch``) trained on the same splits, for attention vs MLP;
 - one supervised encoder (method ``"supervised"``) on f's training points, for ClassMem vs UnitMem;
 
-then measures (METHODS.md §3):
+then measures (the book's Methods page):
 
 - LayerMem and ΔLayerMem of every tapped layer on the candidates S_C, f vs g;
 - UnitMem of every unit of f (ResNet: every block's channels; ViT: MLP
@@ -17,7 +17,7 @@ then measures (METHODS.md §3):
 - pruning the top / bottom / random units by UnitMem (output channels zeroed by
   a forward hook) and the linear-probe accuracy that is lost.
 
-:meth:`LocalizationRun.claims` turns each claim of METHODS §3 into a status
+:meth:`LocalizationRun.claims` turns each claim of the localisation paper into a status
 and its statistic. Notebook ``05_localization`` only plots what it returns.
 """
 
@@ -178,7 +178,7 @@ class LocalizationRun:
 
     # --- Claims ---------------------------------------------------------------------------------------
     def claims(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Verdicts on the claims of METHODS.md §3 (ids L1–L9), each with its statistic.
+        """Verdicts on the localisation claims (ids L1–L9), each with its statistic.
 
         A run at a preset that is not ``meaningful`` (``smoke``) decides nothing.
 

@@ -2,7 +2,7 @@
 
 - ``smoke``: seconds on a CPU, for tests and CI. Its numbers mean nothing
   and every page that shows them says so.
-- ``cpu``: 2 CPU cores, under an hour per section, sized after METHODS.md §5
+- ``cpu``: 2 CPU cores, under an hour per section, sized as the book's Methods page explains
   (memorisation only shows once the encoder can fit its own training points:
   small training sets, many epochs, several seeds per family).
 - ``gpu``: one H100, full Fashion-MNIST.
@@ -72,7 +72,7 @@ PRESETS: dict[str, Preset] = {
         # Batch 50 gives 3 steps per epoch: with batch 150 (one step per epoch, 400 steps) the
         # encoders were still far from fitting their own points and S_C barely separated from S_S.
         description="2 CPU cores: 150 training points per encoder, 400 epochs of batch 50, "
-        "4 encoders per family (METHODS §5).",
+        "4 encoders per family.",
     ),
     "gpu": Preset(
         name="gpu", arch="resnet18", shared=50000, candidate=5000, extra=5000, epochs=100, batch_size=512,

@@ -45,7 +45,7 @@ from .settings import Settings
 REMOVAL_SETTINGS: dict[str, dict] = {
     "smoke": {"half": 48, "fractions": (0.25,), "seeds": (0,), "epochs": 2, "batch_size": 16,
               "downstream_train": 256, "downstream_test": 128},
-    # 2 cores, ≤ 20 min: 150 points per encoder (METHODS §5), 2 fractions × 2 ways × 2 seeds = 8 retrains.
+    # 2 cores, ≤ 20 min: 150 points per encoder, 2 fractions × 2 ways × 2 seeds = 8 retrains.
     "cpu": {"half": 150, "fractions": (0.08, 0.32), "seeds": (0, 1), "epochs": 150, "batch_size": 50,
             "models_per_family": 1, "probe_train": 2000, "probe_test": 1000, "probe_epochs": 100,
             "downstream_train": None, "downstream_test": None},

@@ -117,7 +117,7 @@ class SSLMemRun:
         return sslmem_tests(self.scores())
 
     def claims(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Verdicts on the scoreboard claims S1–S9, S11 and S12 (METHODS.md §1, paper Tables 2 and 16, Figs. 1, 2a, 5).
+        """Verdicts on the scoreboard claims S1–S9, S11 and S12 (paper Tables 2 and 16, Figs. 1, 2a, 5).
 
         Tests are one-sided Welch / one-sample t-tests on the normalised
         scores with Holm's correction (:meth:`tests`); S2 ("≈ 0") holds when

@@ -3,7 +3,7 @@
 LayerMem(l) is SSLMem (:mod:`memlib.memorization.sslmem`) with the output of
 layer l of f and g as the representation instead of the encoder's final
 output, averaged over the scored points; ΔLayerMem(l) = LayerMem(l) −
-LayerMem(l−1) isolates what layer l adds (METHODS.md §3).
+LayerMem(l−1) isolates what layer l adds (the book's Methods page).
 
 Layer outputs are read with forward hooks (:func:`~memlib.models.encoder.tapped`):
 the output each module really computes, so a ResNet block's tap includes its

@@ -3,7 +3,7 @@
 For a unit u (a conv channel, or a hidden neuron of a ViT MLP) and N
 training points, μ_{i,u} is the activation of u on point i, averaged over
 the spatial positions (conv) or the tokens (ViT) and over K augmented views
-of the point. Then (METHODS.md §3)::
+of the point. Then (the book's Methods page)::
 
     UnitMem(u) = (μ_max,u − μ_−max,u) / (μ_max,u + μ_−max,u)
 

@@ -7,7 +7,7 @@ Any SSL method's loss becomes
 with f(·) the encoder's whole representation (flattened, L2-normalised, as
 SSLMem measures it), d the Euclidean distance, two fresh views of each image
 drawn with the method's own augmentation, and the mean over the mini-batch
-(METHODS.md §2). The minus sign rewards views for being *far apart*, so a
+(the book's Methods page). The minus sign rewards views for being *far apart*, so a
 higher λ makes the encoder align its views less, which lowers memorisation
 (and accuracy). The official code has this sign reversed; this is the
 paper's sign.

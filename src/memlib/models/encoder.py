@@ -4,7 +4,7 @@ An :class:`Encoder` maps float images in [0, 1] of shape (B, C, H, W) to
 
 - ``forward(x)``: the *full* representation, flattened to (B, D): the last
   feature map before pooling for ResNets, all tokens after the final norm for
-  ViTs (METHODS.md §1). SSLMem uses this.
+  ViTs (the book's Methods page). SSLMem uses this.
 - ``pooled(x)``: a pooled vector (B, F) (global average pool, or the CLS
   token) for projection heads, kNN and linear probes.
 

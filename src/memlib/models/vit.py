@@ -2,7 +2,7 @@
 
 The patch size is 4 (28 px → 7×7 = 49 patches, 32 px → 64), plus the CLS
 token. The full representation is every token after the final norm,
-flattened (METHODS.md §1); the pooled one is the CLS token. Taps: each block
+flattened (the book's Methods page); the pooled one is the CLS token. Taps: each block
 (``blocks.i``), and separately its attention (``blocks.i.attn``) and MLP
 (``blocks.i.mlp``) sub-layers — the sub-layer outputs before their residual
 addition — and the final ``norm``; then the MLP hidden units after their GELU
