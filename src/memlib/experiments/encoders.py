@@ -239,31 +239,19 @@ def _train_spec(
     method = spec.build(train_set)
     idx = list(spec.indices)
     ckpt = spec.checkpoint(cache)
+    kw = dict(device=device, checkpoint_path=ckpt, run_config=spec.run_config(), progress=progress, desc=desc)
     if spec.dp is not None:
-        res = dp_train(
-            method,
-            train_set.images[idx],
-            spec.train,
-            spec.dp,
-            device=device,
-            checkpoint_path=ckpt,
-            run_config=spec.run_config(),
-            progress=progress,
-            desc=desc,
-        )
+        res = dp_train(method, train_set.images[idx], spec.train, spec.dp, **kw)
     else:
+        snapshots = ckpt.parent / "snapshots" if spec.snapshots else None
         res = train(
             method,
             train_set.images[idx],
             train_set.labels[idx],
             spec.train,
-            device=device,
-            checkpoint_path=ckpt,
-            run_config=spec.run_config(),
             eval_fn=eval_fn,
-            progress=progress,
-            desc=desc,
-            snapshot_dir=ckpt.parent / "snapshots" if spec.snapshots else None,
+            snapshot_dir=snapshots,
+            **kw,
         )
     return Fitted(spec, method, res)
 

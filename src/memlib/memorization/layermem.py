@@ -30,17 +30,12 @@ from torch import nn
 
 from ..data.augment import Augmentation
 from ..models.encoder import tapped
-from .scoring import as_list, eval_mode, family_names, forward, require_finite, scoring_device, view_distances
-from .sslmem import normalize_scores
+from .scoring import as_list, family_names
+from .sslmem import normalize_scores, source_alignments
 from .views import (
     AugmentedViews,
     FixedViews,
     ViewSource,
-    check_batch_size,
-    check_views_arg,
-    gather_points,
-    points_per_batch,
-    view_batches,
 )
 
 
@@ -128,27 +123,16 @@ def source_layer_alignment(
     NaN or inf raises :class:`FloatingPointError` naming the encoder and the points.
     """
     models = as_list(encoders)
-    check_views_arg(source.views, mode)
-    batch_size = check_batch_size(batch_size)
     taps = list(getattr(models[0], "tap_names", ()) if taps is None else taps)
     if not taps:
         raise ValueError("taps is empty and the encoder has no tap_names; pass the module names to read")
     for m in models:  # unknown names fail here, before any compute
         with tapped(m, taps):
             pass
-    device = scoring_device(models, device)
-    out = torch.empty((len(models), len(taps), source.n_points), dtype=torch.float64, device=device)
-    with eval_mode(models), torch.inference_mode():
-        for start, b, v in view_batches(source, mode, batch_size, device, progress, desc="layer alignment"):
-            for j, m in enumerate(models):
-                assert not m.training, "LayerMem must run in eval mode"
-                acts = forward(m, v, batch_size, device, amp, taps=taps)
-                for li, t in enumerate(taps):
-                    out[j, li, start : start + b] = view_distances(acts[t], b, source.views, mode)
-    out = gather_points(out, points_per_batch(batch_size, source.views, mode)).cpu().numpy()
-    return taps, require_finite(
-        out, names or [str(j) for j in range(len(models))], "layer alignment", getattr(source, "ids", None)
+    out = source_alignments(
+        models, source, taps, mode=mode, batch_size=batch_size, device=device, amp=amp, progress=progress, names=names
     )
+    return taps, out
 
 
 def layer_alignment(

@@ -113,21 +113,48 @@ def source_alignment(
     its position) and the points if any alignment is NaN or inf.
     """
     models = as_list(encoders)
+    out = source_alignments(
+        models, source, None, mode=mode, batch_size=batch_size, device=device, amp=amp, progress=progress, names=names
+    )
+    return out[:, 0]
+
+
+def source_alignments(
+    models: list[nn.Module],
+    source: ViewSource,
+    taps: Sequence[str] | None,
+    *,
+    mode: str,
+    batch_size: int,
+    device,
+    amp: bool,
+    progress: bool,
+    names: Sequence[str] | None,
+) -> np.ndarray:
+    """Alignment loss (paper eq. 1) of each model on each point, at each tap (``None``: the output only).
+
+    The one batched loop behind SSLMem and LayerMem. Returns shape (n_models, len(taps) or 1, N); NaN or inf
+    raises :class:`FloatingPointError` naming the encoder and the points.
+    """
     check_views_arg(source.views, mode)
     batch_size = check_batch_size(batch_size)
     device = scoring_device(models, device)
     # Results stay on the device until the end: a .cpu() per batch would sync the GPU each time.
-    out = torch.empty((len(models), source.n_points), dtype=torch.float64, device=device)
+    out = torch.empty((len(models), len(taps or [None]), source.n_points), dtype=torch.float64, device=device)
+    desc = "alignment" if taps is None else "layer alignment"
     with eval_mode(models), torch.inference_mode():
-        for start, b, v in view_batches(source, mode, batch_size, device, progress):
+        for start, b, v in view_batches(source, mode, batch_size, device, progress, desc=desc):
             for j, m in enumerate(models):
-                out[j, start : start + b] = view_distances(
-                    forward(m, v, batch_size, device, amp), b, source.views, mode
+                reps = (
+                    [forward(m, v, batch_size, device, amp)]
+                    if taps is None
+                    else list(forward(m, v, batch_size, device, amp, taps=taps).values())
                 )
+                for li, r in enumerate(reps):
+                    out[j, li, start : start + b] = view_distances(r, b, source.views, mode)
     out = gather_points(out, points_per_batch(batch_size, source.views, mode)).cpu().numpy()
-    return require_finite(
-        out, names or [str(j) for j in range(len(models))], "alignment loss", getattr(source, "ids", None)
-    )
+    what = "alignment loss" if taps is None else "layer alignment"
+    return require_finite(out, names or [str(j) for j in range(len(models))], what, getattr(source, "ids", None))
 
 
 def alignment_loss(
