@@ -41,7 +41,7 @@ from memlib.data.splits import SUBSET_LABELS
 from memlib.device import resolve_device
 from memlib.experiments import get_preset, preset_table
 from memlib.experiments.notebooks import refuse_unknown_parameters
-from memlib.experiments.page import smoke_banner
+from memlib.experiments.page import smoke_banner, table
 from memlib.provenance import hardware, provenance, provenance_markdown, versions
 
 refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
@@ -55,7 +55,7 @@ smoke_banner(p)
 # ## Environment
 
 # %% tags=["remove-input"]
-display(pd.DataFrame({"version": versions()}))
+display(table(pd.DataFrame({"version": versions()}), index_name="package"))
 glue("hardware", hardware(dev), display=False)
 
 # %% [markdown]
@@ -78,7 +78,7 @@ counts = pd.DataFrame({
     "train": np.bincount(train_set.labels.numpy(), minlength=train_set.num_classes),
     "test": np.bincount(test_set.labels.numpy(), minlength=test_set.num_classes),
 }, index=train_set.classes)
-display(counts.T)
+display(table(counts.T))
 glue("fig_examples", plots.class_examples(train_set.images, train_set.labels, train_set.classes), display=False)
 
 # %% [markdown]
@@ -106,7 +106,7 @@ for name, idx in splits.to_dict().items():
         lab = (test_set if name == "extra" else train_set).labels.numpy()[idx]
         rows.append({"subset": SUBSET_LABELS[name], "from": "test" if name == "extra" else "train", "size": len(idx),
                      "classes present": len(np.unique(lab))})
-display(pd.DataFrame(rows).set_index("subset"))
+display(table(pd.DataFrame(rows).set_index("subset")))
 splits.check_disjoint()  # raises if two training subsets overlap
 glue("splits_disjoint", "yes", display=False)
 
@@ -121,7 +121,10 @@ glue("splits_disjoint", "yes", display=False)
 # the paper's proportions.
 
 # %% tags=["remove-input"]
-display(preset_table())
+presets = preset_table().rename(columns={"arch": "architecture", "batch_size": "batch size",
+                                         "models_per_family": "encoders per family", "candidate": "S_C",
+                                         "shared": "S_S"})
+display(table(presets, index_name="preset", wrap=["description"]))
 
 # %% [markdown]
 # ## Provenance

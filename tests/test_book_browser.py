@@ -13,7 +13,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = Path(os.environ.get("MEMLIB_BOOK_HTML", ROOT / "_build" / "html"))
-PAGES = ["index.html", "methods.html", "chapters/01_sslmem.html", "scoreboard.html"]
+PAGES = [
+    "index.html",
+    "methods.html",
+    "chapters/01_sslmem.html",
+    "chapters/02_removal.html",
+    "chapters/03_regularization.html",
+    "chapters/06_sslmem_setups.html",
+    "scoreboard.html",
+]
 
 selenium = pytest.importorskip("selenium", reason="selenium missing: pip install -e '.[dev]'")
 pytestmark = [
@@ -84,3 +92,24 @@ def test_math_is_typeset_by_the_bundled_mathjax(browser):
     assert browser.execute_script("return document.querySelectorAll('mjx-container').length") > 0
     srcs = browser.execute_script("return [...document.scripts].map(s => s.src).filter(s => s.includes('mathjax'))")
     assert srcs and all(s.startswith("file://") for s in srcs), srcs  # served with the site, not from a CDN
+
+
+@pytest.mark.parametrize("page", ["index.html", "scoreboard.html"])
+def test_results_at_a_glance_are_on_the_landing_page_and_the_scoreboard(browser, page):
+    _open(browser, page)
+    text = browser.find_element("tag name", "body").text
+    assert "Results at a glance" in text and "reproduced" in text
+    assert "reports no results" not in text
+
+
+def test_chapter_tables_are_padded_and_show_no_nan(browser):
+    _open(browser, "chapters/01_sslmem.html")
+    pads = browser.execute_script(
+        "return [...document.querySelectorAll('.cell_output table td')].slice(0, 50)"
+        ".map(td => parseFloat(getComputedStyle(td).paddingLeft))"
+    )
+    assert pads and min(pads) >= 4, pads  # cells that run together read "1010.45" for "10" and "10.45"
+    cells = browser.execute_script(
+        "return [...document.querySelectorAll('.cell_output table td')].map(td => td.textContent.trim())"
+    )
+    assert "nan" not in {c.lower() for c in cells}

@@ -29,5 +29,19 @@ def test_glue_takes_status_and_statistic(monkeypatch):
     import myst_nb
 
     monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.__setitem__(name, value))
-    glue_claims(claims_table([Claim("S5", "not reproduced (cpu, seed 0)", "t = -1.0")]))
-    assert glued == {"claim_S5_status": "not reproduced (cpu, seed 0)", "claim_S5_stat": "t = -1.0"}
+    glue_claims(
+        claims_table(
+            [
+                Claim("S5", "not reproduced (cpu)", "t = -1.0", "t-test over pairs", "encoder pair", 12),
+                Claim("S20", "not attempted", "—"),
+            ]
+        )
+    )
+    assert glued == {
+        "claim_S5_status": "not reproduced (cpu)",
+        "claim_S5_stat": "t = -1.0",
+        "claim_S5_test": "t-test over pairs; unit: encoder pair, n = 12",
+        "claim_S20_status": "not attempted",
+        "claim_S20_stat": "—",
+        "claim_S20_test": "—",
+    }

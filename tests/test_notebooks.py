@@ -51,6 +51,9 @@ def test_executes_at_smoke(path, tmp_path):
     text = json.dumps(outputs)
     assert "meaningless" in text  # smoke pages are labelled as such
     assert "memlib commit" in text  # provenance block
+    from memlib.experiments.glance import figure_stand_ins
+
+    assert not figure_stand_ins(out), "figures stored as text stand-ins, without image/png"
 
 
 @pytest.mark.notebook

@@ -37,10 +37,20 @@ SUBSET_COLORS = {"candidate": "tab:red", "shared": "tab:gray", "extra": "tab:gre
 
 
 @_closed
-def score_distributions(scores: dict[str, np.ndarray], title: str = "", bins: int = 30):
-    """Fig. 2c: histogram of the memorisation scores of each subset, with their means."""
+def score_distributions(
+    scores: dict[str, np.ndarray],
+    title: str = "",
+    bins: int = 30,
+    null=None,
+    xlabel: str = "memorisation score m (normalised)",
+):
+    """Fig. 2c: histogram of the memorisation scores of each subset, with their means.
+
+    ``null``: scores of the null family (f′ against f, same data, other seeds) on the same points, drawn filled
+    in grey: what chance alone gives.
+    """
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    allv = np.concatenate([np.asarray(v) for v in scores.values()])
+    allv = np.concatenate([np.asarray(v) for v in scores.values()] + ([np.asarray(null)] if null is not None else []))
     edges = np.linspace(allv.min(), allv.max(), bins + 1)
     for s in SUBSETS:
         v = np.asarray(scores[s])
@@ -53,8 +63,19 @@ def score_distributions(scores: dict[str, np.ndarray], title: str = "", bins: in
             label=f"{SUBSET_LABELS[s]} (mean {v.mean():+.3f}, n={len(v)})",
         )
         ax.axvline(v.mean(), color=SUBSET_COLORS[s], ls="--", lw=1)
+    if null is not None:
+        v = np.asarray(null)
+        w = np.full(len(v), len(np.asarray(scores["candidate"])) / len(v))  # scaled to S_C's count
+        ax.hist(
+            v,
+            bins=edges,
+            weights=w,
+            color="0.6",
+            alpha=0.35,
+            label=f"null f′ vs f, all points (mean {v.mean():+.3f}; scaled to n={len(scores['candidate'])})",
+        )
     ax.axvline(0, color="k", lw=0.6)
-    ax.set_xlabel("memorisation score m (normalised)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("points")
     ax.set_title(title)
     ax.legend(fontsize=8, frameon=False)
@@ -157,4 +178,70 @@ def class_examples(images: torch.Tensor, labels, classes, per_class: int = 6):
                 _show(ax, images[idx[j]])
         axes[c, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
     fig.tight_layout(pad=0.2)
+    return fig
+
+
+@_closed
+def pair_contrasts(per_pair, paper: dict | None = None, title: str = ""):
+    """One dot per encoder pair for each contrast (columns of ``per_pair``), its mean with a 95 % t-interval,
+    and the paper's value (``paper``: column → value) as a cross."""
+    from scipy import stats as st
+
+    cols = list(per_pair.columns)
+    fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2.2, 3.4))
+    for i, c in enumerate(cols):
+        x = np.asarray(per_pair[c], float)
+        jitter = np.linspace(-0.12, 0.12, len(x)) if len(x) > 1 else np.zeros(1)
+        ax.scatter(i + jitter, x, s=12, color="tab:blue", alpha=0.7, label="encoder pair" if i == 0 else None)
+        if len(x) > 1:
+            h = st.sem(x) * st.t.ppf(0.975, len(x) - 1)
+            ax.errorbar(
+                i + 0.3,
+                x.mean(),
+                yerr=h,
+                fmt="s",
+                color="k",
+                ms=4,
+                capsize=3,
+                label="mean, 95 % CI over pairs" if i == 0 else None,
+            )
+        if paper and c in paper:
+            ax.scatter(i + 0.3, paper[c], marker="x", color="tab:red", s=40, label="paper" if i == 0 else None)
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_xticks(range(len(cols)), cols, fontsize=8)
+    ax.set_ylabel("per-pair mean (normalised)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+@_closed
+def scaling_gap(table, y: str = "gap normalised", mark: dict | None = None, title: str = ""):
+    """The S_C − S_I gap per encoder pair against training-set size (epochs annotated), with the mean per
+    size; ``mark`` adds vertical lines at named sizes (e.g. a preset that was not run)."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    ax.scatter(table["train size"], table[y], s=14, color="tab:red", alpha=0.6, label="encoder pair")
+    g = table.groupby("train size").agg(mean=(y, "mean"), epochs=("epochs", "first")).reset_index()
+    ax.plot(g["train size"], g["mean"], "k-o", ms=4, lw=1, label="mean over pairs")
+    for r in g.itertuples():
+        ax.annotate(f"{r.epochs} ep.", (r[1], r.mean), textcoords="offset points", xytext=(4, 6), fontsize=7)
+    for name, x in (mark or {}).items():
+        ax.axvline(x, color="tab:purple", ls=":", lw=1)
+        ax.annotate(
+            name,
+            (x, ax.get_ylim()[1]),
+            textcoords="offset points",
+            xytext=(-4, -12),
+            ha="right",
+            fontsize=7,
+            color="tab:purple",
+        )
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("training points per encoder (log scale); epochs chosen so size × epochs is constant")
+    ax.set_ylabel("S_C − S_I, per pair (normalised)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
     return fig

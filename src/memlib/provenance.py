@@ -85,14 +85,44 @@ def provenance(
     }
 
 
-def provenance_markdown(prov: dict) -> str:
-    """A compact markdown table of a provenance dict, for the end of a chapter."""
+def repository_url(start: str | Path | None = None) -> str | None:
+    """The book's ``repository: url`` from the ``_config.yml`` at or above ``start`` (default: the working
+    folder), or ``None``: commits in provenance blocks link there."""
+    try:
+        import yaml
+    except ImportError:  # a plain install (no [dev] extras) has no book to link to
+        return None
+
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        cfg = folder / "_config.yml"
+        if cfg.is_file():
+            try:
+                url = (yaml.safe_load(cfg.read_text()) or {}).get("repository", {}).get("url")
+            except (yaml.YAMLError, AttributeError):
+                return None
+            return str(url).rstrip("/") if url else None
+    return None
+
+
+def commit_link(commit: str, url: str | None) -> str:
+    """``commit`` as inline code, linked to its page under the repository ``url`` when there is one (a
+    ``-dirty`` commit links to the commit it was based on)."""
+    if not url or not commit or commit == "unknown":
+        return f"`{commit}`"
+    return f"[`{commit}`]({url}/commit/{commit.removesuffix('-dirty')})"
+
+
+def provenance_markdown(prov: dict, repository: str | None = None) -> str:
+    """A compact markdown table of a provenance dict, for the end of a chapter; commits link to ``repository``
+    (default: :func:`repository_url`)."""
     cfg = prov.get("config", {})
+    url = repository or repository_url()
     rows = [
         ("preset", f"`{cfg.get('preset', cfg.get('name', '?'))}`"),
         ("seed", str(cfg.get("seed", "?"))),
-        ("memlib commit", f"`{prov['commit']}`"),
-        ("encoders trained at", ", ".join(f"`{c}`" for c in prov.get("trained_at") or []) or "—"),
+        ("memlib commit", commit_link(prov["commit"], url)),
+        ("encoders trained at", ", ".join(commit_link(c, url) for c in prov.get("trained_at") or []) or "—"),
         ("date", prov["date_utc"]),
         ("hardware", prov["hardware"]),
         ("device", prov["device"]),

@@ -32,6 +32,9 @@ from scipy import stats as st
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 #: Power above which a null result counts against the claim.
 MIN_POWER = 0.8
+#: Split-half Spearman ρ below which a ranking of points is unreliable: a claim that rests on one is
+#: inconclusive (declared before any run; chapter 01 measures it).
+MIN_RELIABILITY = 0.5
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,11 @@ def mixed_effect(values, subset, group, *, effect: str, baseline: str) -> dict:
     # Fitted in units of the values' spread: scores of ~1e-2 would put variances near the optimiser's tolerance.
     scale = float(df.value.std()) or 1.0
     df["value"] = df.value / scale
-    fit = smf.mixedlm("value ~ is_effect", df, groups=df["group"]).fit(reml=True)
+    import warnings
+
+    with warnings.catch_warnings():  # a pair variance at its boundary (0) is a valid fit, reported as such
+        warnings.simplefilter("ignore")
+        fit = smf.mixedlm("value ~ is_effect", df, groups=df["group"]).fit(reml=True)
     return {
         "estimate": float(fit.params["is_effect"]) * scale,
         "se": float(fit.bse["is_effect"]) * scale,
@@ -171,3 +178,36 @@ def mixed_effect(values, subset, group, *, effect: str, baseline: str) -> dict:
         "n_groups": int(df.group.nunique()),
         "n_points": len(df),
     }
+
+
+def parts_status(statuses: list[str]) -> str:
+    """The verdict on a claim whose parts are declared in its definition (e.g. "for every method"), from the
+    parts' verdicts: reproduced when all are, "partly reproduced (k of m parts)" when some are, not
+    reproduced when none is and at least one is refuted, inconclusive otherwise."""
+    if not statuses:
+        raise ValueError("statuses is empty: a claim needs at least one part")
+    k, m = sum(s == REPRODUCED for s in statuses), len(statuses)
+    if k == m:
+        return REPRODUCED
+    if k:
+        return f"partly reproduced ({k} of {m} parts)"
+    return NOT_REPRODUCED if NOT_REPRODUCED in statuses else INCONCLUSIVE
+
+
+def one_sided_pair(x, *, direction: int = 1) -> tuple[float, float]:
+    """One-sided one-sample t-test p-values of ``x`` against 0 in the claimed ``direction`` and the opposite one
+    (1.0, 1.0 when ``x`` has fewer than two values or no spread)."""
+    x = np.asarray(x, dtype=np.float64) * np.sign(direction)
+    if len(x) < 2 or not np.ptp(x) > 0:
+        return 1.0, 1.0
+    return (
+        float(st.ttest_1samp(x, 0.0, alternative="greater").pvalue),
+        float(st.ttest_1samp(x, 0.0, alternative="less").pvalue),
+    )
+
+
+def preset_status(preset, status: str) -> str:
+    """A verdict labelled with the preset it ran at; a preset that is not ``meaningful`` decides nothing."""
+    if not preset.meaningful:
+        return f"not reproduced yet ({preset.name} run only)"
+    return f"{status} ({preset.name})"

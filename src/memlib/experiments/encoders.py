@@ -45,12 +45,17 @@ from .presets import Preset
 CACHE_SCHEMA = 2
 
 
-def model_seed(seed: int, family: str, i: int) -> int:
-    """Seed of member ``i`` of family ``"f"``, ``"g"`` or ``"f'"`` (the null family) in a run seeded with ``seed``."""
+def model_seed(seed: int, family: str, i: int, paired: bool = False) -> int:
+    """Seed of member ``i`` of family ``"f"``, ``"g"`` or ``"f'"`` (the null family) in a run seeded with ``seed``.
+
+    ``paired=True`` gives g_i the seed of f_i (same initial weights, same data order and augmentation draws):
+    each family's distribution is unchanged, only the pairing of f_i with g_i differs (chapter 01 measures
+    whether it shrinks the pair-to-pair spread).
+    """
     if family == "f'":  # f's data, seeds no f or g member (i < 100) and no retraining (500 + s) uses
         return seed * 1000 + 700 + i
     # f and g members get distinct seeds, as independent draws from A(S) and A(S \ x).
-    return seed * 1000 + 2 * i + (family == "g")
+    return seed * 1000 + 2 * i + (family == "g" and not paired)
 
 
 def train_config(p: Preset, threads: int = 1) -> TrainConfig:
@@ -220,7 +225,8 @@ def family_specs(
     p: Preset, splits, seed: int, families: Sequence[str] = ("f", "g"), **spec_kw
 ) -> dict[str, list[EncoderSpec]]:
     """The specs of f's family (trained on ``splits.f_train``), g's (``splits.g_train``) and the null
-    family f′ (f's points, ``p.null_models`` other seeds), each member from its own :func:`model_seed`;
+    family f′ (f's points, ``p.null_models`` other seeds), each member from its own :func:`model_seed`
+    (g_i shares f_i's seed when ``p.paired_seeds``);
     ``spec_kw`` as in :meth:`EncoderSpec.from_preset`."""
     bad = sorted(set(families) - {"f", "g", "f'"})
     if bad or not families:
@@ -228,7 +234,10 @@ def family_specs(
     idx = {"f": splits.f_train, "g": splits.g_train, "f'": splits.f_train}
     size = {"f": p.models_per_family, "g": p.models_per_family, "f'": p.null_models}
     return {
-        fam: [EncoderSpec.from_preset(p, idx[fam], model_seed(seed, fam, i), **spec_kw) for i in range(size[fam])]
+        fam: [
+            EncoderSpec.from_preset(p, idx[fam], model_seed(seed, fam, i, p.paired_seeds), **spec_kw)
+            for i in range(size[fam])
+        ]
         for fam in families
     }
 

@@ -5,6 +5,7 @@ Kept here so that the notebooks stay thin and say the same thing the same way.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .presets import Preset
@@ -24,12 +25,72 @@ def smoke_banner(p: Preset) -> None:
 
 
 def glue_claims(claims: pd.DataFrame) -> None:
-    """Glue each claim's ``status`` and ``statistic`` for the scoreboard.
+    """Glue each claim's ``status``, ``statistic`` and evidence for the scoreboard.
 
-    The names are ``claim_<id>_status`` and ``claim_<id>_stat``.
+    The names are ``claim_<id>_status``, ``claim_<id>_stat`` and ``claim_<id>_test`` (the test, its unit of
+    replication and n, as one phrase, e.g. "one-sided t-test over pairs; unit: encoder pair, n = 12").
     """
     from myst_nb import glue
 
     for cid, row in claims.iterrows():
         glue(f"claim_{cid}_status", row.status, display=False)
         glue(f"claim_{cid}_stat", row.statistic, display=False)
+        glue(f"claim_{cid}_test", evidence(row), display=False)
+
+
+def evidence(row) -> str:
+    """A claim's test, unit and n as one phrase ("—" when the claim has no test)."""
+    test = getattr(row, "test", "") or ""
+    if not test:
+        return "—"
+    unit, n = getattr(row, "unit", "") or "", getattr(row, "n", None)
+    n_text = "" if n is None or pd.isna(n) else f", n = {int(n)}"
+    return f"{test}; unit: {unit}{n_text}" if unit else test
+
+
+#: Cell padding and borders of every table a chapter shows (pandas' Styler sets none, so cells run together).
+TABLE_STYLES = [
+    {"selector": "th, td", "props": "padding: 0.25em 0.7em; text-align: right; border-bottom: 1px solid #ddd;"},
+    {"selector": "th", "props": "font-weight: 600; background: #f6f6f6;"},
+    {"selector": "", "props": "border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em;"},
+]
+
+
+def table(
+    df: pd.DataFrame,
+    digits: int = 3,
+    *,
+    index_name: str | None = None,
+    hide_index: bool = False,
+    percent=(),
+    wrap=(),
+):
+    """A DataFrame as a readable table: padded cells, numbers to ``digits`` significant places, "—" for
+    missing values, ``percent`` columns as percentages, ``wrap`` columns left-aligned and wrapped."""
+    df = df.copy()
+    if isinstance(df.columns, pd.MultiIndex):
+        df.columns = [" ".join(str(c) for c in col if str(c)) for col in df.columns]
+    if index_name is not None:
+        df.index.name = index_name
+
+    def fmt(v):
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+            return "—"
+        if isinstance(v, (bool, np.bool_)):
+            return "yes" if v else "no"
+        if isinstance(v, (int, np.integer)):
+            return f"{int(v):,}"
+        if isinstance(v, (float, np.floating)):
+            if float(v).is_integer() and abs(v) < 1e6:
+                return f"{int(v):,}"
+            return f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.{digits}f}"
+        return str(v)
+
+    styler = df.style.format(fmt, na_rep="—").format_index(fmt, axis=0).set_table_styles(TABLE_STYLES)
+    for col in percent:
+        styler = styler.format(lambda v: "—" if pd.isna(v) else f"{v:.1%}", subset=[col])
+    for col in wrap:
+        styler = styler.set_properties(
+            subset=[col], **{"text-align": "left", "white-space": "normal", "max-width": "40em"}
+        )
+    return styler.hide(axis="index") if hide_index else styler

@@ -43,12 +43,13 @@ from ..methods import METHODS
 from ..models import build_encoder, channel_stats
 from ..stats import kendall_tau, mean_ci, overlap_at_k
 from ..training.loop import fingerprint
+from ..verdicts import INCONCLUSIVE, one_sided_pair, preset_status, verdict_rule
 from .artifacts import SETUPS as SETUPS_KIND
 from .claims import Claim, claims_table
 from .context import RunContext
 from .encoders import family_specs, fit, vit_arch
 from .inputs import load_with_splits, probe_rng, probe_sets
-from .presets import Preset, claim_status
+from .presets import Preset
 from .probes import probe_encoder
 from .settings import Settings
 from .sslmem_experiment import SSLMemRun, run_sslmem
@@ -233,11 +234,24 @@ class SetupsRun:
 
     # ---- claims -------------------------------------------------------------------------------------
     def claims(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Verdicts on S10, S13, S15–S18 and S26–S29 with their statistics (see the chapter for each test)."""
-        p, seed = self.preset, self.settings["seeds"][0]
-        rows = {}
+        """Verdicts on S10, S13, S15–S18 and S26–S29 by :mod:`memlib.verdicts`, each over its unit of replication.
 
-        # S10: SSLMem keeps rising after the probe accuracy plateaus (paired Wilcoxon, end vs plateau).
+        Table 1's claims (S13, S17) have one encoder pair per setup and seed, so their unit is the run or the
+        seed. The ablations (S10, S15, S16, S18, S26–S29) run at the first seed with one encoder pair per
+        level: the rule makes them inconclusive (one pair has no estimate of training noise); the statistic
+        still reports what the test alone gives.
+        """
+        p = self.preset
+        out: list[Claim] = []
+
+        def add(cid, status, stat, n):
+            test, unit = SETUPS_TESTS[cid]
+            out.append(Claim(cid, preset_status(p, status), stat, test, unit, n))
+
+        def single(stat):  # one encoder pair (or one split): the test alone, never a verdict
+            return verdict_rule(n=1, p=1.0, p_opposite=1.0).status, f"{stat}; one encoder pair per level: inconclusive"
+
+        # S10: SSLMem keeps rising after the probe accuracy plateaus (one pair with snapshots).
         d = self.dynamics
         best = d["linear_acc"].max()
         plateau = int(d.loc[d["linear_acc"] >= best - 0.01, "epoch"].min())
@@ -245,166 +259,146 @@ class SetupsRun:
         if plateau < end:
             a, b = self.dynamics_points[end], self.dynamics_points[plateau]
             w = st.wilcoxon(a, b, alternative="greater")
-            rows["S10"] = (
-                w.pvalue < alpha,
-                f"accuracy within 1 pt of its best from epoch {plateau}; "
-                f"SSLMem of S_C there {b.mean():+.4f}, at epoch {end} {a.mean():+.4f} "
-                f"(Wilcoxon p = {w.pvalue:.2g}, n = {len(a)})",
-                len(a),
+            add(
+                "S10",
+                *single(
+                    f"accuracy within 1 pt of its best from epoch {plateau}; SSLMem of S_C there {b.mean():+.4f}, at "
+                    f"epoch {end} {a.mean():+.4f} (Wilcoxon over points p = {w.pvalue:.2g})"
+                ),
+                1,
             )
         else:
-            rows["S10"] = (False, f"the accuracy peaks only at the last snapshot (epoch {end}): no plateau to test", 0)
+            add("S10", INCONCLUSIVE, f"the accuracy peaks only at the last snapshot (epoch {end}): no plateau", 1)
 
-        # S13: setups with more memorisation probe better (Kendall τ over setup × seed, SSL setups).
+        # S13: setups with more memorisation probe better (Kendall τ over SSL runs: setup × seed).
         t1 = self.table1_runs[self.table1_runs["method"] != "supervised"]
-        r = st.kendalltau(t1["sslmem"], t1["linear_acc"], alternative="greater")
-        rows["S13"] = (
-            r.pvalue < alpha,
-            f"Kendall τ(SSLMem, linear acc) = {r.statistic:+.2f}, p = {r.pvalue:.2g} "
-            f"over {len(t1)} SSL runs (setup × seed)",
-            len(t1),
-        )
-
-        # S15: 85 % ≈ 80 % and 70 % < 80 % overlap (Welch t-tests on the candidates' normalised scores).
-        ov = self.overlap_points
-        if all(k in ov for k in (0.7, 0.8, 0.85)):
-            lo = st.ttest_ind(ov[0.8], ov[0.7], equal_var=False, alternative="greater")
-            same = st.ttest_ind(ov[0.85], ov[0.8], equal_var=False)
-            rows["S15"] = (
-                (lo.pvalue < alpha, same.pvalue >= alpha),
-                f"80 % vs 70 %: t = {lo.statistic:.2f}, p = {lo.pvalue:.2g} (one-sided); "
-                f"85 % vs 80 %: t = {same.statistic:.2f}, p = {same.pvalue:.2g} (two-sided)",
-                min(len(v) for v in ov.values()),
+        if len(t1) >= 3:
+            hi = st.kendalltau(t1["sslmem"], t1["linear_acc"], alternative="greater")
+            lo = st.kendalltau(t1["sslmem"], t1["linear_acc"], alternative="less")
+            v = verdict_rule(n=len(t1), p=hi.pvalue, p_opposite=lo.pvalue, alpha=alpha)
+            add(
+                "S13",
+                v.status,
+                f"Kendall τ(SSLMem, linear acc) = {hi.statistic:+.2f} over {len(t1)} SSL runs; {v.reason}",
+                len(t1),
             )
 
-        # S16: SSL setups agree with each other more than with supervised (Mann–Whitney on the τ's).
+        # S15: 85 % ≈ 80 % and 70 % < 80 % overlap (declared parts; one pair per ratio).
+        ov = self.overlap_points
+        if all(k in ov for k in (0.7, 0.8, 0.85)):
+            add(
+                "S15",
+                *single(
+                    f"mean S_C score at 70 / 80 / 85 % overlap: {ov[0.7].mean():+.3f} / {ov[0.8].mean():+.3f} / "
+                    f"{ov[0.85].mean():+.3f}"
+                ),
+                1,
+            )
+
+        # S16: SSL setups agree with each other more than with supervised (one split's rankings).
         tau, _ = self.tau_matrix()
         ssl = [c for c in tau.columns if c in SETUPS and SETUPS[c][0] != "supervised"]
         sup = [c for c in tau.columns if c in SETUPS and SETUPS[c][0] == "supervised"]
         if len(ssl) >= 2 and sup:
             within = [tau.loc[a, b] for i, a in enumerate(ssl) for b in ssl[i + 1 :]]
             across = [tau.loc[a, b] for a in ssl for b in sup]
-            mw = st.mannwhitneyu(within, across, alternative="greater")
-            rows["S16"] = (
-                mw.pvalue < alpha,
-                f"mean τ among SSL setups {np.mean(within):+.2f} ({len(within)} pairs), "
-                f"SSL vs supervised {np.mean(across):+.2f} ({len(across)} pairs); "
-                f"Mann–Whitney p = {mw.pvalue:.2g}",
-                len(within) + len(across),
+            add(
+                "S16",
+                *single(
+                    f"mean τ among SSL setups {np.mean(within):+.2f} ({len(within)} pairs of setups), SSL vs "
+                    f"supervised {np.mean(across):+.2f}; τ values share one split and its views"
+                ),
+                1,
             )
 
-        # S17: supervised has higher SSLMem than SSL after as many epochs (Welch t over seeds' run means).
+        # S17: supervised has higher SSLMem than SimCLR after as many epochs (per seed: one pair each).
         if sup:
-            tr = self.table1_runs
-            s_sup = tr.loc[tr["method"] == "supervised", "sslmem"]
-            s_ssl = tr.loc[tr["method"] != "supervised", "sslmem"]
-            c = self.candidate_scores
-            w = st.wilcoxon(c[sup[0]], c[BASE_SETUP], alternative="greater")
-            rows["S17"] = (
-                w.pvalue < alpha,
-                f"supervised {s_sup.mean():+.4f} vs SSL {s_ssl.mean():+.4f} (mean S_C score); "
-                f"supervised vs SimCLR per candidate, seed {seed}: Wilcoxon p = {w.pvalue:.2g}",
-                len(c),
+            tr = self.table1_runs.set_index(["setup", "seed"])["sslmem"]
+            seeds = [x for x in self.settings["seeds"] if (sup[0], x) in tr.index and (BASE_SETUP, x) in tr.index]
+            diff = np.array([tr[(sup[0], x)] - tr[(BASE_SETUP, x)] for x in seeds])
+            pc, po = one_sided_pair(diff)
+            v = verdict_rule(n=len(diff), p=pc, p_opposite=po, alpha=alpha)
+            add(
+                "S17",
+                v.status,
+                "supervised − SimCLR mean S_C score per seed: "
+                + ", ".join(f"{x:+.4f}" for x in diff)
+                + f"; {v.reason}",
+                len(diff),
             )
 
-        # S18: SSLMem and Feldman's memorisation share about half their top points (overlap@k vs chance).
+        # S18: SSLMem and Feldman's memorisation share about half their top points (one split).
         if len(self.feldman):
             f = self.feldman.iloc[len(self.feldman) // 2]
-            rows["S18"] = (
-                bool(f["overlap p"] < alpha),
-                "; ".join(
-                    f"overlap@{int(r.k)} = {r.overlap:.2f} (chance {r.chance:.2f}, p = {r['overlap p']:.2g})"
-                    for _, r in self.feldman.iterrows()
-                )
-                + f"; Kendall τ = {f.tau:+.2f} (p = {f.p:.2g})",
-                len(self.candidate_scores),
+            add(
+                "S18",
+                *single(
+                    "; ".join(
+                        f"overlap@{int(r.k)} = {r.overlap:.2f} (chance {r.chance:.2f}, p = {r['overlap p']:.2g})"
+                        for _, r in self.feldman.iterrows()
+                    )
+                    + f"; Kendall τ = {f.tau:+.2f}"
+                ),
+                1,
             )
 
-        # S26: MAE has the highest Déjà Vu but the lowest SSLMem of the SSL setups (ranks).
+        # S26: MAE has the highest Déjà Vu but the lowest SSLMem of the SSL setups (one pair per setup).
         dv = self.dejavu[self.dejavu["method"] != "supervised"]
         if "MAE-ViT" in dv.index and len(dv) >= 2:
-            hi = dv["dejavu_gap"].idxmax() == "MAE-ViT"
-            lo = dv["sslmem"].idxmin() == "MAE-ViT"
-            rows["S26"] = (
-                (hi, lo),
-                f"MAE-ViT ranks {int(dv['dejavu_gap'].rank(ascending=False)['MAE-ViT'])} of "
-                f"{len(dv)} by Déjà Vu gap ({dv.loc['MAE-ViT', 'dejavu_gap']:+.3f}) and "
-                f"{int(dv['sslmem'].rank()['MAE-ViT'])} of {len(dv)} from the bottom by SSLMem; "
-                "Fashion-MNIST only (the CIFAR-10 vs ImageNet part is not tested)",
-                len(dv),
+            add(
+                "S26",
+                *single(
+                    f"MAE-ViT ranks {int(dv['dejavu_gap'].rank(ascending=False)['MAE-ViT'])} of {len(dv)} by Déjà Vu "
+                    f"gap and {int(dv['sslmem'].rank()['MAE-ViT'])} of {len(dv)} from the bottom by SSLMem; "
+                    "Fashion-MNIST only (the CIFAR-10 vs ImageNet part is not tested)"
+                ),
+                1,
             )
 
-        # S27: the training augmentation gives the highest SSLMem; others not significantly lower.
+        # S27: the training augmentation gives the highest SSLMem (one pair, several measuring augmentations).
         mp = self.measure_points
         train_aug = self.settings["train_augmentation"]
         if train_aug in mp and len(mp) >= 2:
-            ps = {a: st.wilcoxon(mp[train_aug], v).pvalue for a, v in mp.items() if a != train_aug}
-            top = max(mp, key=lambda a: mp[a].mean()) == train_aug
-            rows["S27"] = (
-                (top, all(v >= alpha for v in ps.values())),
-                f"highest mean: {max(mp, key=lambda a: mp[a].mean())}; vs {train_aug} (paired Wilcoxon): "
-                + ", ".join(f"{a} p = {v:.2g}" for a, v in ps.items()),
-                len(mp[train_aug]),
-            )
+            add("S27", *single(f"highest mean: {max(mp, key=lambda a: mp[a].mean())} (trained with {train_aug})"), 1)
 
-        # S28: crops memorise more than noise or masking (Welch t), and probe better.
+        # S28: crops memorise more than noise or masking, and probe better (one pair per augmentation).
         ta, tp = self.train_aug, self.train_aug_points
         if "crop_flip" in tp and len(tp) >= 2:
-            others = [a for a in tp if a != "crop_flip"]
-            tests = {a: st.ttest_ind(tp["crop_flip"], tp[a], equal_var=False, alternative="greater") for a in others}
-            acc_ok = all(ta.loc["crop_flip", "linear acc"] > ta.loc[a, "linear acc"] for a in others)
-            rows["S28"] = (
-                (*[t.pvalue < alpha for t in tests.values()], acc_ok),
-                "crop vs "
-                + ", ".join(f"{a}: t = {t.statistic:.2f}, p = {t.pvalue:.2g}" for a, t in tests.items())
-                + f"; crop probes best: {acc_ok}",
-                len(tp["crop_flip"]),
+            add(
+                "S28",
+                *single(
+                    "mean S_C score: "
+                    + ", ".join(f"{a} {v.mean():+.3f}" for a, v in tp.items())
+                    + "; linear acc: "
+                    + ", ".join(f"{a} {ta.loc[a, 'linear acc']:.3f}" for a in tp)
+                ),
+                1,
             )
 
-        # S29: MAE memorisation and accuracy peak at a 75 % mask ratio.
+        # S29: MAE memorisation and accuracy peak at a 75 % mask ratio (one pair per ratio).
         mr = self.mask_ratio
         if 0.75 in mr.index and len(mr) >= 2:
-            peak_m, peak_a = mr["SSLMem"].idxmax(), mr["linear acc"].idxmax()  # normalised, as the t-tests
-            others = [r for r in self.mask_ratio_points if r != 0.75]
-            tests = {
-                r: st.ttest_ind(
-                    self.mask_ratio_points[0.75], self.mask_ratio_points[r], equal_var=False, alternative="greater"
-                )
-                for r in others
-            }
-            rows["S29"] = (
-                (peak_m == 0.75, peak_a == 0.75, *[t.pvalue < alpha for t in tests.values()]),
-                f"SSLMem peaks at {peak_m:g}, accuracy at {peak_a:g}; 0.75 vs (Welch, one-sided) "
-                + ", ".join(f"{r:g}: p = {t.pvalue:.2g}" for r, t in tests.items()),
-                len(self.mask_ratio_points[0.75]),
+            add(
+                "S29",
+                *single(f"SSLMem peaks at {mr['SSLMem'].idxmax():g}, accuracy at {mr['linear acc'].idxmax():g}"),
+                1,
             )
 
-        out = []
-        for cid, (ok, stat, n) in sorted(rows.items(), key=lambda kv: int(kv[0][1:])):
-            out.append(
-                Claim(
-                    cid,
-                    claim_status(p, seed, list(ok) if isinstance(ok, tuple) else ok, n=n),
-                    stat,
-                    *SETUPS_TESTS.get(cid, ("", "")),
-                    n,
-                )
-            )
-        return claims_table(out)
+        return claims_table(sorted(out, key=lambda c: int(c.id[1:])))
 
 
 #: The test and unit of replication behind each claim of :meth:`SetupsRun.claims`.
 SETUPS_TESTS = {
-    "S10": ("Wilcoxon signed-rank, S_C at the accuracy plateau vs the end", "point"),
-    "S13": ("Kendall τ(SSLMem, linear accuracy)", "SSL run"),
-    "S15": ("Welch t-tests between overlap ratios", "point"),
-    "S16": ("Mann–Whitney U on pairwise Kendall τ", "pair of setups"),
-    "S17": ("Wilcoxon signed-rank, supervised vs SimCLR", "point"),
-    "S18": ("overlap@k against a permutation null; Kendall τ", "point"),
-    "S26": ("rank of MAE by SSLMem and by Déjà Vu gap", "setup"),
-    "S27": ("paired Wilcoxon, each measuring augmentation vs the training one", "point"),
-    "S28": ("Welch t-tests between training augmentations", "point"),
-    "S29": ("Welch t-tests between neighbouring mask ratios", "point"),
+    "S10": ("Wilcoxon, S_C at the accuracy plateau vs the end (one pair)", "encoder pair"),
+    "S13": ("one-sided Kendall τ(SSLMem, linear accuracy)", "SSL run (setup × seed)"),
+    "S15": ("mean score per overlap ratio (one pair each)", "encoder pair"),
+    "S16": ("Kendall τ between setups' rankings (one split)", "split"),
+    "S17": ("one-sided t-test over seeds of supervised − SimCLR", "seed (one pair per setup)"),
+    "S18": ("overlap@k against a permutation null (one split)", "split"),
+    "S26": ("rank of MAE by SSLMem and by Déjà Vu gap (one pair per setup)", "encoder pair"),
+    "S27": ("highest mean per measuring augmentation (one pair)", "encoder pair"),
+    "S28": ("mean score per training augmentation (one pair each)", "encoder pair"),
+    "S29": ("mean score per mask ratio (one pair each)", "encoder pair"),
 }
 
 #: The tables of a SetupsRun, written as CSV into its run folder.

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats as st
 
 from ..data.augment import build_augmentation
 from ..data.datasets import test_point_ids
@@ -25,33 +24,15 @@ from ..data.splits import SUBSET_LABELS, SUBSETS, Splits
 from ..memorization.sslmem import SSLMemResult, sslmem
 from ..probing import atypicality, embed
 from ..stats import (
-    largest_step,
     mean_ci,
     point_intervals,
-    significant_points,
     sslmem_tests,
 )
 from .artifacts import SSLMEM
-from .claims import Claim, claims_table
 from .context import RunContext
 from .inputs import load_with_splits, probe_rng, probe_sets, sample_subset
-from .presets import Preset, claim_status, get_preset
+from .presets import Preset, get_preset
 from .probes import KnnEval, probe_encoder
-
-#: The test that decides each claim of :meth:`SSLMemRun.claims` (its unit is the scored point).
-SSLMEM_TESTS = {
-    "S1": "one-sample t-test, Holm",
-    "S2": "95 % CI of the mean contains 0",
-    "S3": "one-sample and Welch t-tests, Holm",
-    "S4": "one-sample t-test, Holm",
-    "S5": "Welch t-test, Holm",
-    "S6": "Welch t-test, Holm",
-    "S7": "Welch t-test, Holm",
-    "S8": "Welch t-test, Holm",
-    "S9": "one-sided Kendall τ",
-    "S11": "share of the loss range (≥ 50 %)",
-    "S12": "largest step (≤ 10 %)",
-}
 
 
 @dataclass
@@ -113,108 +94,10 @@ class SSLMemRun:
         return pd.DataFrame(rows).set_index("subset")
 
     def tests(self) -> pd.DataFrame:
-        """The paper's one-sided t-tests (Tables 2 and 16) on the normalised scores."""
+        """The paper's one-sided t-tests (Tables 2 and 16) on the normalised scores, with points as replicates:
+        shown beside the encoder-level tests of :class:`~memlib.experiments.sslmem_study.SSLMemStudy`, which
+        decide the claims."""
         return sslmem_tests(self.scores())
-
-    def claims(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Verdicts on the scoreboard claims S1–S9, S11 and S12 (paper Tables 2 and 16, Figs. 1, 2a, 5).
-
-        Tests are one-sided Welch / one-sample t-tests on the normalised
-        scores with Holm's correction (:meth:`tests`); S2 ("≈ 0") holds when
-        the 95 % confidence interval of the mean contains 0. S9: one-sided
-        Kendall's τ between the candidates' scores and their atypicality in g's
-        representation; S11: the most memorised tenth of S_C spans at least half
-        of the candidates' range of f's alignment loss, and the candidate with the
-        lowest loss on f is not among them; S12: the fraction above a threshold
-        never drops by more than 10 % of S_C between neighbouring thresholds
-        (:func:`~memlib.stats.largest_step`). A run at a preset
-        that is not ``meaningful`` (``smoke``) never decides a claim.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Indexed by claim id, with ``status`` and ``statistic`` strings.
-        """
-        t = self.tests().set_index("null hypothesis")
-        shared = self.summary().loc["S_S"]
-
-        def test(h0):
-            r = t.loc[h0]
-            stat = f"t = {r.t:.2f}, p = {r.p:.2g} (Holm {r.p_holm:.2g}), d = {r.cohens_d:.2f}"
-            return bool(r.p_holm < alpha), stat
-
-        def with_mean(h0):
-            ok, stat = test(h0)
-            return ok, f"mean {t.loc[h0, 'mean_a']:+.4f}; {stat}"
-
-        pos, stat_e = with_mean("m(S_E) ≤ 0")
-        below, stat_ce = test("m(S_C) ≤ m(S_E)")
-        rows = {
-            "S1": with_mean("m(S_C) ≤ 0"),
-            "S2": (
-                shared["ci95 low"] <= 0 <= shared["ci95 high"],
-                f"mean {shared['mean score']:+.4f}, 95% CI [{shared['ci95 low']:+.4f}, {shared['ci95 high']:+.4f}]",
-            ),
-            "S3": ((pos, below), f"{stat_e.replace('; ', '; vs 0: ', 1)}; below S_C: {stat_ce}"),
-            "S4": with_mean("m(S_I) ≥ 0"),
-            "S5": test("m(S_C) ≤ m(S_S)"),
-            "S6": test("m(S_C) ≤ m(S_E)"),
-            "S7": test("m(S_S) ≤ m(S_I)"),
-            "S8": test("m(S_E) ≤ m(S_I)"),
-        }
-        rows.update(self._spectrum_claims())
-        n = {s: int((self.subset == s).sum()) for s in SUBSETS}
-        sizes = {
-            "S1": n["candidate"],
-            "S2": n["shared"],
-            "S3": n["extra"] + n["candidate"],
-            "S4": n["independent"],
-            "S5": n["candidate"] + n["shared"],
-            "S6": n["candidate"] + n["extra"],
-            "S7": n["shared"] + n["independent"],
-            "S8": n["extra"] + n["independent"],
-        }
-        return claims_table(
-            [
-                Claim(
-                    cid,
-                    claim_status(self.preset, self.seed, list(ok) if isinstance(ok, tuple) else ok),
-                    stat,
-                    SSLMEM_TESTS[cid],
-                    "point",
-                    sizes.get(cid, n["candidate"]),
-                )
-                for cid, (ok, stat) in rows.items()
-            ]
-        )
-
-    def _spectrum_claims(self) -> dict:
-        """S9 (atypical points score highest), S11 (memorisation vs f's alignment) and S12 (a smooth spectrum)."""
-        c = self.subset == "candidate"
-        score, align_f = self.result.score[c], self.result.align_f[c]
-        rows = {}
-        if self.encoders.get("g"):
-            aty = self.atypicality()[c]
-            r = st.kendalltau(score, aty, alternative="greater")
-            rows["S9"] = (
-                bool(r.pvalue < 0.05),
-                f"Kendall τ(score, atypicality) = {r.statistic:+.2f}, p = {r.pvalue:.2g} (one-sided, n = {c.sum()})",
-            )
-        top = score >= np.quantile(score, 0.9)
-        span = np.ptp(align_f[top]) / np.ptp(align_f) if np.ptp(align_f) > 0 else float("nan")
-        lowest_rank = int((score > score[np.argmin(align_f)]).sum()) + 1
-        rows["S11"] = (
-            (bool(span >= 0.5), bool(not top[np.argmin(align_f)])),
-            f"the top 10 % by score span {span:.0%} of S_C's range of f's alignment loss; the candidate "
-            f"with the lowest loss on f ranks {lowest_rank} of {c.sum()} by score",
-        )
-        step = largest_step(score)
-        rows["S12"] = (
-            bool(step <= 0.1),
-            f"largest drop of the fraction above a threshold between neighbouring "
-            f"thresholds (50 over the range): {step:.0%} of S_C (smooth: ≤ 10 %)",
-        )
-        return rows
 
     def atypicality(self, k: int = 5) -> np.ndarray:
         """Each scored point's atypicality in g's representation (mean over g's family, see
@@ -237,33 +120,6 @@ class SSLMemRun:
         df.insert(0, "label", [self.classes[i] for i in self.labels[c]])
         return df.sort_values("raw", ascending=False)
 
-    def significance(self, alpha: float = 0.05, method: str = "fdr_bh") -> pd.DataFrame:
-        """Which candidates are significantly memorised (per point; the paper gives none).
-
-        Each candidate's normalised score is tested one-sided against the
-        shared points S_S as the null distribution (both f and g trained on
-        them, so their scores are what no memorisation looks like), with a
-        false-discovery-rate correction (:func:`~memlib.stats.significant_points`).
-        The same test on S_E and S_I shows how often it fires on points f did not train on.
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per subset tested: points, significant points and their share.
-        """
-        sc, rows = self.scores(), []
-        for s in ("candidate", "extra", "independent"):
-            res = significant_points(sc[s], sc["shared"], alpha, method)
-            rows.append(
-                {
-                    "subset": SUBSET_LABELS[s],
-                    "n": len(res),
-                    "significant": int(res.significant.sum()),
-                    "share": float(res.significant.mean()),
-                }
-            )
-        return pd.DataFrame(rows).set_index("subset")
-
     def order_holds(self) -> bool:
         """Whether the subset means are ordered S_C > S_E > S_S > S_I."""
         m = {s: v.mean() for s, v in self.scores().items()}
@@ -271,14 +127,25 @@ class SSLMemRun:
 
 
 def run_sslmem(
-    preset="smoke", *, device="cpu", seed=0, cache_dir=None, data_root=None, progress=True, **overrides
-) -> SSLMemRun:
+    preset="smoke",
+    *,
+    device="cpu",
+    seed=0,
+    cache_dir=None,
+    data_root=None,
+    progress=True,
+    probe=True,
+    train_only=False,
+    **overrides,
+) -> SSLMemRun | None:
     """Run the SSLMem experiment of the paper's §4.2 at a preset.
 
     ``preset`` is a preset name (``smoke``, ``cpu``, ``gpu``, ``paper``) or a
     :class:`~memlib.experiments.presets.Preset`, and ``overrides`` change any of its fields (``epochs=50``,
     ``shared=200``; ``None`` is ignored, so notebook parameters can default to None). ``seed`` seeds the splits
     and every encoder. Device, folders and progress bars: :meth:`~memlib.experiments.context.RunContext.start`.
+    ``probe=False`` skips the linear probes (an empty ``probe`` table); ``train_only=True`` trains (or finds)
+    the encoders and returns ``None``, so a study can train all its runs' encoders before scoring any.
     Returns a :class:`SSLMemRun`.
     """
     # Every parameter (split sizes included) is checked before any data is loaded or anything written.
@@ -298,6 +165,8 @@ def run_sslmem(
     families = {fam: [f.encoder for f in fs] for fam, fs in fitted.items()}
     histories = {f"{fam}{i}": f.history for fam, fs in fitted.items() for i, f in enumerate(fs)}
     t_train = time.perf_counter() - t_train
+    if train_only:
+        return None
 
     scored = {
         "candidate": train_set.subset(splits.candidate),
@@ -320,7 +189,7 @@ def run_sslmem(
 
     t_probe = time.perf_counter()
     rows = []
-    for fam, encs in families.items():
+    for fam, encs in families.items() if probe else ():
         for i, enc in enumerate(encs):
             rows.append(
                 {
@@ -329,7 +198,7 @@ def run_sslmem(
                     **probe_encoder(enc, probe_tr, probe_te, p.probe_epochs, seed, dev),
                 }
             )
-    probe = pd.DataFrame(rows).set_index("encoder")
+    probe_df = pd.DataFrame(rows, columns=None if rows else ["encoder", "family"]).set_index("encoder")
     t_probe = time.perf_counter() - t_probe
 
     prov = ctx.provenance(p.to_dict())
@@ -343,7 +212,7 @@ def run_sslmem(
         labels,
         train_set.classes,
         histories,
-        probe,
+        probe_df,
         prov,
         ctx.run_dir,
         {"train_s": t_train, "score_s": t_score, "probe_s": t_probe, "total_s": ctx.elapsed()},

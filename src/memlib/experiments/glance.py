@@ -1,0 +1,164 @@
+"""Results at a glance: what the executed chapters say, read back from their glued values.
+
+The book's landing page and scoreboard include ``book/_generated/glance.md``,
+which :func:`write_glance` writes from the executed chapters in
+``book/chapters`` (``memlib-run-notebooks --replace-chapters`` calls it; a test
+checks that the committed file is what the committed chapters give). Nothing
+in it is typed by hand: the counts come from each chapter's glued
+``claim_<id>_status`` values, the preset from its glued ``preset``.
+
+:func:`figure_stand_ins` finds figure outputs that lost their image (a
+``<Figure size …>`` text and no ``image/png``), which a reader would see as a
+grey box.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+#: The statuses in the order the glance lists them (a status is matched by its first words).
+STATUSES = ("reproduced", "partly reproduced", "not reproduced", "inconclusive", "not attempted", "decided in")
+RECORD = "application/papermill.record/"
+
+
+def glued_values(notebook: str | Path) -> dict[str, str]:
+    """Every value a notebook glued as text (``glue(name, value)``), by name."""
+    nb = json.loads(Path(notebook).read_text())
+    out = {}
+    for cell in nb.get("cells", []):
+        for o in cell.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            text = o.get("data", {}).get(RECORD + "text/plain")
+            if name and text is not None:
+                text = "".join(text)
+                try:  # glue stores the repr of a string
+                    value = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    value = text
+                out[name] = value if isinstance(value, str) else text
+    return out
+
+
+def figure_stand_ins(notebook: str | Path) -> list[str]:
+    """Outputs of ``notebook`` that show a figure's text stand-in (``<Figure size …>``) without an ``image/png``:
+    the glue name, or the cell number for a displayed figure."""
+    nb = json.loads(Path(notebook).read_text())
+    bad = []
+    for i, cell in enumerate(nb.get("cells", [])):
+        for o in cell.get("outputs", []):
+            data = o.get("data", {})
+            text = "".join(data.get("text/plain", "") or data.get(RECORD + "text/plain", ""))
+            has_png = "image/png" in data or RECORD + "image/png" in data
+            if "<Figure size" in text and not has_png:
+                bad.append(o.get("metadata", {}).get("scrapbook", {}).get("name") or f"cell {i}")
+    return bad
+
+
+def _parameter(notebook: Path, name: str) -> str | None:
+    """The value papermill injected for ``name`` (else the ``parameters`` cell's), as a string."""
+    cells = json.loads(Path(notebook).read_text()).get("cells", [])
+    for tag in ("injected-parameters", "parameters"):
+        for cell in cells:
+            if tag in cell.get("metadata", {}).get("tags", []):
+                m = re.search(rf"^{name}\s*=\s*(.+?)\s*(#.*)?$", "".join(cell["source"]), re.M)
+                if m:
+                    try:
+                        return str(ast.literal_eval(m.group(1)))
+                    except (ValueError, SyntaxError):
+                        return m.group(1)
+    return None
+
+
+def _kind(status: str) -> str:
+    s = status.lower()
+    if s.startswith("not reproduced yet"):
+        return "not tested yet"
+    for k in STATUSES:
+        if s.startswith(k):
+            return "decided in another chapter" if k == "decided in" else k
+    return "other"
+
+
+def chapter_summary(chapters: str | Path) -> list[dict]:
+    """Per executed chapter: its file, preset, claims by status, and whether its claims carry test, unit and n
+    (the encoder-level rule)."""
+    rows = []
+    for nb in sorted(Path(chapters).glob("0*.ipynb")):
+        g = glued_values(nb)
+        statuses = {k[len("claim_") : -len("_status")]: v for k, v in g.items() if re.fullmatch(r"claim_\w+_status", k)}
+        rows.append(
+            {
+                "chapter": nb.stem,
+                "preset": g.get("preset") or _parameter(nb, "preset") or "—",
+                "claims": statuses,
+                "rule": any(k.endswith("_test") for k in g),
+            }
+        )
+    return rows
+
+
+def glance_markdown(chapters: str | Path) -> str:
+    """The results-at-a-glance box as MyST markdown (an admonition with counts and a per-chapter table)."""
+    rows = chapter_summary(chapters)
+    counts = Counter(_kind(s) for r in rows for s in r["claims"].values())
+    order = [
+        "reproduced",
+        "partly reproduced",
+        "not reproduced",
+        "inconclusive",
+        "not attempted",
+        "not tested yet",
+        "decided in another chapter",
+    ]
+    total = sum(v for k, v in counts.items() if k != "decided in another chapter")
+    presets = sorted({r["preset"] for r in rows if r["claims"]})
+    missing = [x for x in ("gpu", "paper") if x not in presets]
+    lines = [
+        "```{admonition} Results at a glance",
+        ":class: tip",
+        "",
+        f"Of the {total} claims the chapters test, "
+        + ", ".join(f"**{counts[k]}** {k}" for k in order[:-1] if counts.get(k))
+        + f". The chapters ran at the {' and '.join(f'`{x}`' for x in presets)} preset"
+        + (
+            " (2 CPU cores, Fashion-MNIST, 150 training points per encoder, `resnet_narrow`)"
+            if presets == ["cpu"]
+            else ""
+        )
+        + "; "
+        + (
+            f"the {' and '.join(f'`{x}`' for x in missing)} presets have not been run, so no claim is decided at "
+            "the papers' scale. "
+            if missing
+            else ""
+        )
+        + "Statuses follow the {ref}`verdict rule <verdicts>`; the [scoreboard](scoreboard.md) gives each claim's "
+        "test, unit, n and statistic.",
+        "",
+        "| chapter | preset | claims | reproduced | partly | not reproduced | inconclusive | decided by |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if not r["claims"]:
+            continue
+        c = Counter(_kind(s) for s in r["claims"].values())
+        rule = "encoder-level rule" if r["rule"] else "earlier point-level rule (not yet re-executed)"
+        lines.append(
+            f"| [{r['chapter'][:2]}](chapters/{r['chapter']}.ipynb) | `{r['preset']}` | {len(r['claims'])} | "
+            f"{c['reproduced']} | {c['partly reproduced']} | {c['not reproduced']} | {c['inconclusive']} | {rule} |"
+        )
+    lines += ["```", ""]
+    return "\n".join(lines)
+
+
+def write_glance(book: str | Path) -> Path:
+    """Write ``<book>/_generated/glance.md`` from ``<book>/chapters`` and return its path."""
+    book = Path(book)
+    out = book / "_generated" / "glance.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(glance_markdown(book / "chapters"))
+    return out

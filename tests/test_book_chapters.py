@@ -1,0 +1,47 @@
+"""The committed book: every executed chapter keeps its figures as images, and the results at a glance are
+what the committed chapters say."""
+
+from pathlib import Path
+
+import pytest
+
+from memlib.experiments.glance import figure_stand_ins, glance_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "book" / "chapters").glob("0*.ipynb"))
+#: Chapters committed before figures were forced to PNG, re-executed by the localisation and DP issue. Strict:
+#: once re-executed, the mark must go.
+NOT_YET_REEXECUTED = {"04_dp", "05_localization"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="committed before figures were kept as PNG"))
+        if p.stem in NOT_YET_REEXECUTED
+        else p
+        for p in CHAPTERS
+    ],
+    ids=lambda p: p.stem,
+)
+def test_every_figure_of_a_committed_chapter_is_an_image(path):
+    assert not figure_stand_ins(path), f"{path.name}: figures without image/png (re-execute the chapter)"
+
+
+def test_the_stand_in_check_finds_a_lost_figure(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("fig")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/plain": "<Figure size 640x480 with 1 Axes>"})]
+    nb.cells = [cell]
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    assert figure_stand_ins(tmp_path / "nb.ipynb") == ["cell 0"]
+
+
+def test_the_committed_glance_is_what_the_committed_chapters_say():
+    committed = (ROOT / "book" / "_generated" / "glance.md").read_text()
+    assert committed == glance_markdown(ROOT / "book" / "chapters"), (
+        "book/_generated/glance.md is stale: run "
+        "`python -c \"from memlib.experiments.glance import write_glance; write_glance('book')\"`"
+    )
