@@ -93,7 +93,7 @@ for name, value in {
 #   **normalised** score per subset, so they can be set beside the paper's
 #   means; per-point rankings (S9, S11) use **calibrated** scores.
 # - **Tests.** One-sided one-sample t-tests over encoder pairs, Holm's
-#   correction over the eight directional contrasts, α = 0.05; S2 ("≈ 0") by
+#   correction over the seven directional contrasts, α = 0.05; S2 ("≈ 0") by
 #   TOST with margin ±{glue:text}`margin`; verdicts by the one rule of
 #   `memlib.verdicts` (see [How to read a chapter](../reading.md)).
 # - **Reliability.** A claim that uses a ranking of points is inconclusive when

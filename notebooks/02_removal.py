@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Removing the most memorised points
 #
-# The SSLMem paper's §4.4 (Fig. 3, 6, 7, Table 14) trains an encoder f and a
+# The SSLMem paper's §4.4 (paper Figs. 3, 6, 7 and Table 14) trains an encoder f and a
 # reference encoder g on disjoint halves of the training data, scores f's half
 # with SSLMem, removes the k most memorised points (or, as a control, k random
 # points) from f's half, retrains f from scratch on the rest and linear-probes
@@ -84,7 +84,7 @@ glue("rho", "unknown (one encoder pair)" if rho != rho else f"{rho:.2f}", displa
 # retrained with {glue:text}`n_seeds` seed(s); a top-k and a random-k encoder
 # share their retraining seed, so their accuracies pair up.
 #
-# ## Accuracy against the number of points removed (Fig. 3)
+# ## Accuracy against the number of points removed (paper Fig. 3)
 
 # %% tags=["remove-input"]
 curves = run.curves()

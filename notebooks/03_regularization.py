@@ -16,7 +16,7 @@
 # %% [markdown]
 # # An alignment regulariser against memorisation
 #
-# The SSLMem paper's §4.4 (Fig. 4) adds a term to the SSL loss that rewards the
+# The SSLMem paper's §4.4 (paper Fig. 4) adds a term to the SSL loss that rewards the
 # two views of an image for being *far apart* in representation space:
 #
 # $$L_{total} = (1 - \lambda)\, L_{SSL} - \lambda\, \mathbb{E}_{x', x''}\, d(f(x'), f(x''))$$
@@ -83,7 +83,7 @@ glue("n_candidate", len(next(iter(run.points.values()))), display=False)
 # {glue:text}`n_models` encoder(s) per family, λ ∈ {glue:text}`lambdas`;
 # {glue:text}`n_candidate` candidates scored per setup.
 #
-# ## Memorisation and accuracy against λ (Fig. 4)
+# ## Memorisation and accuracy against λ (paper Fig. 4)
 
 # %% tags=["remove-input"]
 summary = run.summary()

@@ -29,8 +29,9 @@
 # Layer outputs are read with forward hooks, so a ResNet block's output
 # includes its residual addition, and encoders run in eval mode (the official
 # code did neither). A ViT's MLP units are GELU outputs and can be negative:
-# their per-point means are clamped at 0 (a negative mean counts as silent),
-# which keeps UnitMem in [0, 1]; the share clamped is reported below.
+# each position's activation enters UnitMem through its positive part before
+# averaging (memlib's `activation="positive_part"`), which keeps UnitMem in
+# [0, 1]; the share of per-point means that were negative is reported below.
 #
 # The ResNet families f and g are the SSLMem chapter's encoders (the same
 # cache entries); a ViT family and one supervised ResNet are trained on the
@@ -177,8 +178,8 @@ glue("loc_vit_clamped", float(clamped), display=False)
 # that encoder. The paper: highly memorising units are spread over all layers
 # in SSL, whereas supervised learning gathers them in the last layers. Here:
 # {glue:text}`claim_L3_stat` (**{glue:text}`claim_L3_status`**). At most
-# {glue:text}`loc_vit_clamped:.1%` of the ViT's per-point means were negative
-# and clamped to 0 in any layer.
+# {glue:text}`loc_vit_clamped:.1%` of the ViT's signed per-point means were
+# negative in any layer.
 #
 # ## SSL vs supervised: UnitMem and ClassMem
 

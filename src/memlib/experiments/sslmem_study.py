@@ -158,8 +158,7 @@ class SSLMemStudy:
     #: Claim → (effect, baseline, direction) on per-pair mean normalised scores; baseline None = against 0.
     CONTRASTS: ClassVar[dict[str, tuple[str, str | None, int]]] = {
         "S1": ("candidate", None, 1),
-        "S3a": ("extra", None, 1),
-        "S3b": ("candidate", "extra", 1),
+        "S3a": ("extra", None, 1),  # S3's part 2 (S_E below S_C) is S6's contrast
         "S4": ("independent", None, -1),
         "S5": ("candidate", "shared", 1),
         "S6": ("candidate", "extra", 1),
@@ -409,7 +408,7 @@ class SSLMemStudy:
                 f"{r['power for paper']:.0%}; MDE {r['MDE (80 %)']:.3f}: {v.reason}"
             )
 
-        test = "one-sided one-sample t-test over pairs, Holm over 8"
+        test = f"one-sided one-sample t-test over pairs, Holm over {len(con)}"
         for cid in ("S1", "S4", "S5", "S6", "S7", "S8"):
             v = verdict(cid)
             recs.append(Claim(cid, preset_status(p, v.status), stat(cid, v), test, unit, v.n))
@@ -424,13 +423,13 @@ class SSLMemStudy:
                 v2.n,
             )
         )
-        va, vb = verdict("S3a"), verdict("S3b")
+        va, vb = verdict("S3a"), verdict("S6")
         status3 = parts_status([va.status, vb.status])
         recs.append(
             Claim(
                 "S3",
                 preset_status(p, status3),
-                f"part 1 (S_E > 0): {stat('S3a', va)}. Part 2 (S_E < S_C): {stat('S3b', vb)}",
+                f"part 1 (S_E > 0): {stat('S3a', va)}. Part 2 (S_E < S_C, as S6): {stat('S6', vb)}",
                 test,
                 unit,
                 va.n,

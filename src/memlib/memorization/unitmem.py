@@ -14,16 +14,39 @@ point has UnitMem 1, a unit that responds equally to all points 0.
 ClassMem(u) is the same index over the class means of μ (class selectivity,
 Morcos et al. 2018).
 
-Negative activations. The index lies in [0, 1] only for μ ≥ 0. ResNet taps
-are after a ReLU (μ ≥ 0 already). A ViT's MLP hidden units
-(``vit.blocks.i.mlp.act``) are GELU outputs, which reach down to about −0.17:
-μ is **clamped at 0** after averaging, i.e. a unit whose mean response to a
-point is negative counts as silent on that point, as it would behind a ReLU.
-Shifting μ by its minimum instead would make the index depend on an
-arbitrary offset (a constant added to every point changes UnitMem), so
-clamping is the choice that keeps "responds to nothing but this point" at 1.
-The share of clamped μ per layer is reported (:attr:`UnitMemResult.clamped`).
-A unit silent on every point (μ_max = 0) gets UnitMem 0.
+Negative activations (the ``activation`` parameter, :data:`ACTIVATIONS`).
+The index lies in [0, 1] only for μ ≥ 0. ResNet taps are after a ReLU, so
+their activations are ≥ 0 and all three handlings below give the same μ (the
+authors' setting: one post-ReLU block of a ResNet-9). A ViT's MLP hidden
+units (``vit.blocks.i.mlp.act``) are GELU outputs, which reach down to about
+−0.17, so μ must be made non-negative somehow:
+
+- ``"positive_part"`` (default): max(a, 0) of every activation, per position
+  (conv) or token (ViT) and view, **before** averaging. A negative output
+  counts as silent, as it would behind a ReLU, and μ_{i,u} is the unit's
+  positive response to point i, so a unit that fires on one point only keeps
+  UnitMem ≈ 1 and a unit that fires alike on every point stays near 0. On
+  ReLU taps this is the plain mean.
+- ``"shift_min"``: subtract the activation's floor — the smallest value its
+  function can take: 0 for ReLU, :data:`GELU_MIN` ≈ −0.170 for GELU — from
+  every activation before averaging, so μ ≥ 0 without clamping. The floor is
+  read from the tapped module's type (:func:`activation_floor`) or given as
+  ``shift``; values below it (float rounding only) are set to it. A silent
+  GELU unit then counts as 0.17 active on every point, which pulls UnitMem
+  toward 0, and the index moves with the floor: a sensitivity check, not the
+  default.
+- ``"clamp_mean"``: average the raw activations, then clamp μ at 0 (memlib's
+  earlier default). On a GELU tap of Fashion-MNIST most tokens are
+  background, each slightly negative, so most μ are clamped and a unit's
+  UnitMem turns on the sign of a background-dominated mean: one point whose
+  mean creeps above 0 gets UnitMem 1 although it differs little from the rest.
+
+:attr:`UnitMemResult.clamped` is, per tap and under every handling, the share
+of the *signed* per-point means (the plain average of the raw activations)
+that are negative: the share ``"clamp_mean"`` sets to 0. ``"positive_part"``
+and ``"shift_min"`` clamp nothing after averaging; there the number says how
+much of the tap is, on average, below 0. A unit silent on every point
+(μ_max = 0) gets UnitMem 0.
 
 Views: view k of a point is the view SSLMem and LayerMem score with the same
 ``seed`` and ``ids`` (:mod:`memlib.memorization.views`), whatever the batch
@@ -32,18 +55,21 @@ size. Means are accumulated in float64.
 Streaming: one forward pass per view of a batch of points computes every
 tap; each tap's output is reduced to (points, units) at once and summed into
 a per-point accumulator of shape (N, units), so views' activations are never
-stored and peak memory does not grow with K. Encoders run in eval mode.
+stored and peak memory does not grow with K (:func:`unitmem` keeps a second
+accumulator of signed sums for :attr:`UnitMemResult.clamped` unless
+``activation="clamp_mean"``). Encoders run in eval mode.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 from tqdm import tqdm
 
 from ..data.augment import Augmentation
@@ -53,6 +79,86 @@ from .scoring import autocast, eval_mode, require_finite, scoring_device
 from .views import AugmentedViews, FixedViews, ViewSource, check_batch_size, gather_points
 
 REDUCTIONS = ("mean", "median")
+#: How negative activations are handled before μ enters the index (see the module docstring).
+ACTIVATIONS = ("positive_part", "shift_min", "clamp_mean")
+
+#: The minimum of GELU(x) = x·Φ(x) (at x ≈ −0.7518), rounded down.
+GELU_MIN = -0.16997120748
+#: The minimum of the tanh approximation of GELU, rounded down.
+GELU_TANH_MIN = -0.17004075058
+#: Floors of activation functions that are bounded below; a shift of 0 means "already ≥ 0".
+_FLOORS: dict[type, float] = {
+    nn.ReLU: 0.0,
+    nn.ReLU6: 0.0,
+    nn.Sigmoid: 0.0,
+    nn.Softplus: 0.0,
+    nn.Hardsigmoid: 0.0,
+    nn.SiLU: -0.27846454277,
+    nn.Mish: -0.30884341302,
+    nn.Hardswish: -0.375,
+    nn.Tanh: -1.0,
+    nn.SELU: -1.0507009873554805 * 1.6732632423543772,
+    BasicBlock: 0.0,  # torchvision's residual blocks end in a ReLU
+    Bottleneck: 0.0,
+}
+
+
+def check_activation(activation: str) -> str:
+    """Return ``activation`` if it is one of :data:`ACTIVATIONS`, else raise a ValueError naming the choices."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation={activation!r} is unknown; choose one of {ACTIVATIONS}")
+    return activation
+
+
+def activation_floor(module: nn.Module) -> float | None:
+    """The smallest value the output of ``module`` can take, from its type; None when unknown or unbounded.
+
+    Known: ReLU-like and sigmoid-like activations and torchvision's residual
+    blocks (0), GELU (:data:`GELU_MIN`, or :data:`GELU_TANH_MIN` with
+    ``approximate="tanh"``), SiLU, Mish, Hardswish, Tanh, ELU/CELU (−alpha),
+    SELU. An ``nn.Sequential`` has the floor of its last module.
+    """
+    if isinstance(module, nn.GELU):
+        return GELU_TANH_MIN if module.approximate == "tanh" else GELU_MIN
+    if isinstance(module, (nn.ELU, nn.CELU)):
+        return -float(module.alpha)
+    if isinstance(module, nn.Sequential) and len(module):
+        return activation_floor(module[-1])
+    for kind, floor in _FLOORS.items():
+        if isinstance(module, kind):
+            return floor
+    return None
+
+
+def _floors(encoder: nn.Module, taps: Sequence[str], activation: str, shift) -> dict[str, float]:
+    """Per tap, the value ``"shift_min"`` subtracts (empty for the other handlings)."""
+    if activation != "shift_min":
+        if shift is not None:
+            raise ValueError(f"shift is only used with activation='shift_min', got activation={activation!r}")
+        return {}
+    if shift is not None and not isinstance(shift, Mapping):
+        return {t: float(shift) for t in taps}
+    given = dict(shift or {})
+    modules = dict(encoder.named_modules())
+    out = {}
+    for t in taps:
+        floor = given[t] if t in given else activation_floor(modules[t])
+        if floor is None or not np.isfinite(floor):
+            raise ValueError(
+                f"activation='shift_min' needs the floor of tap {t!r} ({type(modules[t]).__name__}), whose output "
+                "is not bounded below by a known activation; pass shift= (a number, or a dict tap → number)"
+            )
+        out[t] = float(floor)
+    return out
+
+
+def _handle(a: torch.Tensor, activation: str, floor: float | None) -> torch.Tensor:
+    """Activations made non-negative per position/token, before averaging (``"clamp_mean"``: unchanged)."""
+    if activation == "positive_part":
+        return a.double().clamp_min(0.0)
+    if activation == "shift_min":
+        return (a.double() - floor).clamp_min(0.0)
+    return a
 
 
 def unit_taps(encoder: nn.Module) -> list[str]:
@@ -139,15 +245,21 @@ class UnitMemResult:
     taps
         Layer names.
     mu
-        Per tap, the clamped per-point means μ, shape (N, units), float64.
+        Per tap, the non-negative per-point means μ, shape (N, units), float64.
     unitmem
         Per tap, UnitMem of each unit, shape (units,).
     argmax
         Per tap, the index of the point with the largest μ for each unit.
     clamped
-        Per tap, the share of μ that were negative and set to 0.
+        Per tap, the share of the signed per-point means (plain averages of the
+        raw activations) that are negative: the share ``"clamp_mean"`` sets to
+        0. The other handlings clamp nothing after averaging; NaN when unknown
+        (:func:`unitmem_from_means` given handled means and no ``negative``).
     views, reduce
         K and the reduction of the non-max points.
+    activation
+        How negative activations were handled (:data:`ACTIVATIONS`). Results
+        made before the parameter existed load as ``"clamp_mean"``, what they used.
     """
 
     taps: list[str]
@@ -158,6 +270,7 @@ class UnitMemResult:
     views: int
     reduce: str
     n_points: int = field(default=0)
+    activation: str = field(default="clamp_mean")
 
     def classmem(self, labels) -> dict[str, np.ndarray]:
         """ClassMem of every unit: the same index over the class means of μ."""
@@ -194,17 +307,21 @@ class UnitMemResult:
         )
 
 
-def source_unit_means(
+def _accumulate(
     encoder: nn.Module,
     source: ViewSource,
-    taps: Sequence[str] | None = None,
+    taps: Sequence[str] | None,
     *,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    amp: bool = False,
-    progress: bool = False,
-) -> dict[str, np.ndarray]:
-    """Per-point, per-unit mean activation over positions/tokens and the source's K views (not clamped)."""
+    batch_size: int,
+    device,
+    amp: bool,
+    progress: bool,
+    activation: str,
+    shift,
+    signed: bool,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """Per-point means of the handled activations and, if ``signed``, of the raw ones (None for clamp_mean)."""
+    check_activation(activation)
     if not isinstance(encoder, nn.Module):
         raise TypeError(f"encoder must be an nn.Module, got {type(encoder).__name__}")
     taps = list(unit_taps(encoder) if taps is None else taps)
@@ -216,6 +333,8 @@ def source_unit_means(
         raise ValueError(f"UnitMem needs at least 2 points, got {n}")
     with tapped(encoder, taps):  # unknown names fail here, before any compute
         pass
+    floors = _floors(encoder, taps, activation, shift)
+    signed = signed and activation != "clamp_mean"  # clamp_mean's means are the signed ones
     device = scoring_device([encoder], device)
     _, world = rank_and_world()
     if any(a == b for a, b in (shard_bounds(n, r, world, batch_size) for r in range(world))):
@@ -225,6 +344,7 @@ def source_unit_means(
             f"pass batch_size ≤ {max(1, n // world)}"
         )
     acc: dict[str, torch.Tensor] = {}
+    raw: dict[str, torch.Tensor] = {}
     with eval_mode([encoder]), torch.inference_mode(), tapped(encoder, taps) as acts:
         assert not encoder.training, "UnitMem must run in eval mode"
         lo, hi = shard_bounds(n, unit=batch_size)  # under torchrun: this rank's share of whole batches
@@ -234,16 +354,53 @@ def source_unit_means(
                 with autocast(device, amp):
                     encoder(source.view(start, end, k, device))
                 for t in taps:
-                    u = _per_unit(acts[t])
+                    u = _per_unit(_handle(acts[t], activation, floors.get(t)))
                     if t not in acc:
                         acc[t] = torch.zeros((n, u.shape[1]), dtype=torch.float64, device=device)
+                        if signed:
+                            raw[t] = torch.zeros_like(acc[t])
                     acc[t][start:end] += u
+                    if signed:
+                        raw[t][start:end] += _per_unit(acts[t])
                 acts.clear()  # drop this view's activations before the next forward
     means = {t: gather_points((a / views).T, batch_size).T.cpu().numpy() for t, a in acc.items()}
     for t, m in means.items():
         require_finite(
             m.T[None], [f"{type(encoder).__name__} (tap {t!r})"], "mean activation", getattr(source, "ids", None)
         )
+    if not signed:
+        return means, None
+    return means, {t: gather_points((a / views).T, batch_size).T.cpu().numpy() for t, a in raw.items()}
+
+
+def source_unit_means(
+    encoder: nn.Module,
+    source: ViewSource,
+    taps: Sequence[str] | None = None,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    progress: bool = False,
+    activation: str = "positive_part",
+    shift: float | Mapping[str, float] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-point, per-unit mean of the handled activation over positions/tokens and the source's K views.
+
+    ``activation`` and ``shift`` as in :func:`unit_means`; other parameters as there.
+    """
+    means, _ = _accumulate(
+        encoder,
+        source,
+        taps,
+        batch_size=batch_size,
+        device=device,
+        amp=amp,
+        progress=progress,
+        activation=activation,
+        shift=shift,
+        signed=False,
+    )
     return means
 
 
@@ -260,8 +417,10 @@ def unit_means(
     device: str | torch.device | None = None,
     amp: bool = False,
     progress: bool = False,
+    activation: str = "positive_part",
+    shift: float | Mapping[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-point, per-unit mean activation over positions/tokens and K views (not clamped).
+    """Per-point, per-unit mean of the handled activation over positions/tokens and K views.
 
     Parameters
     ----------
@@ -284,6 +443,16 @@ def unit_means(
         Seeds the view draws: view k of point i is the view SSLMem scores with the same seed and ids.
     device, amp, progress
         As in :func:`~memlib.memorization.sslmem.alignment_loss`.
+    activation
+        One of :data:`ACTIVATIONS` (module docstring): ``"positive_part"``
+        (default) averages max(a, 0), ``"shift_min"`` averages a − floor, both
+        per position/token before averaging (means ≥ 0); ``"clamp_mean"``
+        averages the raw activations (signed means, clamped later by
+        :func:`unitmem_from_means`).
+    shift
+        ``"shift_min"`` only: the floor to subtract, a number for every tap or
+        a dict tap → number; default :func:`activation_floor` of each tapped
+        module (GELU: :data:`GELU_MIN`, ReLU: 0).
 
     Returns
     -------
@@ -298,6 +467,8 @@ def unit_means(
         device=device,
         amp=amp,
         progress=progress,
+        activation=activation,
+        shift=shift,
     )
 
 
@@ -315,6 +486,8 @@ def unitmem(
     device: str | torch.device | None = None,
     amp: bool = False,
     progress: bool = False,
+    activation: str = "positive_part",
+    shift: float | Mapping[str, float] | None = None,
 ) -> UnitMemResult:
     """UnitMem of every unit of the tapped layers over the points ``images``.
 
@@ -322,14 +495,18 @@ def unitmem(
     ----------
     reduce
         ``"mean"`` (default) or ``"median"`` of the non-max points' μ.
-    encoder, images, augmentation, taps, views, ids, batch_size, seed, device, amp, progress
+    activation
+        How negative activations are handled, one of :data:`ACTIVATIONS`;
+        default ``"positive_part"`` (max(a, 0) per position/token before
+        averaging). ``"clamp_mean"`` is memlib's earlier default.
+    encoder, images, augmentation, taps, views, ids, batch_size, seed, device, amp, progress, shift
         As in :func:`unit_means`.
 
     Returns
     -------
     UnitMemResult
         Per-unit UnitMem in [0, 1], the point each unit prefers, and the
-        clamped means (for :meth:`UnitMemResult.classmem`).
+        non-negative means (for :meth:`UnitMemResult.classmem`).
 
     Examples
     --------
@@ -338,20 +515,19 @@ def unitmem(
     """
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce={reduce!r} is unknown; choose one of {REDUCTIONS}")
-    raw = unit_means(
+    means, signed = _accumulate(
         encoder,
-        images,
-        augmentation,
+        AugmentedViews(images, augmentation, views, seed, ids),
         taps,
-        views=views,
-        ids=ids,
         batch_size=batch_size,
-        seed=seed,
         device=device,
         amp=amp,
         progress=progress,
+        activation=activation,
+        shift=shift,
+        signed=True,
     )
-    return unitmem_from_means(raw, reduce, views)
+    return unitmem_from_means(means, reduce, views, activation, negative=_negative_share(signed))
 
 
 def unitmem_from_views(
@@ -364,26 +540,80 @@ def unitmem_from_views(
     device: str | torch.device | None = None,
     amp: bool = False,
     progress: bool = False,
+    activation: str = "positive_part",
+    shift: float | Mapping[str, float] | None = None,
 ) -> UnitMemResult:
     """UnitMem over views you made yourself, (N, K, C, H, W); other parameters as in :func:`unitmem`."""
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce={reduce!r} is unknown; choose one of {REDUCTIONS}")
     src = FixedViews(views)
-    raw = source_unit_means(encoder, src, taps, batch_size=batch_size, device=device, amp=amp, progress=progress)
-    return unitmem_from_means(raw, reduce, src.views)
+    means, signed = _accumulate(
+        encoder,
+        src,
+        taps,
+        batch_size=batch_size,
+        device=device,
+        amp=amp,
+        progress=progress,
+        activation=activation,
+        shift=shift,
+        signed=True,
+    )
+    return unitmem_from_means(means, reduce, src.views, activation, negative=_negative_share(signed))
 
 
-def unitmem_from_means(raw: dict[str, np.ndarray], reduce: str, views: int) -> UnitMemResult:
-    """A :class:`UnitMemResult` from unclamped per-point unit means (:func:`unit_means`)."""
-    mu = {t: np.maximum(m, 0.0) for t, m in raw.items()}
+def _negative_share(signed: dict[str, np.ndarray] | None) -> dict[str, float] | None:
+    return None if signed is None else {t: float((m < 0).mean()) for t, m in signed.items()}
+
+
+def unitmem_from_means(
+    raw: dict[str, np.ndarray],
+    reduce: str,
+    views: int,
+    activation: str = "positive_part",
+    *,
+    negative: Mapping[str, float] | None = None,
+) -> UnitMemResult:
+    """A :class:`UnitMemResult` from per-point unit means (:func:`unit_means` with the same ``activation``).
+
+    Parameters
+    ----------
+    raw
+        Tap → (N, units) means. For ``"clamp_mean"`` the signed means, clamped
+        at 0 here; for ``"positive_part"`` and ``"shift_min"`` the means of the
+        handled activations, which must be ≥ 0.
+    reduce, views
+        The reduction of the non-max points, and K (recorded).
+    activation
+        The handling the means were computed with, one of :data:`ACTIVATIONS`.
+    negative
+        Per tap, the share of negative signed means (:attr:`UnitMemResult.clamped`);
+        for ``"clamp_mean"`` it is computed from ``raw``, otherwise NaN when not given.
+    """
+    check_activation(activation)
+    if not raw:
+        raise ValueError("raw is empty; pass at least one tap's means")
+    if activation == "clamp_mean":
+        mu = {t: np.maximum(m, 0.0) for t, m in raw.items()}
+        clamped = {t: float((m < 0).mean()) for t, m in raw.items()}
+    else:
+        bad = [t for t, m in raw.items() if (np.asarray(m) < 0).any()]
+        if bad:
+            raise ValueError(
+                f"raw has negative means in {bad}, impossible under activation={activation!r}; pass the means "
+                "unit_means computes with the same activation, or activation='clamp_mean' for signed means"
+            )
+        mu = {t: np.asarray(m, dtype=np.float64) for t, m in raw.items()}
+        clamped = {t: float((negative or {}).get(t, float("nan"))) for t in raw}
     n = next(iter(raw.values())).shape[0]
     return UnitMemResult(
         taps=list(raw),
         mu=mu,
         unitmem={t: selectivity(m, reduce) for t, m in mu.items()},
         argmax={t: m.argmax(0) for t, m in mu.items()},
-        clamped={t: float((m < 0).mean()) for t, m in raw.items()},
+        clamped=clamped,
         views=views,
         reduce=reduce,
         n_points=n,
+        activation=activation,
     )
