@@ -102,12 +102,16 @@ for name, value in {
 
 # %% [markdown]
 # ## Scores per subset, and what chance alone gives (paper Fig. 2c)
+#
+# Per subset, the mean over encoder pairs of each pair's mean score (and its
+# standard deviation over pairs), beside the paper's mean; below it, the raw
+# scores of f against g and of the null family f′ against f.
 
 # %% tags=["remove-input"]
 pt = study.pair_table()
-summary = pt.groupby("subset", sort=False)[["raw", "normalised", "calibrated"]].agg(["mean", "std"])
-summary.columns = [f"{k} ({'mean' if a == 'mean' else 'sd over pairs'})" for k, a in summary.columns]
-summary.insert(0, "paper (normalised)", [PAPER_MEANS[k] for k in SUBSETS])
+summary = pt.groupby("subset", sort=False)[["normalised", "calibrated", "raw"]].agg(["mean", "std"])
+summary.columns = [f"{k} {'mean' if a == 'mean' else 'sd'}" for k, a in summary.columns]
+summary.insert(0, "paper", [PAPER_MEANS[k] for k in SUBSETS])
 display(table(summary, digits=4, index_name="subset"))
 null = study.null_table()
 if len(null):
@@ -122,7 +126,7 @@ if first.null is not None:  # the null family's scores, normalised by the same p
     null_norm = np.concatenate([r.null.raw / np.ptp(pair_scores(r)["raw"], axis=1).mean() for r in study.runs])
 glue("fig_dist", plots.score_distributions(norm, null=null_norm, title=f"every pair's score of every point "
                                            f"({study.n_pairs()} pairs, preset {p.name})"), display=False)
-means = summary["normalised (mean)"]
+means = summary["normalised mean"]
 for k in SUBSETS:
     glue(f"mean_{k}", float(means[SUBSET_LABELS[k]]), display=False)
 
@@ -163,7 +167,14 @@ paper = {**{SUBSET_LABELS[k]: v for k, v in PAPER_MEANS.items()},
          **dict(zip(con["contrast"], con["paper effect"]))}
 glue("fig_pairs", plots.pair_contrasts(per_pair, paper, title="per-pair mean normalised score and contrasts"),
      display=False)
-display(table(con.drop(columns=["p", "p opposite"]), digits=3, index_name="claim"))
+shown = pd.DataFrame({
+    "contrast": con["contrast"] + " " + con["direction"], "pairs": con["pairs"], "mean": con["mean"],
+    "sd": con["sd over pairs"], "paper": con["paper effect"], "Holm p": con["p (Holm)"],
+    "Holm p, opposite": con["p opposite (Holm)"], "power for paper": con["power for paper"],
+    "MDE (80 % power)": con["MDE (80 %)"], "mixed model": con["mixed-model estimate"],
+    "mixed-model p": con["mixed-model p (two-sided)"],
+})
+display(table(shown, digits=3, index_name="claim"))
 glue("mde_cs", float(con.loc["S5", "MDE (80 %)"]), display=False)
 glue("paper_cs", float(con.loc["S5", "paper effect"]), display=False)
 glue("power_cs", f"{con.loc['S5', 'power for paper']:.0%}", display=False)

@@ -188,7 +188,7 @@ def pair_contrasts(per_pair, paper: dict | None = None, title: str = ""):
     from scipy import stats as st
 
     cols = list(per_pair.columns)
-    fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2.2, 3.4))
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
     for i, c in enumerate(cols):
         x = np.asarray(per_pair[c], float)
         jitter = np.linspace(-0.12, 0.12, len(x)) if len(x) > 1 else np.zeros(1)
@@ -208,7 +208,7 @@ def pair_contrasts(per_pair, paper: dict | None = None, title: str = ""):
         if paper and c in paper:
             ax.scatter(i + 0.3, paper[c], marker="x", color="tab:red", s=40, label="paper" if i == 0 else None)
     ax.axhline(0, color="gray", lw=0.8)
-    ax.set_xticks(range(len(cols)), cols, fontsize=8)
+    ax.set_xticks(range(len(cols)), cols, fontsize=8, rotation=30, ha="right")
     ax.set_ylabel("per-pair mean (normalised)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, frameon=False, loc="best")

@@ -56,6 +56,10 @@ TABLE_STYLES = [
 ]
 
 
+#: A column of long text: read from the left, wrapped, and wide enough to read.
+WRAPPED = "text-align: left; white-space: normal; min-width: 22em;"
+
+
 def table(
     df: pd.DataFrame,
     digits: int = 3,
@@ -81,6 +85,8 @@ def table(
         if isinstance(v, (int, np.integer)):
             return f"{int(v):,}"
         if isinstance(v, (float, np.floating)):
+            if abs(v) < 1e-12:  # zero up to rounding (e.g. a calibrated mean on the points it calibrates)
+                return "0"
             if float(v).is_integer() and abs(v) < 1e6:
                 return f"{int(v):,}"
             return f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.{digits}f}"
@@ -89,8 +95,12 @@ def table(
     styler = df.style.format(fmt, na_rep="—").format_index(fmt, axis=0).set_table_styles(TABLE_STYLES)
     for col in percent:
         styler = styler.format(lambda v: "—" if pd.isna(v) else f"{v:.1%}", subset=[col])
-    for col in wrap:
-        styler = styler.set_properties(
-            subset=[col], **{"text-align": "left", "white-space": "normal", "max-width": "40em"}
-        )
+    # Column styles (selector "td.colN") outrank the table's "td": text reads from the left, long text wraps.
+    columns = {
+        c: [{"selector": "td", "props": "text-align: left;"}]
+        for c in df.columns
+        if not pd.api.types.is_numeric_dtype(df[c])
+    }
+    columns.update({c: [{"selector": "td", "props": WRAPPED}] for c in wrap})
+    styler = styler.set_table_styles(columns, overwrite=False) if columns else styler
     return styler.hide(axis="index") if hide_index else styler
