@@ -248,8 +248,8 @@ class SetupsRun:
             test, unit = SETUPS_TESTS[cid]
             out.append(Claim(cid, preset_status(p, status), stat, test, unit, n))
 
-        def single(stat):  # one encoder pair (or one split): the test alone, never a verdict
-            return verdict_rule(n=1, p=1.0, p_opposite=1.0).status, f"{stat}; one encoder pair per level: inconclusive"
+        def single(stat, unit="one encoder pair per level"):  # one unit: the test alone, never a verdict
+            return verdict_rule(n=1, p=1.0, p_opposite=1.0).status, f"{stat}; {unit}: inconclusive"
 
         # S10: SSLMem keeps rising after the probe accuracy plateaus (one pair with snapshots).
         d = self.dynamics
@@ -306,7 +306,8 @@ class SetupsRun:
                 "S16",
                 *single(
                     f"mean τ among SSL setups {np.mean(within):+.2f} ({len(within)} pairs of setups), SSL vs "
-                    f"supervised {np.mean(across):+.2f}; τ values share one split and its views"
+                    f"supervised {np.mean(across):+.2f}",
+                    "one split (every τ shares its candidates and views)",
                 ),
                 1,
             )
@@ -337,7 +338,8 @@ class SetupsRun:
                         f"overlap@{int(r.k)} = {r.overlap:.2f} (chance {r.chance:.2f}, p = {r['overlap p']:.2g})"
                         for _, r in self.feldman.iterrows()
                     )
-                    + f"; Kendall τ = {f.tau:+.2f}"
+                    + f"; Kendall τ = {f.tau:+.2f}",
+                    "one split",
                 ),
                 1,
             )
