@@ -103,3 +103,37 @@ def test_smoke_sweep():
     from memlib.atomic import is_complete
 
     assert is_complete(run.run_dir)  # results and provenance written, then the COMPLETE marker
+
+
+def test_s22_is_decided_per_method_on_calibrated_memorisation():
+    """Each method is a declared part: a fall with λ for SimCLR only is 'partly (1 of 2 parts)'; the raw score
+    (which carries the families' offset) does not decide."""
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    from memlib.experiments.presets import get_preset
+    from memlib.experiments.regularization_run import RegularizationRun
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for method, slope in (("simclr", -0.05), ("mae", 0.0)):
+        for lam in (0.0, 0.2, 0.4, 0.6):
+            for member in range(3):
+                cal = slope * lam + rng.normal(0, 0.002)
+                rows.append(
+                    {
+                        "method": method,
+                        "lam": lam,
+                        "member": member,
+                        "sslmem_raw": rng.normal(0, 0.05),
+                        "sslmem_calibrated": cal,
+                        "linear_acc": 0.7 - 0.1 * lam + rng.normal(0, 0.005),
+                    }
+                )
+    run = RegularizationRun(get_preset("cpu"), {}, 0, pd.DataFrame(rows), {}, {}, Path("."))
+    claims = run.claims()
+    assert claims.loc["S22", "status"] == "partly reproduced (1 of 2 parts) (cpu)"
+    assert claims.loc["S23", "status"] == "reproduced (cpu)"
+    assert claims.loc["S22", "unit"] == "f encoder" and claims.loc["S22", "n"] == 12

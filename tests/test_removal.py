@@ -69,3 +69,41 @@ def test_smoke_run(fmnist_small):
     from memlib.atomic import is_complete
 
     assert is_complete(run.run_dir)  # results, scores and provenance written, then the COMPLETE marker
+
+
+def _removal_run(effect, pair_raw):
+    """A RemovalRun at the cpu preset whose top-k retrains probe ``effect`` below the random ones."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from memlib.experiments.presets import get_preset
+    from memlib.experiments.removal_run import RemovalRun
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in (12, 48):
+        for seed in (0, 1, 2):
+            base = rng.normal(0.7, 0.01, len(DOWNSTREAM))
+            for how, shift in (("top", -effect), ("random", 0.0)):
+                acc = base + shift + rng.normal(0, 0.002, len(DOWNSTREAM))
+                rows.append({"k": k, "fraction": k / 150, "how": how, "seed": seed, **dict(zip(DOWNSTREAM, acc))})
+    return RemovalRun(
+        get_preset("cpu"), {}, 0, np.arange(150), np.arange(150, 300), np.zeros(150), np.zeros(150),
+        pd.DataFrame(rows), {}, Path("."), pair_raw=pair_raw,
+    )  # fmt: skip
+
+
+def test_s19_needs_a_reliable_ranking_of_the_removed_points():
+    rng = np.random.default_rng(1)
+    signal = rng.normal(0, 1, 150)
+    reliable = np.stack([signal + rng.normal(0, 0.1, 150) for _ in range(2)])
+    unreliable = rng.normal(0, 1, (2, 150))  # two pairs that rank the points independently
+    good = _removal_run(0.02, reliable).claims().loc["S19"]
+    assert good.status.startswith("reproduced (cpu") and good.unit.startswith("retrained encoder pair")
+    noisy = _removal_run(0.02, unreliable).claims().loc["S19"]
+    assert noisy.status.startswith("inconclusive") and "unreliable" in noisy.statistic
+    one_pair = _removal_run(0.02, reliable[:1]).claims().loc["S19"]
+    assert one_pair.status.startswith("inconclusive") and "one encoder pair" in one_pair.statistic
+    opposite = _removal_run(-0.02, reliable).claims().loc["S19"]
+    assert opposite.status.startswith("not reproduced (cpu")
