@@ -349,8 +349,15 @@ glue("fig_gallery", plots.gallery(first.images[ci], first.result.score[ci], firs
 
 # %% tags=["remove-input"]
 probe = pd.concat([r.probe.assign(split=r.seed) for r in study.runs])
-acc = probe.groupby("family")[["linear_acc", "knn_acc"]].agg(["mean", "std", "count"])
-display(table(acc, digits=3, index_name="family"))
+floor = pd.concat([r.floor.assign(family="untrained (random floor)") for r in study.runs if len(r.floor)])
+acc = pd.concat([probe, floor]).groupby("family", sort=False)[["linear_acc", "knn_acc"]].agg(["mean", "std", "count"])
+acc.columns = [f"{'linear probe' if k == 'linear_acc' else 'kNN'} {a}" for k, a in acc.columns]
+display(table(acc, digits=3, index_name="encoders"))
+fc = study.floor_check()
+glue("floor_acc", float(floor["linear_acc"].mean()), display=False)
+glue("floor_verdict", ("beat" if fc["informative"] else "do not beat") if fc else "were not compared with",
+     display=False)
+glue("floor_p", float(fc.get("p", float("nan"))), display=False)
 glue("f_linear_acc", float(probe.loc[probe.family == "f", "linear_acc"].mean()), display=False)
 glue("f_linear_sd", float(probe.loc[probe.family == "f", "linear_acc"].std(ddof=1)), display=False)
 glue("probe_train_n", p.probe_train if p.probe_train is not None else "all", display=False)
@@ -360,7 +367,12 @@ glue("fig_curves", plots.training_curves(first.histories), display=False)
 # Linear-probe accuracy of the f encoders on held-out Fashion-MNIST test images:
 # {glue:text}`f_linear_acc:.3f` (standard deviation over f's encoders
 # {glue:text}`f_linear_sd:.3f`), probe trained on {glue:text}`probe_train_n`
-# training images.
+# training images. Untrained encoders of the same architecture (three per
+# split, the **random floor**) reach {glue:text}`floor_acc:.3f`: random
+# convolutional features already separate Fashion-MNIST's classes well. The f
+# encoders **{glue:text}`floor_verdict`** the floor (one-sided Welch test over
+# encoders, p = {glue:text}`floor_p:.2g`); a run whose encoders did not beat it
+# would decide no claim.
 #
 # ```{glue:figure} fig_curves
 # :name: fig-sslmem-curves

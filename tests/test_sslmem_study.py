@@ -137,3 +137,17 @@ def test_the_smoke_study_runs_end_to_end(tmp_path):
     assert claims.status.str.startswith("not reproduced yet (smoke").all()  # smoke decides nothing
     assert (claims.n == 2).all()
     assert set(study.scaling()["train size"]) == {96, 64}
+
+
+def test_encoders_that_do_not_beat_the_random_floor_decide_nothing():
+    study = _study(0.02)
+    for run in study.runs:
+        run.probe = pd.DataFrame({"family": ["f"] * 3, "linear_acc": [0.60, 0.61, 0.59]})
+        run.floor = pd.DataFrame({"linear_acc": [0.60, 0.62, 0.61]})
+    assert not study.floor_check()["informative"]
+    claims = study.claims()
+    assert claims.status.str.startswith("inconclusive").all() and claims.statistic.str.contains("uninformative").all()
+    for run in study.runs:
+        run.probe["linear_acc"] = [0.80, 0.81, 0.79]
+    assert study.floor_check()["informative"]
+    assert study.claims().loc["S5", "status"].startswith(REPRODUCED)

@@ -22,7 +22,7 @@ from ..data.augment import build_augmentation
 from ..data.datasets import test_point_ids
 from ..data.splits import SUBSET_LABELS, SUBSETS, Splits
 from ..memorization.sslmem import SSLMemResult, sslmem
-from ..probing import atypicality, embed
+from ..probing import atypicality, embed, random_floor
 from ..stats import (
     mean_ci,
     point_intervals,
@@ -54,6 +54,8 @@ class SSLMemRun:
     timings: dict = field(default_factory=dict)
     encoders: dict[str, list] = field(default_factory=dict, repr=False)  # the trained f and g families
     null: SSLMemResult | None = None  # SSLMem of the null family f′ against f (``null_models`` > 0)
+    #: Probe accuracies of untrained encoders of the same architecture (the random floor; empty without probes).
+    floor: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def pair_scores(self, kind: str = "raw") -> np.ndarray:
         """Raw SSLMem per encoder pair (f_i, g_i), shape (pairs, N); ``kind="calibrated"`` subtracts each pair's
@@ -199,6 +201,14 @@ def run_sslmem(
                 }
             )
     probe_df = pd.DataFrame(rows, columns=None if rows else ["encoder", "family"]).set_index("encoder")
+    # The random floor: untrained encoders of the same architecture, probed on the same sets (seeds no
+    # trained encoder of this run uses).
+    floor = (
+        random_floor(p.arch, probe_tr, probe_te, seeds=[seed * 1000 + 900 + i for i in range(3)],
+                     probe_epochs=p.probe_epochs, device=dev, stats_set=train_set)
+        if probe
+        else pd.DataFrame()
+    )  # fmt: skip
     t_probe = time.perf_counter() - t_probe
 
     prov = ctx.provenance(p.to_dict())
@@ -218,6 +228,7 @@ def run_sslmem(
         {"train_s": t_train, "score_s": t_score, "probe_s": t_probe, "total_s": ctx.elapsed()},
         families,
         null,
+        floor,
     )
     _save(run, ctx)
     return run
@@ -243,6 +254,7 @@ def _save(run: SSLMemRun, ctx: RunContext) -> None:
         "summary": run.summary().reset_index().to_dict(orient="records"),
         "tests": run.tests().to_dict(orient="records"),
         "probe": run.probe.reset_index().to_dict(orient="records"),
+        "random_floor": run.floor.to_dict(orient="records"),
         "order_holds": run.order_holds(),
         "timings": run.timings,
         "provenance": run.provenance,

@@ -29,6 +29,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
 from ..data.splits import SUBSET_LABELS, SUBSETS
+from ..probing import beats_floor
 from ..stats import largest_step, significant_points, split_half_reliability
 from ..verdicts import (
     INCONCLUSIVE,
@@ -381,8 +382,32 @@ class SSLMemStudy:
                 )
         return pd.DataFrame(rows)
 
+    def floor_check(self) -> dict:
+        """Whether the f encoders probe better than untrained encoders of the same architecture (linear probe,
+        one-sided Welch test over encoders; :func:`~memlib.probing.beats_floor`). Empty without probes."""
+        trained = [a for r in self.runs if len(r.probe) for a in r.probe.loc[r.probe.family == "f", "linear_acc"]]
+        floor = [a for r in self.runs if len(r.floor) for a in r.floor["linear_acc"]]
+        if len(trained) < 2 or len(floor) < 2:
+            return {}
+        return beats_floor(trained, floor, alpha=self.settings.alpha)
+
     def claims(self) -> pd.DataFrame:
-        """Verdicts on S1–S9, S11 and S12 over encoder pairs (:mod:`memlib.verdicts`)."""
+        """Verdicts on S1–S9, S11 and S12 over encoder pairs (:mod:`memlib.verdicts`).
+
+        A run whose f encoders do not beat the random-encoder floor (:meth:`floor_check`) learned nothing a
+        probe can see: its claims are inconclusive, whatever the tests say.
+        """
+        table = self._claims()
+        fc = self.floor_check()
+        if fc and not fc["informative"] and self.preset.meaningful:
+            table["status"] = f"{INCONCLUSIVE} ({self.preset.name})"
+            table["statistic"] = (
+                f"uninformative: f's linear probe {fc['mean_trained']:.3f} does not beat untrained encoders "
+                f"({fc['mean_floor']:.3f}, p = {fc['p']:.2g}); the tests alone: " + table["statistic"]
+            )
+        return table
+
+    def _claims(self) -> pd.DataFrame:
         p = self.preset
         con = self.contrasts()
         a = self.settings.alpha
