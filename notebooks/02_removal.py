@@ -96,11 +96,20 @@ for ax, ds in zip(axes[0], run.datasets):
         ax.plot(c.k, c["mean"], "o-", color=colour, label=f"{how} k removed")
         ax.fill_between(c.k, c["ci95 low"], c["ci95 high"], color=colour, alpha=0.2)
     ax.axhline(base[ds].mean(), color="gray", ls="--", label="nothing removed")
+    if ds in run.floor:
+        ax.axhline(run.floor[ds].mean(), color="k", ls=":", label="untrained encoder (floor)")
     ax.set(title=ds, xlabel="points removed k", ylabel="linear-probe accuracy")
 axes[0][0].legend(fontsize=8)
 fig.tight_layout()
 glue("fig_removal", fig, display=False)
 plt.close(fig)
+fc = run.floor_check()
+glue("dataset", p.dataset, display=False)
+glue("trained_acc", float(fc.get("mean_trained", float("nan"))), display=False)
+glue("floor_acc", float(fc.get("mean_floor", float("nan"))), display=False)
+glue("floor_verdict", ("beat" if fc["informative"] else "do not beat") if fc else "were not compared with",
+     display=False)
+glue("floor_p", float(fc.get("p", float("nan"))), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_removal
@@ -108,8 +117,15 @@ plt.close(fig)
 # Linear-probe test accuracy of the retrained encoders against the number of
 # points removed from f's half (red: the most memorised, blue: random), mean
 # over the retraining seeds with its 95 % confidence band (none with one seed);
-# dashed: f itself.
+# dashed: f itself; dotted: untrained encoders of the same architecture (the
+# random floor, mean of three).
 # ```
+#
+# On {glue:text}`dataset`, the trained encoders reach
+# {glue:text}`trained_acc:.3f` and untrained ones {glue:text}`floor_acc:.3f`:
+# the trained encoders **{glue:text}`floor_verdict`** the floor (one-sided Welch
+# test over encoders, p = {glue:text}`floor_p:.2g`); a run whose encoders did
+# not would decide nothing.
 #
 # ## Memorised against random removal, per k
 #

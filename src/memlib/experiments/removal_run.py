@@ -29,6 +29,7 @@ from statsmodels.stats.multitest import multipletests
 from ..data.augment import build_augmentation
 from ..data.datasets import load_dataset
 from ..memorization.sslmem import sslmem
+from ..probing import beats_floor, random_floor
 from ..stats import mean_ci, split_half_reliability
 from ..verdicts import INCONCLUSIVE, MIN_RELIABILITY, one_sided_pair, parts_status, preset_status, verdict_rule
 from .artifacts import REMOVAL
@@ -122,6 +123,17 @@ class RemovalRun:
     timings: dict = field(default_factory=dict)
     #: Raw score of each point of f's half per encoder pair (f_i, g_i), shape (pairs, N).
     pair_raw: np.ndarray | None = None
+    #: Linear-probe accuracy of untrained encoders of the same architecture, one row per seed and a column per
+    #: downstream set (the random floor).
+    floor: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def floor_check(self) -> dict:
+        """Whether the trained encoders (f and every retrained one) probe better on the training data set than
+        untrained encoders of the same architecture (:func:`~memlib.probing.beats_floor`); empty without a floor."""
+        ds = self.preset.dataset
+        if ds not in self.floor or len(self.floor) < 2 or len(self.results) < 2:
+            return {}
+        return beats_floor(self.results[ds], self.floor[ds])
 
     def reliability(self) -> float:
         """Split-half Spearman ρ of the ranking that picks the removed points (NaN with one encoder pair)."""
@@ -214,6 +226,15 @@ class RemovalRun:
             for (ds, d), v in zip(diffs.items(), verdicts)
         ]
         status = parts_status([v.status for v in verdicts])
+        fc = self.floor_check()
+        if fc and not fc["informative"]:
+            parts.insert(
+                0,
+                f"uninformative: the encoders' probe on {self.preset.dataset} "
+                f"({fc['mean_trained']:.3f}) does not beat untrained ones ({fc['mean_floor']:.3f}, "
+                f"p = {fc['p']:.2g}); the tests alone: {status}",
+            )
+            status = INCONCLUSIVE
         rho = self.reliability()
         if not rho >= MIN_RELIABILITY:
             why = "one encoder pair: unknown" if np.isnan(rho) else f"{rho:.2f} < {MIN_RELIABILITY}"
@@ -337,6 +358,16 @@ def run_removal(
             }
         )
     results = pd.DataFrame(rows)
+    # The random floor: untrained encoders of the same architecture on every downstream set.
+    floor_seeds = [seed * 1000 + 900 + i for i in range(3)]
+    floor = pd.DataFrame(
+        {
+            name: random_floor(p.arch, tr, te, seeds=floor_seeds, probe_epochs=p.probe_epochs, device=dev,
+                               stats_set=train_set)["linear_acc"].to_numpy()
+            for name, (tr, te) in sets.items()
+        },
+        index=pd.Index(floor_seeds, name="seed"),
+    )  # fmt: skip
     prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
     run = RemovalRun(
         p,
@@ -351,9 +382,14 @@ def run_removal(
         ctx.run_dir,
         {"score_s": t_score, "total_s": ctx.elapsed()},
         res.align_g_models[: min(len(fs), len(gs))] - res.align_f_models[: min(len(fs), len(gs))],
+        floor,
     )
     ctx.save(
-        tables={"results": results, "scores": pd.DataFrame({"index": f_idx, "raw": res.raw, "score": res.score})},
+        tables={
+            "results": results,
+            "scores": pd.DataFrame({"index": f_idx, "raw": res.raw, "score": res.score}),
+            "random_floor": floor.reset_index(),
+        },
         jsons={"provenance": prov},
     )
     return run
