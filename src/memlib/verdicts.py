@@ -32,7 +32,7 @@ from scipy import stats as st
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 #: Power above which a null result counts against the claim.
 MIN_POWER = 0.8
-#: Split-half Spearman ρ below which a ranking of points is unreliable: a claim that rests on one is
+#: The split-half Spearman ρ below which a ranking of points is unreliable, so that a claim resting on it is
 #: inconclusive (declared before any run; chapter 01 measures it).
 MIN_RELIABILITY = 0.5
 

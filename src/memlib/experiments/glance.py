@@ -138,6 +138,7 @@ def glance_markdown(chapters: str | Path) -> str:
         )
         + "Statuses follow the {ref}`verdict rule <verdicts>`; the [scoreboard](scoreboard.md) gives each claim's "
         "test, unit, n and statistic.",
+        "```",
         "",
         "| chapter | preset | claims | reproduced | partly | not reproduced | inconclusive |",
         "|---|---|---|---|---|---|---|",
@@ -159,7 +160,7 @@ def glance_markdown(chapters: str | Path) -> str:
             f"\\* Chapters {', '.join(earlier)} were executed before verdicts were decided over encoder pairs; their "
             "statuses follow the earlier rule (points as replicates) until they are re-executed.",
         ]
-    lines += ["```", ""]
+    lines += [""]
     return "\n".join(lines)
 
 

@@ -56,7 +56,7 @@ TABLE_STYLES = [
 ]
 
 
-#: A column of long text: read from the left, wrapped, and wide enough to read.
+#: How a column of long text is shown (read from the left, wrapped, wide enough to read).
 WRAPPED = "text-align: left; white-space: normal; min-width: 22em;"
 
 

@@ -129,7 +129,8 @@ class RemovalRun:
 
     def floor_check(self) -> dict:
         """Whether the trained encoders (f and every retrained one) probe better on the training data set than
-        untrained encoders of the same architecture (:func:`~memlib.probing.beats_floor`); empty without a floor."""
+        untrained encoders of the same architecture (:func:`~memlib.probing.floor.beats_floor`); empty without
+        a floor."""
         ds = self.preset.dataset
         if ds not in self.floor or len(self.floor) < 2 or len(self.results) < 2:
             return {}

@@ -48,7 +48,7 @@ from .claims import Claim, claims_table
 from .settings import Settings
 from .sslmem_experiment import SSLMemRun, run_sslmem
 
-#: The paper's mean normalised scores per subset (SSLMem paper §4.2 and Fig. 2c: MAE, ViT-tiny, CIFAR-10, 5,000
+#: The paper's mean normalised score per subset, from its §4.2 and Fig. 2c (MAE, ViT-tiny, CIFAR-10, 5,000
 #: points per subset).
 PAPER_MEANS = {"candidate": 0.30723, "shared": -0.00136, "extra": 0.09958, "independent": -0.31182}
 
@@ -384,7 +384,7 @@ class SSLMemStudy:
 
     def floor_check(self) -> dict:
         """Whether the f encoders probe better than untrained encoders of the same architecture (linear probe,
-        one-sided Welch test over encoders; :func:`~memlib.probing.beats_floor`). Empty without probes."""
+        one-sided Welch test over encoders; :func:`~memlib.probing.floor.beats_floor`). Empty without probes."""
         trained = [a for r in self.runs if len(r.probe) for a in r.probe.loc[r.probe.family == "f", "linear_acc"]]
         floor = [a for r in self.runs if len(r.floor) for a in r.floor["linear_acc"]]
         if len(trained) < 2 or len(floor) < 2:

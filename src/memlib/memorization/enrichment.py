@@ -123,7 +123,8 @@ def layer_enrichment(
     Parameters
     ----------
     unitmem_by_layer
-        Layer name → UnitMem of each of its units (1-D), e.g. :attr:`UnitMemResult.unitmem`.
+        Layer name → UnitMem of each of its units (1-D), e.g.
+        :attr:`~memlib.memorization.unitmem.UnitMemResult.unitmem`.
     top
         Fraction of units counted as "top", in (0, 1).
     within_layer

@@ -4,11 +4,11 @@ Random convolutional features alone separate Fashion-MNIST's classes far
 above chance, so a trained encoder's probe accuracy says it learned something
 only where it beats the same architecture left at its initialisation.
 :func:`random_floor` builds those untrained encoders the way a training run
-builds its encoder before the first step — :func:`~memlib.models.build_encoder`
+builds its encoder before the first step — ``memlib.models.build_encoder``
 with the per-channel statistics of the training images, after
 ``torch.manual_seed(seed)`` — and probes their frozen features with the same
-functions a run uses (:func:`~memlib.probing.embed`,
-:func:`~memlib.probing.linear_probe`, :func:`~memlib.probing.knn_accuracy`).
+functions a run uses (:func:`~memlib.probing.features.embed`,
+:func:`~memlib.probing.linear.linear_probe`, :func:`~memlib.probing.knn.knn_accuracy`).
 Seed s gives the encoder a run with training seed s starts from. The global
 torch RNG is left as it was.
 
@@ -56,18 +56,18 @@ def random_floor(
     Parameters
     ----------
     arch
-        A name of :data:`memlib.models.ENCODERS`, e.g. ``"resnet_narrow"``.
+        A name of ``memlib.models.ENCODERS``, e.g. ``"resnet_narrow"``.
     train_set, test_set
         Labelled images the probes train and are tested on (the probe splits of a run).
     seeds
         One untrained encoder per seed (``torch.manual_seed(seed)`` before it is
         built); the linear probe uses the same seed.
     probe_epochs
-        Epochs of the linear probe (:func:`~memlib.probing.linear_probe`).
+        Epochs of the linear probe (:func:`~memlib.probing.linear.linear_probe`).
     device
         Where the encoders embed the images and the probe trains.
     k
-        Neighbours of the kNN vote (:func:`~memlib.probing.knn_accuracy`).
+        Neighbours of the kNN vote (:func:`~memlib.probing.knn.knn_accuracy`).
     stats_set
         Images whose per-channel mean and std the encoders normalise with;
         default ``train_set``. Pass the SSL training split to match a run
