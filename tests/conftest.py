@@ -24,3 +24,15 @@ def fmnist_small(tmp_path_factory):
 def _isolated_cache(tmp_path, monkeypatch):
     # No test writes into the user's real cache.
     monkeypatch.setenv("MEMLIB_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny forward passes: on a loaded 2-core machine a second thread only
+    waits at barriers. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -14,13 +14,7 @@ from memlib.models import build_encoder, extract_taps
 N, TARGET = 12, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny forward passes: on a loaded 2-core machine a second thread only waits at barriers.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def identity_aug(x, generator=None):

@@ -11,12 +11,7 @@ from memlib.probing import beats_floor, embed, knn_accuracy, linear_probe, rando
 ARCH, SIZE, EPOCHS = "resnet_narrow", 16, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def two_classes(n: int, seed: int, name: str) -> ImageDataset:

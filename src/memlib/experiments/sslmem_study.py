@@ -219,22 +219,7 @@ class SSLMemStudy:
 
     def pair_table_points(self) -> pd.DataFrame:
         """Every pair's score of every point (long form): split, pair, group, subset, raw/normalised/calibrated."""
-        rows = []
-        for run in self.runs:
-            sc = pair_scores(run)
-            for i in range(sc["raw"].shape[0]):
-                rows.append(
-                    pd.DataFrame(
-                        {
-                            "split": run.seed,
-                            "pair": i,
-                            "group": f"{run.seed}/{i}",
-                            "subset": run.subset,
-                            **{k: v[i] for k, v in sc.items()},
-                        }
-                    )
-                )
-        return pd.concat(rows, ignore_index=True)
+        return _points_table(self.runs)
 
     def shared_equivalence(self) -> Verdict:
         """S2, "m(S_S) ≈ 0": TOST over pairs on the mean normalised S_S score, margin declared in the settings."""
@@ -505,22 +490,31 @@ class SSLMemStudy:
         return out
 
 
-def _pair_table(runs: list[SSLMemRun]) -> pd.DataFrame:
+def _points_table(runs: list[SSLMemRun]) -> pd.DataFrame:
+    """Every pair's raw, normalised and calibrated score of every point of ``runs`` (long form)."""
     rows = []
     for run in runs:
         sc = pair_scores(run)
         for i in range(sc["raw"].shape[0]):
-            for s in SUBSETS:
-                m = run.subset == s
-                rows.append(
+            rows.append(
+                pd.DataFrame(
                     {
                         "split": run.seed,
                         "pair": i,
-                        "subset": SUBSET_LABELS[s],
-                        **{k: float(v[i, m].mean()) for k, v in sc.items()},
+                        "group": f"{run.seed}/{i}",
+                        "subset": run.subset,
+                        **{k: v[i] for k, v in sc.items()},
                     }
                 )
-    return pd.DataFrame(rows)
+            )
+    return pd.concat(rows, ignore_index=True)
+
+
+def _pair_table(runs: list[SSLMemRun]) -> pd.DataFrame:
+    """Each pair's mean score per subset (subsets by their paper labels), from :func:`_points_table`."""
+    t = _points_table(runs)
+    t["subset"] = t["subset"].map(SUBSET_LABELS)
+    return t.groupby(["split", "pair", "subset"], sort=False)[["raw", "normalised", "calibrated"]].mean().reset_index()
 
 
 def study_presets(preset="smoke", **overrides):
