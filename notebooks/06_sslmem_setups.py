@@ -79,44 +79,58 @@ glue("n_runs", run.timings["sslmem_experiments"], display=False)
 # Preset {glue:text}`preset`: every encoder trains on {glue:text}`train_size`
 # Fashion-MNIST images for {glue:text}`epochs` epochs, one f and one g per
 # setup and seed ({glue:text}`n_runs` SSLMem runs in all). Table 1 uses seeds
-# {glue:text}`seeds` ({glue:text}`seed_note`); everything else uses the first. SSLMem scores are
-# normalised per run (divided by the range over the run's four subsets) as in
-# the paper; "raw" scores (g's alignment loss minus f's) are comparable across
-# runs of the same method. Probe accuracies are f's.
+# {glue:text}`seeds` ({glue:text}`seed_note`); everything else uses the first.
+#
+# Three scores per run, as in chapter 01: **normalised** (the paper's: divided
+# by the range over the run's four subsets), **raw** (g's alignment loss minus
+# f's, comparable across runs of one method) and **calibrated** (normalised,
+# minus the pair's mean on S_E, points neither f nor g trained on, which removes
+# the pair's chance offset). Declared before the run: S13 and S17 are judged on
+# calibrated SSLMem. Probe accuracies are f's.
+#
+# **Random floor.** Each architecture is also probed untrained (3 seeds, same
+# probe sets). A setup whose encoders (f and g, over its seeds) do not beat that
+# floor (one-sided Welch t-test, p < 0.05) learned nothing measurable; its runs
+# are shown but left out of S13 and S17.
 #
 # ## Memorisation and accuracy per setup (Table 1, Table 11)
 
 # %% tags=["remove-input"]
 t1 = run.table1()
-display(t1.style.format({c: "{:+.4f}" for c in ("SSLMem", "SSLMem sd", "SSLMem raw")}
-                        | {c: "{:.3f}" for c in ("linear acc", "linear acc sd", "kNN acc")}))
+display(table(t1, 3, index_name="setup"))
+fl = run.floor.groupby("arch")[["linear_acc", "knn_acc"]].agg(["mean", "std"])
+fl.columns = ["linear acc", "linear acc sd", "kNN acc", "kNN acc sd"]
+display(table(fl, 3, index_name="untrained architecture (random floor)"))
 tr = run.table1_runs
 fig, ax = plt.subplots(figsize=(5.6, 3.8))
 for name, g in tr.groupby("setup", sort=False):
-    ax.scatter(g["sslmem"], g["linear_acc"], label=name, marker="s" if g["method"].iloc[0] == "supervised" else "o")
-ax.set(xlabel="mean SSLMem of S_C (normalised)", ylabel="linear-probe accuracy of f")
+    ax.scatter(g["sslmem_calibrated"], g["linear_acc"], label=name,
+               marker="s" if g["method"].iloc[0] == "supervised" else "o",
+               facecolors="none" if not g["beats_floor"].all() else None)
+ax.set(xlabel="mean calibrated SSLMem of S_C", ylabel="linear-probe accuracy of f")
 ax.legend(fontsize=7, loc="best")
 fig.tight_layout()
 glue("fig_table1", fig, display=False)
 plt.close(fig)
 for name, r in t1.iterrows():
     key = name.replace("-", "_")
-    glue(f"t1_{key}_mem", float(r["SSLMem"]), display=False)
+    glue(f"t1_{key}_mem", float(r["SSLMem calibrated"]), display=False)
     glue(f"t1_{key}_acc", float(r["linear acc"]), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_table1
 # :name: fig-setups-table1
-# Mean SSLMem of the candidates against f's linear-probe accuracy, one point per
-# setup and seed; squares are the supervised encoder (classifier removed).
+# Mean calibrated SSLMem of the candidates against f's linear-probe accuracy,
+# one point per setup and seed; squares are the supervised encoder (classifier
+# removed), hollow markers a setup that does not beat its random floor.
 # ```
 #
-# SimCLR on the ResNet scores {glue:text}`t1_SimCLR_ResNet_mem:+.4f` at accuracy
+# In calibrated SSLMem, SimCLR on the ResNet scores {glue:text}`t1_SimCLR_ResNet_mem:+.4f` at accuracy
 # {glue:text}`t1_SimCLR_ResNet_acc:.3f`; MAE on the ViT
 # {glue:text}`t1_MAE_ViT_mem:+.4f` at {glue:text}`t1_MAE_ViT_acc:.3f`; the
 # supervised ResNet {glue:text}`t1_Supervised_ResNet_mem:+.4f` at
 # {glue:text}`t1_Supervised_ResNet_acc:.3f`. The verdicts on S13 (rank
-# correlation over the SSL runs) and S17 (supervised vs SimCLR, per candidate)
+# correlation over the SSL runs) and S17 (supervised vs SimCLR, over seeds)
 # are at the end of the page.
 #
 # ## Which candidates are memorised: agreement between setups (Tables 12, 13)
@@ -140,8 +154,7 @@ fig.colorbar(im, ax=ax, label="Kendall's τ")
 fig.tight_layout()
 glue("fig_tau", fig, display=False)
 plt.close(fig)
-display(run.feldman.style.format({"overlap": "{:.2f}", "chance": "{:.2f}", "overlap p": "{:.2g}", "tau": "{:+.2f}",
-                                  "p": "{:.2g}"}).hide(axis="index"))
+display(table(run.feldman.rename(columns={"tau": "Kendall τ", "p": "τ p"}), 2, hide_index=True))
 
 # %% [markdown]
 # ```{glue:figure} fig_tau
@@ -160,8 +173,7 @@ display(run.feldman.style.format({"overlap": "{:.2f}", "chance": "{:.2f}", "over
 # S_S / (S_S + S_C) at the same training-set size; S_I and S_E have S_C's size.
 
 # %% tags=["remove-input"]
-fmt = {"SSLMem": "{:+.4f}", "SSLMem raw": "{:+.4f}", "linear acc": "{:.3f}", "kNN acc": "{:.3f}"}
-display(run.overlap.style.format(fmt))
+display(table(run.overlap, 3, index_name="overlap"))
 
 # %% [markdown]
 # ## Augmentations: measuring (Table 8) and training (Table 9a)
@@ -173,15 +185,14 @@ display(run.overlap.style.format(fmt))
 # Gaussian noise only, or patch masking only.
 
 # %% tags=["remove-input"]
-display(run.measure_aug.style.format({"SSLMem": "{:+.4f}", "ci95 low": "{:+.4f}", "ci95 high": "{:+.4f}",
-                                      "SSLMem raw": "{:+.4f}"}))
-display(run.train_aug.style.format(fmt))
+display(table(run.measure_aug, 3, index_name="measuring augmentation"))
+display(table(run.train_aug, 3, index_name="training augmentation"))
 
 # %% [markdown]
 # ## MAE's mask ratio (Table 9b)
 
 # %% tags=["remove-input"]
-display(run.mask_ratio.style.format(fmt))
+display(table(run.mask_ratio, 3, index_name="mask ratio"))
 fig, axes = plt.subplots(1, 2, figsize=(8, 3))
 mr = run.mask_ratio
 axes[0].plot(mr.index, mr["SSLMem"], "o-")
@@ -214,9 +225,9 @@ plt.close(fig)
 glue("public", s["public"], display=False)
 glue("dv_k", s["dejavu_k"], display=False)
 glue("dv_centre", s["dejavu_centre"], display=False)
-display(run.dejavu.drop(columns="method").style.format({"sslmem": "{:+.4f}", "dejavu_gap": "{:+.3f}",
-                                                        "dejavu_memorised": "{:.3f}", "crop_acc_f": "{:.3f}",
-                                                        "crop_acc_g": "{:.3f}", "linear_acc": "{:.3f}"}))
+display(table(run.dejavu.drop(columns="method").rename(columns={
+    "sslmem": "SSLMem", "dejavu_gap": "Déjà Vu gap", "dejavu_memorised": "Déjà Vu memorised",
+    "crop_acc_f": "crop acc f", "crop_acc_g": "crop acc g", "linear_acc": "linear acc"}), 3, index_name="setup"))
 
 # %% [markdown]
 # ## Memorisation over training (Fig. 2b)
@@ -263,13 +274,14 @@ plt.close(fig)
 # - **S10**: the first snapshot whose linear accuracy is within 1 point of the
 #   best is the plateau; Wilcoxon test over the candidates, last snapshot
 #   against the plateau (one pair).
-# - **S13**: one-sided Kendall's τ between mean SSLMem and accuracy over the SSL
-#   runs (setup × seed), in both directions.
+# - **S13**: one-sided Kendall's τ between mean calibrated SSLMem and accuracy
+#   over the SSL runs (setup × seed) above the random floor, in both directions.
 # - **S15**: the candidates' mean score at 70, 80 and 85 % overlap (one pair each).
 # - **S16**: Kendall's τ between setups' rankings, among SSL setups and between
 #   SSL and supervised (one split).
-# - **S17**: one-sided t-test over seeds of the supervised encoder's mean S_C
-#   score minus SimCLR's.
+# - **S17**: one-sided t-test over seeds of the supervised encoder's mean
+#   calibrated S_C score minus SimCLR's (SimCLR's pair per seed is chapter 01's
+#   first pair of that split).
 # - **S18**: top-k overlap of SimCLR's SSLMem and Feldman's memorisation
 #   against permutations (one split).
 # - **S26**: ranks of MAE among the SSL setups by Déjà Vu gap and SSLMem; the

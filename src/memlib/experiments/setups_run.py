@@ -41,6 +41,7 @@ from ..memorization.feldman import supervised_memorization
 from ..memorization.sslmem import sslmem
 from ..methods import METHODS
 from ..models import build_encoder, channel_stats
+from ..probing import beats_floor
 from ..stats import kendall_tau, mean_ci, overlap_at_k
 from ..training.loop import fingerprint
 from ..verdicts import INCONCLUSIVE, one_sided_pair, preset_status, verdict_rule
@@ -52,7 +53,7 @@ from .inputs import load_with_splits, probe_rng, probe_sets
 from .presets import Preset
 from .probes import probe_encoder
 from .settings import Settings
-from .sslmem_experiment import SSLMemRun, run_sslmem
+from .sslmem_experiment import SSLMemRun, random_floor_of, run_sslmem
 from .validate import check_method_kwargs, validate_run_parameters
 
 #: The setups of Table 1, each name mapped to (method, architecture kind), where ``"resnet"`` is the
@@ -76,10 +77,11 @@ SETUPS_SETTINGS: dict[str, dict] = {
               "overlaps": (0.7, 0.85), "train_augmentations": ("crop_flip",),
               "measure_augmentations": ("simclr", "rotation"), "mask_ratios": (0.5, 0.75), "dejavu_k": 5,
               "public": 256, "top_k": (5,)},
-    # 2 cores: one f and one g per setup; 2 seeds for Table 1, seed 0 for the ablations. DINO (multi-crop:
-    # 4 views a step) trains 2-3x slower than the others here, so it runs the first seed only (38 trainings).
-    "cpu": {"seeds": (0, 1), "models_per_family": 1,
-            "seed_setups": ("SimCLR-ResNet", "MAE-ViT", "VICReg-ResNet", "Supervised-ResNet")},
+    # 2 cores: one f and one g per setup (no null family); seed 0 for every setup and the ablations, seeds 1
+    # and 2 for the two setups S17 compares over seeds (SimCLR's pairs are chapter 01's first pair per split,
+    # so only the supervised ones train): 36 trainings, about 90 minutes.
+    "cpu": {"seeds": (0, 1, 2), "models_per_family": 1,
+            "seed_setups": ("SimCLR-ResNet", "Supervised-ResNet")},
     "gpu": {"seeds": (0, 1, 2)},
     "paper": {"seeds": (0, 1, 2)},
 }
@@ -140,7 +142,14 @@ def setup_preset(p: Preset, s: dict, name: str, **fields) -> Preset:
     method, kind = SETUPS[name]
     arch = p.arch if kind == "resnet" else vit_arch(p)
     aug = "crop_flip" if method == "mae" else p.augmentation  # MAE (and ViP) train with crop + flip only
-    base = {"method": method, "arch": arch, "augmentation": aug, "method_kwargs": dict(s["kwargs"].get(method, {}))}
+    # No null family: the setups compare pairs, and f′ would double the trainings.
+    base = {
+        "method": method,
+        "arch": arch,
+        "augmentation": aug,
+        "method_kwargs": dict(s["kwargs"].get(method, {})),
+        "null_models": 0,
+    }
     return p.replace(**{**base, **fields})
 
 
@@ -202,6 +211,8 @@ class SetupsRun:
     provenance: dict
     run_dir: Path
     timings: dict = field(default_factory=dict)
+    #: Probe accuracies of untrained encoders, per architecture (column ``arch``), on the first seed's probe sets.
+    floor: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     # ---- tables -------------------------------------------------------------------------------------
     def table1(self) -> pd.DataFrame:
@@ -212,10 +223,12 @@ class SetupsRun:
                 "seeds": g.size(),
                 "SSLMem": g["sslmem"].mean(),
                 "SSLMem sd": g["sslmem"].std(ddof=1),
+                "SSLMem calibrated": g["sslmem_calibrated"].mean(),
                 "SSLMem raw": g["sslmem_raw"].mean(),
                 "linear acc": g["linear_acc"].mean(),
                 "linear acc sd": g["linear_acc"].std(ddof=1),
                 "kNN acc": g["knn_acc"].mean(),
+                "beats floor": g["beats_floor"].all(),
             }
         )
         return out
@@ -270,18 +283,25 @@ class SetupsRun:
         else:
             add("S10", INCONCLUSIVE, f"the accuracy peaks only at the last snapshot (epoch {end}): no plateau", 1)
 
-        # S13: setups with more memorisation probe better (Kendall τ over SSL runs: setup × seed).
-        t1 = self.table1_runs[self.table1_runs["method"] != "supervised"]
+        # S13: setups with more memorisation probe better (Kendall τ over SSL runs: setup × seed), on
+        # calibrated SSLMem (declared), over the runs whose encoders beat their architecture's random floor.
+        runs = self.table1_runs
+        t1 = runs[(runs["method"] != "supervised") & runs["beats_floor"]]
+        dropped = sorted(set(runs.loc[~runs["beats_floor"], "setup"]))
+        note = f"; left out (below the random floor): {', '.join(dropped)}" if dropped else ""
         if len(t1) >= 3:
-            hi = st.kendalltau(t1["sslmem"], t1["linear_acc"], alternative="greater")
-            lo = st.kendalltau(t1["sslmem"], t1["linear_acc"], alternative="less")
+            hi = st.kendalltau(t1["sslmem_calibrated"], t1["linear_acc"], alternative="greater")
+            lo = st.kendalltau(t1["sslmem_calibrated"], t1["linear_acc"], alternative="less")
             v = verdict_rule(n=len(t1), p=hi.pvalue, p_opposite=lo.pvalue, alpha=alpha)
             add(
                 "S13",
                 v.status,
-                f"Kendall τ(SSLMem, linear acc) = {hi.statistic:+.2f} over {len(t1)} SSL runs; {v.reason}",
+                f"Kendall τ(calibrated SSLMem, linear acc) = {hi.statistic:+.2f} over {len(t1)} SSL runs; "
+                f"{v.reason}{note}",
                 len(t1),
             )
+        else:
+            add("S13", INCONCLUSIVE, f"{len(t1)} SSL runs above the random floor (3 needed){note}", len(t1))
 
         # S15: 85 % ≈ 80 % and 70 % < 80 % overlap (declared parts; one pair per ratio).
         ov = self.overlap_points
@@ -314,19 +334,16 @@ class SetupsRun:
 
         # S17: supervised has higher SSLMem than SimCLR after as many epochs (per seed: one pair each).
         if sup:
-            tr = self.table1_runs.set_index(["setup", "seed"])["sslmem"]
+            tr = runs[runs["beats_floor"]].set_index(["setup", "seed"])["sslmem_calibrated"]
             seeds = [x for x in self.settings["seeds"] if (sup[0], x) in tr.index and (BASE_SETUP, x) in tr.index]
             diff = np.array([tr[(sup[0], x)] - tr[(BASE_SETUP, x)] for x in seeds])
-            pc, po = one_sided_pair(diff)
-            v = verdict_rule(n=len(diff), p=pc, p_opposite=po, alpha=alpha)
-            add(
-                "S17",
-                v.status,
-                "supervised − SimCLR mean S_C score per seed: "
-                + ", ".join(f"{x:+.4f}" for x in diff)
-                + f"; {v.reason}",
-                len(diff),
-            )
+            if len(diff):
+                pc, po = one_sided_pair(diff)
+                v = verdict_rule(n=len(diff), p=pc, p_opposite=po, alpha=alpha)
+                stat = "supervised − SimCLR calibrated SSLMem per seed: " + ", ".join(f"{x:+.4f}" for x in diff)
+                add("S17", v.status, f"{stat}; {v.reason}", len(diff))
+            else:
+                add("S17", INCONCLUSIVE, "no seed has both setups above the random floor", 0)
 
         # S18: SSLMem and Feldman's memorisation share about half their top points (one split).
         if len(self.feldman):
@@ -392,10 +409,10 @@ class SetupsRun:
 #: The test and unit of replication behind each claim of :meth:`SetupsRun.claims`.
 SETUPS_TESTS = {
     "S10": ("Wilcoxon, S_C at the accuracy plateau vs the end (one pair)", "encoder pair"),
-    "S13": ("one-sided Kendall τ(SSLMem, linear accuracy)", "SSL run (setup × seed)"),
+    "S13": ("one-sided Kendall τ(calibrated SSLMem, linear accuracy)", "SSL run (setup × seed)"),
     "S15": ("mean score per overlap ratio (one pair each)", "encoder pair"),
     "S16": ("Kendall τ between setups' rankings (one split)", "split"),
-    "S17": ("one-sided t-test over seeds of supervised − SimCLR", "seed (one pair per setup)"),
+    "S17": ("one-sided t-test over seeds of supervised − SimCLR calibrated SSLMem", "seed (one pair per setup)"),
     "S18": ("overlap@k against a permutation null (one split)", "split"),
     "S26": ("rank of MAE by SSLMem and by Déjà Vu gap (one pair per setup)", "encoder pair"),
     "S27": ("highest mean per measuring augmentation (one pair)", "encoder pair"),
@@ -414,6 +431,7 @@ TABLES = (
     "mask_ratio",
     "dejavu",
     "dynamics",
+    "floor",
 )
 
 
@@ -423,11 +441,16 @@ def _candidates(run: SSLMemRun, kind: str = "score") -> np.ndarray:
 
 def _row(run: SSLMemRun, **extra) -> dict:
     f = run.probe[run.probe["family"] == "f"]
+    g = run.probe[run.probe["family"] == "g"]
+    sc = run.scores()
     return {
         **extra,
-        "sslmem": float(_candidates(run).mean()),
+        "sslmem": float(sc["candidate"].mean()),
+        # The pair's offset removed: minus its mean on S_E, points neither f nor g trained on (chapter 01).
+        "sslmem_calibrated": float(sc["candidate"].mean() - sc["extra"].mean()),
         "sslmem_raw": float(_candidates(run, "raw").mean()),
         "linear_acc": float(f["linear_acc"].mean()),
+        "linear_acc_g": float(g["linear_acc"].mean()),
         "knn_acc": float(f["knn_acc"].mean()),
         "n_candidates": int(len(_candidates(run))),
     }
@@ -531,7 +554,7 @@ def run_setups(
     def get(rp: Preset, seed: int) -> SSLMemRun:
         key = (fingerprint(rp.to_dict()), seed)
         if key not in done:
-            done[key] = run_sslmem(rp, seed=seed, **kw)
+            done[key] = run_sslmem(rp, seed=seed, floor=False, **kw)  # the floor: once per architecture
         return done[key]
 
     t1_rows, cand_cols = [], {}
@@ -544,6 +567,22 @@ def run_setups(
         if seed == seed0:
             cand_cols[name] = _candidates(run)
     table1_runs = pd.DataFrame(t1_rows)
+
+    # The random floor per architecture (first seed's probe sets); a setup whose encoders do not beat it
+    # is uninformative and left out of the claims.
+    floor = pd.concat(
+        [
+            random_floor_of(setup_preset(p, s, name), seed=seed0, device=dev, data_root=data_root).assign(arch=arch)
+            for arch, name in {setup_preset(p, s, n).arch: n for n in s["setups"]}.items()
+        ],
+        ignore_index=True,
+    )
+    # f's and g's accuracies over the setup's seeds against the floor of its architecture.
+    accs = {n: g[["linear_acc", "linear_acc_g"]].to_numpy().ravel() for n, g in table1_runs.groupby("setup")}
+    table1_runs["beats_floor"] = [
+        bool(beats_floor(accs[r.setup], floor.loc[floor["arch"] == r.arch, "linear_acc"])["informative"])
+        for r in table1_runs.itertuples()
+    ]
 
     # Feldman's supervised memorisation from the supervised setup's classifiers (heads kept).
     feldman_rows = []
@@ -586,6 +625,7 @@ def run_setups(
                 {
                     key[:-1]: value,
                     "SSLMem": r["sslmem"],
+                    "SSLMem calibrated": r["sslmem_calibrated"],
                     "SSLMem raw": r["sslmem_raw"],
                     "linear acc": r["linear_acc"],
                     "kNN acc": r["knn_acc"],
@@ -686,6 +726,7 @@ def run_setups(
         prov,
         ctx.run_dir,
         {"total_s": ctx.elapsed(), "sslmem_experiments": len(done)},
+        floor,
     )
     ctx.save(tables={name: getattr(out, name) for name in TABLES}, jsons={"provenance": prov}, index=True)
     return out

@@ -21,6 +21,7 @@ import torch
 from ..data.augment import build_augmentation
 from ..data.datasets import test_point_ids
 from ..data.splits import SUBSET_LABELS, SUBSETS, Splits
+from ..device import resolve_device
 from ..memorization.sslmem import SSLMemResult, sslmem
 from ..probing import atypicality, embed, random_floor
 from ..stats import (
@@ -137,6 +138,7 @@ def run_sslmem(
     data_root=None,
     progress=True,
     probe=True,
+    floor=True,
     train_only=False,
     **overrides,
 ) -> SSLMemRun | None:
@@ -146,7 +148,9 @@ def run_sslmem(
     :class:`~memlib.experiments.presets.Preset`, and ``overrides`` change any of its fields (``epochs=50``,
     ``shared=200``; ``None`` is ignored, so notebook parameters can default to None). ``seed`` seeds the splits
     and every encoder. Device, folders and progress bars: :meth:`~memlib.experiments.context.RunContext.start`.
-    ``probe=False`` skips the linear probes (an empty ``probe`` table); ``train_only=True`` trains (or finds)
+    ``probe=False`` skips the linear probes (an empty ``probe`` table) and the random floor; ``floor=False``
+    skips only the floor (:func:`random_floor_of`; a caller running many runs of one architecture computes it
+    once); ``train_only=True`` trains (or finds)
     the encoders and returns ``None``, so a study can train all its runs' encoders before scoring any.
     Returns a :class:`SSLMemRun`.
     """
@@ -203,12 +207,7 @@ def run_sslmem(
     probe_df = pd.DataFrame(rows, columns=None if rows else ["encoder", "family"]).set_index("encoder")
     # The random floor: untrained encoders of the same architecture, probed on the same sets (seeds no
     # trained encoder of this run uses).
-    floor = (
-        random_floor(p.arch, probe_tr, probe_te, seeds=[seed * 1000 + 900 + i for i in range(3)],
-                     probe_epochs=p.probe_epochs, device=dev, stats_set=train_set)
-        if probe
-        else pd.DataFrame()
-    )  # fmt: skip
+    floor = _floor(p, seed, train_set, probe_tr, probe_te, dev) if probe and floor else pd.DataFrame()
     t_probe = time.perf_counter() - t_probe
 
     prov = ctx.provenance(p.to_dict())
@@ -232,6 +231,25 @@ def run_sslmem(
     )
     _save(run, ctx)
     return run
+
+
+def _floor(p: Preset, seed: int, train_set, probe_tr, probe_te, device) -> pd.DataFrame:
+    # Untrained encoders of the run's architecture on the run's probe sets; seeds no trained encoder uses.
+    seeds = [seed * 1000 + 900 + i for i in range(3)]
+    return random_floor(
+        p.arch, probe_tr, probe_te, seeds=seeds, probe_epochs=p.probe_epochs, device=device, stats_set=train_set
+    )
+
+
+def random_floor_of(preset, *, seed=0, device="cpu", data_root=None, **overrides) -> pd.DataFrame:
+    """The random floor :func:`run_sslmem` reports for ``preset`` and ``seed`` (same probe sets, same
+    untrained encoders), without training anything: one row per untrained encoder
+    (:func:`~memlib.probing.floor.random_floor`)."""
+    p = get_preset(preset, **overrides)
+    dev = resolve_device(device)
+    train_set, test_set, _ = load_with_splits(p, seed, data_root)
+    probe_tr, probe_te = probe_sets(p, train_set, test_set, probe_rng(seed))
+    return _floor(p, seed, train_set, probe_tr, probe_te, dev)
 
 
 def _save(run: SSLMemRun, ctx: RunContext) -> None:
