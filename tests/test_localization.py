@@ -269,3 +269,48 @@ def test_run_localization_bad_parameters_fail_before_anything_is_written(kw, msg
     with pytest.raises(ValueError, match=msg):
         run_localization("smoke", cache_dir=tmp_path / "cache", progress=False, **kw)
     assert not (tmp_path / "cache").exists()
+
+
+def test_layermem_keeps_each_pair_and_the_family_raw_is_their_mean(detector):
+    """pair_raw(i) is g_i − f_i per layer and point; the family's raw score is the mean over pairs."""
+    _, images, _ = detector
+    torch.manual_seed(0)
+    encs = [build_encoder("resnet_narrow", 1, 8) for _ in range(4)]
+    res = layermem(encs[:2], encs[2:], images, identity_aug, views=2, batch_size=5)
+    pairs = np.stack([res.pair_raw(i) for i in range(2)])
+    assert pairs.shape == res.raw.shape[:0] + (2,) + res.raw.shape
+    np.testing.assert_allclose(pairs.mean(0), res.raw, atol=1e-10)
+    with pytest.raises(ValueError, match="pair 2 does not exist"):
+        res.pair_raw(2)
+
+
+def test_standardised_layermem_removes_a_pair_offset_and_keeps_planted_memorisation():
+    from memlib.experiments.localization_run import _standardised
+
+    rng = np.random.default_rng(0)
+    cand = np.arange(60) < 20
+    noise = rng.normal(0, 1.0, (3, 60))
+    offset = np.array([[5.0], [-3.0], [0.0]])  # a pair's chance shift, the same on every point
+    planted = np.where(cand, 2.0, 0.0) * np.array([[0.0], [1.0], [0.0]])  # only layer 1 memorises S_C
+    z = _standardised(noise + offset + planted, cand)["z"]
+    z0 = _standardised(noise, cand)["z"]
+    np.testing.assert_allclose(z[[0, 2]], z0[[0, 2]])  # the offset is gone
+    assert z[1] > z0[1] + 1.5  # the planted layer stands out by about 2 S_E standard deviations
+
+
+def test_top_units_of_untrained_encoders_sit_where_layer_size_predicts(fmnist_small):
+    """Pooled enrichment of the last layer averages ≈ 1 over untrained encoders on real images (no
+    memorisation, only architecture), far below a layer whose units were made point-selective."""
+    from memlib.memorization.enrichment import layer_enrichment
+    from memlib.probing import untrained_encoder
+
+    images = fmnist_small.images[:120]
+    last = []
+    for seed in range(4):
+        enc = untrained_encoder("resnet_narrow", images, seed)
+        res = unitmem(enc, images, identity_aug, views=1, batch_size=60)
+        last.append(layer_enrichment(res.unitmem, 0.1)["enrichment"].iloc[-1])
+        # The same encoder with its last layer's units made point-selective: enrichment far above 1.
+        planted = {**res.unitmem, res.taps[-1]: np.maximum(res.unitmem[res.taps[-1]], 0.99)}
+        assert layer_enrichment(planted, 0.1)["enrichment"].iloc[-1] > 1.4
+    assert 0.6 < np.mean(last) < 1.4, last

@@ -1,24 +1,36 @@
-"""Localising memorisation (Wang et al., NeurIPS 2024): LayerMem, UnitMem, ClassMem end to end.
+"""Localising memorisation (Wang et al., NeurIPS 2024): LayerMem, UnitMem, ClassMem, with encoders as the unit.
 
 One run takes the SSLMem experiment's encoders (:func:`~memlib.experiments.encoders.family_specs`,
 so the same cache entries: a run after ``run_sslmem`` at the same preset and
-seed trains nothing) and adds
+seed trains no ResNet) and adds, on the same splits and with as many members,
 
-- a ViT family (``vit_arch``) trained on the same splits, for attention vs MLP;
-- one supervised encoder (method ``"supervised"``) on f's training points, for ClassMem vs UnitMem;
+- a ViT family (``vit_arch``) for attention vs MLP;
+- a supervised ResNet family (method ``"supervised"``, f's training points) for ClassMem vs UnitMem;
 
-then measures (the book's Methods page):
+then measures, **per encoder pair or encoder** (the replicate of every claim):
 
-- LayerMem and ΔLayerMem of every tapped layer on the candidates S_C, f vs g;
-- UnitMem of every unit of f (ResNet: every block's channels; ViT: MLP
-  hidden neurons) and of the supervised encoder, over f's training points,
-  and ClassMem over their class means;
-- fine-tuning the layers with the largest ΔLayerMem against as many last layers;
-- pruning the top / bottom / random units by UnitMem (output channels zeroed by
-  a forward hook) and the linear-probe accuracy that is lost.
+- LayerMem of every tapped layer on the candidates S_C and on the extra points
+  S_E (neither f nor g trained on them), per pair f_i / g_i. Depth claims use
+  the *standardised* LayerMem ``z = (mean_C − mean_E) / sd_E`` of the raw
+  score: the pair's chance offset is removed and the layer's own scale divided
+  out, so layers compare (the paper's per-layer range normalisation does not);
+- UnitMem of every unit of each f_i (ResNet block channels, ViT MLP hidden
+  neurons) and of each supervised encoder over f's training points, ClassMem
+  over their class means, and the same encoders' UnitMem on as many test
+  points no encoder trained on (UnitMem without memorisation); the ViT under
+  each activation handling of :data:`~memlib.memorization.unitmem.ACTIVATIONS`
+  (the sensitivity table);
+- where the top units sit, as layer enrichment (:func:`~memlib.memorization.enrichment.layer_enrichment`);
+- an atypicality of each candidate that does not come from SSLMem: its kNN
+  distance to its own class in the embeddings of g's encoders, which never
+  trained on it;
+- fine-tuning each f_i's layers with the largest ΔLayerMem against as many last layers;
+- pruning each f_i's top / bottom / random units by UnitMem (output channels
+  zeroed by a forward hook) and the linear-probe accuracy that is lost.
 
-:meth:`LocalizationRun.claims` turns each claim of the localisation paper into a status
-and its statistic. Notebook ``05_localization`` only plots what it returns.
+:meth:`LocalizationRun.claims` decides each claim with :mod:`memlib.verdicts`
+over encoders (n = members per family), never over points or units. Notebook
+``05_localization`` only plots what it returns.
 """
 
 from __future__ import annotations
@@ -40,37 +52,59 @@ from tqdm import tqdm
 
 from ..atomic import write_csv
 from ..data.augment import build_augmentation, to_float
-from ..data.datasets import ImageDataset
+from ..data.datasets import ImageDataset, test_point_ids
 from ..data.splits import Splits
+from ..memorization.enrichment import layer_enrichment
 from ..memorization.layermem import LayerMemResult, layermem
-from ..memorization.unitmem import UnitMemResult, unitmem
+from ..memorization.unitmem import ACTIVATIONS, UnitMemResult, unitmem
 from ..models import ENCODERS
-from ..probing import embed, linear_probe
-from ..stats import ttest_greater, ttest_vs_zero
+from ..probing import atypicality, embed, linear_probe, untrained_encoder
+from ..verdicts import mean_effect, one_sided_pair, parts_status, preset_status, verdict_rule
 from .artifacts import LOCALIZATION
 from .claims import Claim, claims_table
 from .context import RunContext, members, named_families
 from .encoders import family_specs
 from .inputs import load_with_splits, sample_subset
-from .presets import Preset, claim_status
+from .presets import Preset
 from .settings import Settings
 from .validate import check_positive_int
 
-#: The encoders whose units UnitMem reads (ResNet f, ViT f and the supervised ResNet).
-UNIT_ENCODERS = ("resnet", "vit", "supervised")
-
+#: The encoder kinds whose units UnitMem reads (ResNet f, ViT f, the supervised ResNet and untrained ResNets).
+UNIT_ENCODERS = ("resnet", "vit", "supervised", "untrained")
+#: Fraction of units counted as "top" (the paper's top 10 %).
+TOP_UNITS = 0.1
 
 #: The test and unit of replication behind each claim of :meth:`LocalizationRun.claims`.
 LOCALIZATION_TESTS = {
-    "L1": ("Spearman ρ(depth, LayerMem) and ΔLayerMem < 0", "layer"),
-    "L2": ("Welch t-test, MLP vs attention LayerMem", "point × block"),
-    "L3": ("top-10 % UnitMem units per layer; Fisher's exact test", "unit"),
-    "L4": ("Welch t-test on UnitMem − ClassMem", "unit"),
-    "L5": ("Welch t-test, top vs bottom quartile by SSLMem, per layer", "point"),
-    "L6": ("Spearman ρ(UnitMem index, SSLMem)", "point"),
-    "L7": ("exact binomial test on discordant test points", "test point"),
-    "L8": ("top-unit drop above every random draw", "pruning draw"),
-}
+    "L1": ("one-sample t over pairs of Spearman ρ(depth, standardised LayerMem); Holm-corrected ΔLayerMem < 0",
+           "ResNet encoder pair"),
+    "L2": ("one-sample t over pairs of mean standardised LayerMem, MLP − attention", "ViT encoder pair"),
+    "L3": ("paired t over members of last-layer enrichment of top units, supervised − SSL", "encoder (member i)"),
+    "L4": ("paired t over members of mean UnitMem − ClassMem, SSL − supervised; supervised's own sign",
+           "encoder (member i)"),
+    "L5": ("one-sample t over pairs of mean Spearman ρ(independent atypicality, LayerMem)", "ResNet encoder pair"),
+    "L6": ("one-sample t over encoders of Spearman ρ(point selectivity, SSLMem)", "ResNet encoder pair"),
+    "L7": ("one-sample t over encoders of accuracy, most memorising − last layers fine-tuned", "ResNet f encoder"),
+    "L8": ("one-sample t over encoders of accuracy drop, top units − mean of random units", "ResNet f encoder"),
+}  # fmt: skip
+
+
+def _standardised(raw: np.ndarray, cand: np.ndarray) -> dict[str, np.ndarray]:
+    """Per layer (rows of ``raw``, shape (L, N)): mean raw score on the candidates and on S_E, and z."""
+    c, e = raw[:, cand], raw[:, ~cand]
+    sd = e.std(axis=1, ddof=1)
+    calibrated = c.mean(1) - e.mean(1)
+    return {
+        "raw": c.mean(1),
+        "raw_extra": e.mean(1),
+        "calibrated": calibrated,
+        "z": calibrated / np.where(sd > 0, sd, np.nan),
+    }
+
+
+def _spearman(x, y) -> float:
+    r = st.spearmanr(x, y).statistic
+    return float(r) if np.isfinite(r) else 0.0
 
 
 @dataclass
@@ -80,16 +114,29 @@ class LocalizationRun:
     preset: Preset
     seed: int
     splits: Splits
-    layer: dict[str, LayerMemResult]  # "resnet", "vit": LayerMem of the candidates, f vs g
-    units: dict[str, UnitMemResult]  # UNIT_ENCODERS: UnitMem over f's training points
+    layer: dict[str, LayerMemResult]  # "resnet", "vit": LayerMem of S_C then S_E, per pair in .pair_raw(i)
+    n_candidates: int  # the first n_candidates points of ``layer`` are S_C, the rest S_E
+    units: dict[str, list[UnitMemResult]]  # UNIT_ENCODERS → one result per member, over f's training points
+    unseen_units: dict[str, list[UnitMemResult]]  # the same encoders on test points no encoder trained on
+    vit_activations: dict[str, tuple[list[UnitMemResult], list[UnitMemResult]]]  # handling → (seen, unseen)
     unit_labels: np.ndarray  # class of each UnitMem point
-    unit_candidate_pos: np.ndarray  # position of each candidate (in the order of ``layer``) among the UnitMem points
+    unit_candidate_pos: np.ndarray  # position of each candidate among the UnitMem points
+    atypicality: np.ndarray  # per candidate, in g's embeddings (independent of every LayerMem score)
     finetune: pd.DataFrame
     pruning: pd.DataFrame
     provenance: dict
     run_dir: Path
     timings: dict = field(default_factory=dict)
     encoders: dict[str, list] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.layer["resnet"].align_f_models)
+
+    @property
+    def is_candidate(self) -> np.ndarray:
+        n = self.layer["resnet"].raw.shape[1]
+        return np.arange(n) < self.n_candidates
 
     # --- LayerMem -------------------------------------------------------------------------------------
     def blocks(self, arch: str) -> list[str]:
@@ -99,199 +146,318 @@ class LocalizationRun:
             return [t for t in taps if t.count(".") == 2]  # vit.blocks.i
         return list(taps)
 
-    def layer_table(self, arch: str = "resnet", points=None) -> pd.DataFrame:
-        """LayerMem and ΔLayerMem per block of ``arch``.
+    def pair_layers(self, arch: str = "resnet", taps=None) -> pd.DataFrame:
+        """One row per encoder pair and layer: mean raw LayerMem on S_C and S_E, calibrated and standardised (z).
 
-        See :meth:`~memlib.memorization.layermem.LayerMemResult.table`.
+        ``delta_z`` is z minus the previous layer's z of the same pair (ΔLayerMem), over ``taps`` in order
+        (default :meth:`blocks`).
         """
-        return self.layer[arch].table(points, taps=self.blocks(arch))
+        res = self.layer[arch]
+        taps = self.blocks(arch) if taps is None else list(taps)
+        rows = [res.taps.index(t) for t in taps]
+        out = []
+        for i in range(len(res.align_f_models)):
+            v = _standardised(res.pair_raw(i)[rows], self.is_candidate)
+            out.append(
+                pd.DataFrame({"pair": i, "tap": taps, "depth": np.arange(len(taps)), **v}).assign(
+                    delta_z=lambda d: np.diff(d["z"], prepend=0.0)
+                )
+            )
+        return pd.concat(out, ignore_index=True)
+
+    def layer_table(self, arch: str = "resnet") -> pd.DataFrame:
+        """Per layer: the paper's LayerMem (normalised, family means, S_C), and the mean and sd over pairs of
+        the standardised LayerMem z and of its ΔLayerMem."""
+        res, taps = self.layer[arch], self.blocks(arch)
+        paper = res.table(np.flatnonzero(self.is_candidate), taps=taps)
+        g = self.pair_layers(arch).groupby("tap", sort=False)
+        return pd.DataFrame(
+            {
+                "LayerMem (paper)": paper["layermem"],
+                "z": g["z"].mean(),
+                "z sd": g["z"].std(ddof=1),
+                "ΔLayerMem z": g["delta_z"].mean(),
+                "calibrated raw": g["calibrated"].mean(),
+                "pairs": g.size(),
+            }
+        ).rename_axis("layer")
 
     def attention_vs_mlp(self) -> pd.DataFrame:
-        """ViT LayerMem of each block's attention and MLP sub-layer (mean normalised score)."""
-        res = self.layer["vit"]
-        rows = [
-            {"block": i, "attention": res.layer(f"{b}.attn").mean(), "mlp": res.layer(f"{b}.mlp").mean()}
-            for i, b in enumerate(self.blocks("vit"))
-        ]
-        return pd.DataFrame(rows).set_index("block")
+        """Per ViT block: standardised LayerMem of the attention and the MLP sub-layer, mean and sd over pairs."""
+        blocks = self.blocks("vit")
+        att = self.pair_layers("vit", [f"{b}.attn" for b in blocks])
+        mlp = self.pair_layers("vit", [f"{b}.mlp" for b in blocks])
+        out = pd.DataFrame({"attention": att.groupby("depth")["z"].mean(), "mlp": mlp.groupby("depth")["z"].mean()})
+        out["attention sd"] = att.groupby("depth")["z"].std(ddof=1)
+        out["mlp sd"] = mlp.groupby("depth")["z"].std(ddof=1)
+        return out.rename_axis("block")
 
-    def sslmem_score(self) -> np.ndarray:
-        """Each candidate's SSLMem: LayerMem of the ResNet's last block, whose output is the representation."""
-        return self.layer["resnet"].layer(self.layer["resnet"].taps[-1])
+    def pair_sslmem(self, i: int) -> np.ndarray:
+        """Each candidate's raw SSLMem under pair i: LayerMem of the ResNet's last block (the representation)."""
+        res = self.layer["resnet"]
+        return res.pair_raw(i)[res.taps.index(res.taps[-1])][self.is_candidate]
 
-    def atypical(self, q: float = 0.25) -> pd.DataFrame:
-        """LayerMem per block on the most vs the least memorised candidates (top / bottom ``q`` by SSLMem).
-
-        Columns ``most``, ``least``, and a one-sided Welch test of most > least per block.
-        """
-        s = self.sslmem_score()
-        k = max(2, int(round(q * len(s))))
-        order = np.argsort(s)
-        hi, lo = order[-k:], order[:k]
+    def atypical(self) -> pd.DataFrame:
+        """Per ResNet layer: Spearman ρ between the candidates' independent atypicality and their raw LayerMem,
+        mean and sd over pairs (each pair's LayerMem against the same atypicality)."""
         res = self.layer["resnet"]
         rows = []
         for t in self.blocks("resnet"):
-            v = res.layer(t)
-            r = ttest_greater(v[hi], v[lo])
-            rows.append({"tap": t, "most": r["mean_a"], "least": r["mean_b"], "t": r["t"], "p": r["p"]})
-        return pd.DataFrame(rows).set_index("tap")
+            k = res.taps.index(t)
+            rho = [_spearman(self.atypicality, res.pair_raw(i)[k][self.is_candidate]) for i in range(self.n_pairs)]
+            rows.append({"layer": t, "ρ": np.mean(rho), "ρ sd": np.std(rho, ddof=1) if len(rho) > 1 else np.nan})
+        return pd.DataFrame(rows).set_index("layer")
 
     # --- UnitMem --------------------------------------------------------------------------------------
-    def unit_table(self, which: str = "resnet") -> pd.DataFrame:
-        """One row per unit of ``which`` (one of :data:`UNIT_ENCODERS`), with UnitMem and ClassMem."""
-        res = self.units[which]
+    def unit_table(self, which: str = "resnet", member: int = 0) -> pd.DataFrame:
+        """One row per unit of member ``member`` of ``which`` (:data:`UNIT_ENCODERS`): UnitMem and ClassMem."""
+        res = self.units[which][member]
         df = res.table()
         cm = res.classmem(self.unit_labels)
         df["classmem"] = np.concatenate([cm[t] for t in res.taps])
         return df
 
-    def unit_summary(self, top: float = 0.1) -> pd.DataFrame:
-        """Per encoder and layer: mean UnitMem, mean ClassMem, and the layer's share of the top ``top`` units."""
+    def enrichment(self, which: str, member: int, within_layer: bool = False) -> pd.DataFrame:
+        """Layer enrichment of the top :data:`TOP_UNITS` units of one encoder
+        (:func:`~memlib.memorization.enrichment.layer_enrichment`)."""
+        return layer_enrichment(self.units[which][member].unitmem, TOP_UNITS, within_layer=within_layer)
+
+    def unit_summary(self) -> pd.DataFrame:
+        """Per encoder kind and layer, means over members: UnitMem, ClassMem, UnitMem on unseen points, and
+        the enrichment of top units (pooled over layers, and within the layer)."""
         rows = []
         for which in UNIT_ENCODERS:
-            df = self.unit_table(which)
-            cut = df["unitmem"].quantile(1 - top)
-            n_top = int((df["unitmem"] >= cut).sum())
-            for (layer, tap), g in df.groupby(["layer", "tap"]):
-                rows.append(
-                    {
-                        "encoder": which,
-                        "layer": layer,
-                        "tap": tap,
-                        "units": len(g),
-                        "mean unitmem": g["unitmem"].mean(),
-                        "mean classmem": g["classmem"].mean(),
-                        "share of top units": (g["unitmem"] >= cut).sum() / n_top,
-                    }
-                )
-        return pd.DataFrame(rows)
+            for m in range(len(self.units[which])):
+                ut = self.unit_table(which, m)
+                pooled, within = self.enrichment(which, m), self.enrichment(which, m, within_layer=True)
+                unseen = self.unseen_units[which][m].unitmem
+                for k, (tap, g) in enumerate(ut.groupby("tap", sort=False)):
+                    rows.append(
+                        {
+                            "encoder": which,
+                            "member": m,
+                            "layer": tap,
+                            "units": len(g),
+                            "UnitMem": g["unitmem"].mean(),
+                            "UnitMem unseen": float(unseen[tap].mean()),
+                            "ClassMem": g["classmem"].mean(),
+                            "enrichment": float(pooled["enrichment"].iloc[k]),
+                            "enrichment within layer": float(within["enrichment"].iloc[k]),
+                        }
+                    )
+        df = pd.DataFrame(rows)
+        return df.groupby(["encoder", "layer"], sort=False).mean(numeric_only=True).drop(columns="member")
 
-    def unit_vs_sslmem(self) -> dict:
-        """Spearman correlation of the candidates' SSLMem with how strongly some ResNet unit singles them out.
+    def member_units(self, which: str, activation: str | None = None) -> pd.DataFrame:
+        """Per member of ``which``: mean UnitMem (seen, unseen), mean UnitMem − ClassMem, last-layer enrichment,
+        share of negative per-point means, and ρ(point selectivity, SSLMem of its pair); for the ViT under
+        ``activation`` (default: the run's)."""
+        seen, unseen = (
+            (self.units[which], self.unseen_units[which])
+            if activation is None or which != "vit"
+            else self.vit_activations[activation]
+        )
+        arch = "vit" if which == "vit" else "resnet"
+        rows = []
+        for m, (a, b) in enumerate(zip(seen, unseen)):
+            cm = a.classmem(self.unit_labels)
+            um, cmv = (np.concatenate([x[t] for t in a.taps]) for x in (a.unitmem, cm))
+            pooled = layer_enrichment(a.unitmem, TOP_UNITS)
+            sel = a.point_selectivity()[self.unit_candidate_pos]
+            res = self.layer[arch]
+            trained = which != "untrained" and m < self.n_pairs
+            mem = res.pair_raw(m)[len(res.taps) - 1][self.is_candidate] if trained else None
+            rows.append(
+                {
+                    "member": m,
+                    "UnitMem": float(um.mean()),
+                    "UnitMem unseen": float(np.concatenate([b.unitmem[t] for t in b.taps]).mean()),
+                    "UnitMem − ClassMem": float((um - cmv).mean()),
+                    "last-layer enrichment": float(pooled["enrichment"].iloc[-1]),
+                    "negative means": float(max(a.clamped.values())),
+                    "ρ(selectivity, SSLMem)": _spearman(sel, mem) if mem is not None else np.nan,
+                }
+            )
+        return pd.DataFrame(rows).set_index("member")
 
-        Per point, the largest UnitMem-style index over the units of f
-        (:func:`~memlib.memorization.unitmem.point_selectivity`), restricted to the candidates.
-        """
-        sel = self.units["resnet"].point_selectivity()[self.unit_candidate_pos]
-        r = st.spearmanr(sel, self.sslmem_score(), alternative="greater")
-        return {"rho": float(r.statistic), "p": float(r.pvalue), "n": int(len(sel))}
+    def vit_sensitivity(self) -> pd.DataFrame:
+        """The ViT's UnitMem numbers under every activation handling, with the encoder-level verdicts of
+        "UnitMem is higher on trained points than on unseen ones", L4's SSL half and L6 for the ViT."""
+        rows = []
+        for act in self.vit_activations:
+            mu = self.member_units("vit", act)
+            seen = mean_effect(mu["UnitMem"] - mu["UnitMem unseen"])
+            l4 = mean_effect(mu["UnitMem − ClassMem"])
+            l6 = mean_effect(mu["ρ(selectivity, SSLMem)"])
+            rows.append(
+                {
+                    "activation": act,
+                    "UnitMem": mu["UnitMem"].mean(),
+                    "UnitMem unseen": mu["UnitMem unseen"].mean(),
+                    "seen > unseen": seen.status,
+                    "UnitMem − ClassMem": mu["UnitMem − ClassMem"].mean(),
+                    "> 0 (L4, SSL half)": l4.status,
+                    "ρ(selectivity, SSLMem)": mu["ρ(selectivity, SSLMem)"].mean(),
+                    "> 0 (L6)": l6.status,
+                    "negative means": mu["negative means"].mean(),
+                    "encoders": len(mu),
+                }
+            )
+        return pd.DataFrame(rows).set_index("activation")
 
     # --- Claims ---------------------------------------------------------------------------------------
     def claims(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Verdicts on the localisation claims (ids L1–L9), each with its statistic.
+        """Verdicts on the localisation claims L1–L8 by :mod:`memlib.verdicts`, each over encoders (L9 is
+        decided in chapter 04).
 
         A run at a preset that is not ``meaningful`` (``smoke``) decides nothing.
 
         Returns
         -------
         pandas.DataFrame
-            Indexed by claim id: ``claim``, ``status``, ``statistic``.
+            Indexed by claim id: ``claim``, ``status``, ``statistic``, ``test``, ``unit``, ``n``.
         """
-        rows = {}
-        # L1: LayerMem rises with depth, not monotonically (Spearman over the ResNet's blocks).
-        lt = self.layer_table("resnet")
-        rho = st.spearmanr(np.arange(len(lt)), lt["layermem"], alternative="greater")
-        drops = int((lt["delta"].iloc[1:] < 0).sum())
-        rows["L1"] = (
+        p, out = self.preset, []
+
+        def add(cid, text, status, stat, n):
+            test, unit = LOCALIZATION_TESTS.get(cid, ("", ""))
+            out.append(Claim(cid, preset_status(p, status), stat, test, unit, n, text=text))
+
+        # L1: LayerMem rises with depth (ρ per pair > 0), but not monotonically (some ΔLayerMem < 0 over pairs).
+        pl = self.pair_layers("resnet")
+        rho = pl.groupby("pair").apply(lambda d: _spearman(d["depth"], d["z"]), include_groups=False)
+        rise = mean_effect(rho.to_numpy(), alpha=alpha)
+        deltas = pl[pl["depth"] > 0].pivot(index="pair", columns="tap", values="delta_z")
+        p_drop = [one_sided_pair(deltas[c].to_numpy(), direction=-1)[0] for c in deltas]
+        p_holm = _holm(p_drop)
+        drops = [c for c, q in zip(deltas, p_holm) if q < alpha]
+        drop = verdict_rule(n=len(deltas), p=min(p_holm, default=1.0), p_opposite=1.0, alpha=alpha)
+        add(
+            "L1",
             "LayerMem rises with depth, but not monotonically",
-            (rho.pvalue < alpha, drops > 0),
-            f"Spearman ρ(depth, LayerMem) = {rho.statistic:+.2f}, p = {rho.pvalue:.2g} over {len(lt)} "
-            f"ResNet layers; ΔLayerMem < 0 at {drops} of {len(lt) - 1}",
+            parts_status([rise.status, drop.status]),
+            f"ρ(depth, z) per pair: {_fmt(rho)}, mean {rho.mean():+.2f} ({rise.reason}); layers where ΔLayerMem "
+            f"< 0 over pairs (Holm): {', '.join(drops) or 'none'}",
+            len(rho),
         )
-        # L2: in ViTs the MLP sub-layers memorise more than attention (per candidate, mean over blocks).
-        res, blocks = self.layer["vit"], self.blocks("vit")
-        diff = np.mean([res.layer(f"{b}.mlp") - res.layer(f"{b}.attn") for b in blocks], axis=0)
-        t = ttest_vs_zero(diff, "greater")
-        rows["L2"] = (
+        # L2: in ViTs the MLP sub-layers memorise more than attention.
+        avm = self._vit_mlp_minus_attention()
+        v2 = mean_effect(avm, alpha=alpha)
+        add(
+            "L2",
             "ViT: MLP sub-layers memorise more than attention",
-            (t["p"] < alpha,),
-            f"mean LayerMem(MLP) − LayerMem(attention) = {t['mean_a']:+.4f} over {len(diff)} candidates, "
-            f"t = {t['t']:.2f}, p = {t['p']:.2g}",
+            v2.status,
+            f"mean z(MLP) − z(attention) per pair: {_fmt(avm)} ({v2.reason})",
+            len(avm),
         )
-        # L3: top units spread over all layers in SSL; in supervised learning they gather in the last layer.
-        us = self.unit_summary()
-        last = {
-            w: float(us[us.encoder == w].sort_values("layer")["share of top units"].iloc[-1])
-            for w in ("resnet", "supervised")
-        }
-        spread = int((us[us.encoder == "resnet"]["share of top units"] > 0).sum())
-        n_layers = int((us.encoder == "resnet").sum())
-        k_ssl, k_sup = self._top_in_last()
-        fisher = st.fisher_exact(
-            [[k_sup[0], k_sup[1] - k_sup[0]], [k_ssl[0], k_ssl[1] - k_ssl[0]]], alternative="greater"
-        )
-        rows["L3"] = (
+        # L3: supervised encoders gather top units in the last layer more than SSL ones (enrichment, paired).
+        ssl, sup = self.member_units("resnet"), self.member_units("supervised")
+        n = min(len(ssl), len(sup))
+        e = (sup["last-layer enrichment"] - ssl["last-layer enrichment"]).to_numpy()[:n]
+        v3 = mean_effect(e, alpha=alpha)
+        add(
+            "L3",
             "Highly memorising units are spread over all layers in SSL, in the last layers in supervised learning",
-            (spread == n_layers, fisher.pvalue < alpha),
-            f"top-10% UnitMem units in {spread} of {n_layers} SSL layers; share in the last layer SSL "
-            f"{last['resnet']:.2f} vs supervised {last['supervised']:.2f}, Fisher p = {fisher.pvalue:.2g}",
+            v3.status,
+            f"last-layer enrichment of the top {TOP_UNITS:.0%} units: SSL {_fmt(ssl['last-layer enrichment'], '.2f')}, "
+            f"supervised {_fmt(sup['last-layer enrichment'], '.2f')}, untrained "
+            f"{_fmt(self.member_units('untrained')['last-layer enrichment'], '.2f')} (1 = as its size predicts); "
+            f"supervised − SSL: {v3.reason}",
+            n,
         )
-        # L4: SSL units single out points (UnitMem > ClassMem) more than supervised units do.
-        d = {
-            w: (lambda df: (df["unitmem"] - df["classmem"]).to_numpy())(self.unit_table(w))
-            for w in ("resnet", "supervised")
-        }
-        t4 = ttest_greater(d["resnet"], d["supervised"])
-        rows["L4"] = (
+        # L4: SSL units single out points more than supervised ones; supervised units single out classes.
+        d = (ssl["UnitMem − ClassMem"] - sup["UnitMem − ClassMem"]).to_numpy()[:n]
+        a4, b4 = mean_effect(d, alpha=alpha), mean_effect(sup["UnitMem − ClassMem"].to_numpy(), direction=-1)
+        add(
+            "L4",
             "SSL has more units selective for single points, supervised more for classes",
-            (t4["p"] < alpha,),
-            f"mean UnitMem − ClassMem per unit: SSL {t4['mean_a']:+.3f} vs supervised {t4['mean_b']:+.3f}, "
-            f"Welch t = {t4['t']:.2f}, p = {t4['p']:.2g}, d = {t4['cohens_d']:.2f}",
+            parts_status([a4.status, b4.status]),
+            f"mean UnitMem − ClassMem per encoder: SSL {_fmt(ssl['UnitMem − ClassMem'])}, supervised "
+            f"{_fmt(sup['UnitMem − ClassMem'])}; SSL − supervised: {a4.reason}; supervised < 0: {b4.reason}",
+            n,
         )
-        # L5: atypical (most memorised) candidates have higher LayerMem in every layer.
-        at = self.atypical().iloc[:-1]  # the last block is SSLMem itself, which ranked the points
-        n_sig = int((at["p"] < alpha).sum())
-        rows["L5"] = (
+        # L5: atypical candidates (independent measure) have higher LayerMem: mean ρ over layers, per pair.
+        res = self.layer["resnet"]
+        rho5 = np.array(
+            [
+                np.mean(
+                    [
+                        _spearman(self.atypicality, res.pair_raw(i)[res.taps.index(t)][self.is_candidate])
+                        for t in self.blocks("resnet")
+                    ]
+                )
+                for i in range(self.n_pairs)
+            ]
+        )
+        v5 = mean_effect(rho5, alpha=alpha)
+        add(
+            "L5",
             "Atypical points have higher LayerMem",
-            (n_sig == len(at),),
-            f"top vs bottom quartile by SSLMem: higher LayerMem at p < {alpha} in {n_sig} of {len(at)} "
-            f"earlier layers (min t = {at['t'].min():.2f})",
+            v5.status,
+            f"mean over layers of ρ(atypicality in g's embeddings, LayerMem) per pair: {_fmt(rho5)} ({v5.reason})",
+            len(rho5),
         )
-        # L6: UnitMem correlates with SSLMem.
-        c = self.unit_vs_sslmem()
-        rows["L6"] = (
+        # L6: UnitMem correlates with SSLMem (per f encoder: its units' selectivity against its pair's SSLMem).
+        r6 = ssl["ρ(selectivity, SSLMem)"].dropna().to_numpy()
+        v6 = mean_effect(r6, alpha=alpha)
+        add(
+            "L6",
             "UnitMem correlates with SSLMem",
-            (c["p"] < alpha,),
-            f"Spearman ρ = {c['rho']:+.2f}, p = {c['p']:.2g} (n = {c['n']} candidates)",
+            v6.status,
+            f"Spearman ρ per encoder: {_fmt(r6)} ({v6.reason})",
+            len(r6),
         )
-        # L7: fine-tuning the most memorising layers beats fine-tuning the last layers.
-        ft = self.finetune.set_index("layers")
-        a, b = ft.loc["most memorising"], ft.loc["last"]
-        rows["L7"] = (
+        # L7: fine-tuning the most memorising layers beats fine-tuning the last layers (per f encoder).
+        ft = self.finetune.pivot(index="member", columns="layers", values="accuracy")
+        d7 = (ft["most memorising"] - ft["last"]).to_numpy()
+        v7 = mean_effect(d7, alpha=alpha)
+        add(
+            "L7",
             "Fine-tuning the most memorising layers beats fine-tuning the last layers",
-            (a["accuracy"] > b["accuracy"] and a["p"] < alpha,),
-            f"accuracy {a['accuracy']:.3f} ({a['taps']}) vs {b['accuracy']:.3f} ({b['taps']}); "
-            f"exact binomial test on discordant test points p = {a['p']:.2g}",
+            v7.status,
+            f"accuracy most memorising − last per encoder: {_fmt(d7, '+.3f')} ({v7.reason})",
+            len(d7),
         )
-        # L8: pruning the most memorising units hurts more than pruning random ones.
-        pr = self.pruning
-        parts, ok = [], []
-        for frac, g in pr.groupby("fraction"):
-            top = float(g.loc[g.strategy == "top", "drop"].iloc[0])
-            rnd = g.loc[g.strategy == "random", "drop"].to_numpy()
-            z = (top - rnd.mean()) / rnd.std(ddof=1) if len(rnd) > 1 and rnd.std(ddof=1) > 0 else float("nan")
-            ok.append(bool(top > rnd.max()))
-            parts.append(
-                f"{frac:.0%}: drop top {top:+.3f} vs random {rnd.mean():+.3f} ± {rnd.std(ddof=1):.3f} "
-                f"(z = {z:.1f}, {len(rnd)} draws)"
-            )
-        rows["L8"] = ("Pruning the most memorising units hurts more than random units", tuple(ok), "; ".join(parts))
-        rows["L9"] = ("DP training lowers UnitMem", None, "measured in the DP chapter (04), not here")
-        out = []
-        for cid, (text, ok, stat) in rows.items():
-            # L9 is decided by the DP chapter; this chapter only points there, so the two cannot disagree.
-            status = "decided in chapter 04" if ok is None else claim_status(self.preset, self.seed, list(ok))
-            out.append(Claim(cid, status, stat, *LOCALIZATION_TESTS.get(cid, ("", "")), text=text))
+        # L8: pruning the most memorising units hurts more than pruning random ones (per f encoder).
+        d8 = self.pruning_effect()
+        v8 = mean_effect(d8, alpha=alpha)
+        add(
+            "L8",
+            "Pruning the most memorising units hurts more than random units",
+            v8.status,
+            f"drop after pruning top units − mean drop of random units, per encoder (mean over fractions): "
+            f"{_fmt(d8, '+.3f')} ({v8.reason})",
+            len(d8),
+        )
+        out.append(Claim("L9", "decided in chapter 04", "measured in the DP chapter (04), not here", "", "", None,
+                         text="DP training lowers UnitMem"))  # fmt: skip
         return claims_table(out)
 
-    def _top_in_last(self, top: float = 0.1) -> tuple[tuple[int, int], tuple[int, int]]:
-        """(top units in the last layer, top units) for SSL and for supervised."""
-        out = []
-        for which in ("resnet", "supervised"):
-            df = self.unit_table(which)
-            is_top = df["unitmem"] >= df["unitmem"].quantile(1 - top)
-            out.append((int((is_top & (df["layer"] == df["layer"].max())).sum()), int(is_top.sum())))
-        return out[0], out[1]
+    def _vit_mlp_minus_attention(self) -> np.ndarray:
+        blocks = self.blocks("vit")
+        att = self.pair_layers("vit", [f"{b}.attn" for b in blocks]).groupby("pair")["z"].mean()
+        mlp = self.pair_layers("vit", [f"{b}.mlp" for b in blocks]).groupby("pair")["z"].mean()
+        return (mlp - att).to_numpy()
+
+    def pruning_effect(self) -> np.ndarray:
+        """Per f encoder: accuracy drop after pruning its top units minus the mean drop of its random draws,
+        averaged over the pruned fractions."""
+        pr = self.pruning
+        top = pr[pr.strategy == "top"].groupby(["member", "fraction"])["drop"].mean()
+        rnd = pr[pr.strategy == "random"].groupby(["member", "fraction"])["drop"].mean()
+        return (top - rnd).groupby("member").mean().to_numpy()
+
+
+def _holm(p: list[float]) -> list[float]:
+    if not p:
+        return []
+    from statsmodels.stats.multitest import multipletests
+
+    return list(multipletests(p, method="holm")[1])
+
+
+def _fmt(x, spec: str = "+.2f") -> str:
+    return ", ".join(format(float(v), spec) for v in np.asarray(x, dtype=float))
 
 
 @contextmanager
@@ -403,7 +569,14 @@ class LocalizationSettings(Settings):
         Random prunings per fraction (the control).
     """
 
-    TABLE: ClassVar[dict[str, dict]] = {name: {} for name in ("smoke", "cpu", "gpu", "paper")}
+    # smoke: two members per family, so the encoder-level code runs; cpu: fine-tuning 6 runs (3 encoders ×
+    # 2 layer choices) over 5000 images forward and backward, 20 epochs each instead of the probe's 100.
+    TABLE: ClassVar[dict[str, dict]] = {
+        "smoke": {"models_per_family": 2},
+        "cpu": {"finetune_epochs": 20},
+        "gpu": {},
+        "paper": {},
+    }
 
     vit_arch: str = "vit_micro"
     unit_views: int = 10
@@ -454,12 +627,13 @@ def run_localization(
         "finetune_epochs": finetune_epochs,
         "prune_fractions": fracs,
         "random_draws": random_draws,
+        "design": 2,  # encoder-level: every member scored, S_E scored, UnitMem per member
     }
     ctx = RunContext.start(LOCALIZATION, p, device, seed, key, cache_dir, data_root, progress)
     p, dev = ctx.preset, ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
 
-    # The same encoders as run_sslmem (ResNet), a ViT family, and one supervised ResNet: one fit, one pool.
+    # The same encoders as run_sslmem (ResNet), a ViT family and a supervised family: one fit, one pool.
     t = time.perf_counter()
     named = {
         **named_families(family_specs(p, splits, seed), "resnet "),
@@ -474,29 +648,54 @@ def run_localization(
     t_train = time.perf_counter() - t
 
     aug = build_augmentation(p.augmentation, train_set.image_size)
-    cand = train_set.subset(splits.candidate)
+    # LayerMem of the candidates and of S_E (test points no encoder trained on), which calibrates each pair.
+    images = torch.cat([train_set.images[splits.candidate], test_set.images[splits.extra]])
+    ids = np.concatenate([splits.candidate, test_point_ids(splits.extra, train_set)])
     t = time.perf_counter()
     kw = dict(views=p.views, mode=p.mode, batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
     layer = {
-        "resnet": layermem(fams["f"], fams["g"], cand.images, aug, ids=splits.candidate, **kw),
-        "vit": layermem(vit_fams["f"], vit_fams["g"], cand.images, aug, ids=splits.candidate, **kw),
+        "resnet": layermem(fams["f"], fams["g"], images, aug, ids=ids, **kw),
+        "vit": layermem(vit_fams["f"], vit_fams["g"], images, aug, ids=ids, **kw),
     }
     t_layer = time.perf_counter() - t
 
-    # UnitMem over f's training points (the first encoder of each family).
+    # UnitMem of every f member (and supervised member) over f's training points, and over as many test
+    # points outside S_E that no encoder trained on (UnitMem without memorisation).
     pts = train_set.subset(splits.f_train)
-    # Where each candidate sits among f's training points, in the order of the LayerMem result.
     order = {int(i): k for k, i in enumerate(splits.f_train)}
     cand_pos = np.array([order[int(i)] for i in splits.candidate])
-    # The same views as LayerMem's: view k of a point is keyed by (seed, dataset index, k).
-    ukw = dict(views=unit_views, ids=splits.f_train, seed=seed, device=dev, progress=progress)
+    pool = np.setdiff1d(np.arange(len(test_set)), splits.extra)
+    unseen_idx = np.sort(np.random.default_rng(seed + 4242).choice(pool, len(pts), replace=False))
+    unseen = test_set.images[unseen_idx]
     t = time.perf_counter()
-    units = {
-        "resnet": unitmem(fams["f"][0], pts.images, aug, **ukw),
-        "vit": unitmem(vit_fams["f"][0], pts.images, aug, **ukw),
-        "supervised": unitmem(sup["f"][0], pts.images, aug, **ukw),
-    }
+
+    def units_of(encs, imgs, point_ids, activation="positive_part"):
+        return [
+            unitmem(e, imgs, aug, views=unit_views, ids=point_ids, seed=seed, device=dev, progress=progress,
+                    activation=activation)
+            for e in encs
+        ]  # fmt: skip
+
+    # Untrained ResNets (seeds no trained encoder uses): where top units sit by architecture alone.
+    untrained = [untrained_encoder(p.arch, train_set.images, seed * 1000 + 900 + m, dev) for m in range(len(fams["f"]))]
+    unit_encs = {"resnet": fams["f"], "vit": vit_fams["f"], "supervised": sup["f"], "untrained": untrained}
+    unseen_ids = test_point_ids(unseen_idx, train_set)
+    units = {w: units_of(e, pts.images, splits.f_train) for w, e in unit_encs.items()}
+    unseen_units = {w: units_of(e, unseen, unseen_ids) for w, e in unit_encs.items()}
+    vit_act = {"positive_part": (units["vit"], unseen_units["vit"])}
+    for act in ACTIVATIONS:
+        if act not in vit_act:
+            vit_act[act] = (units_of(vit_fams["f"], pts.images, splits.f_train, act),
+                            units_of(vit_fams["f"], unseen, unseen_ids, act))  # fmt: skip
     t_unit = time.perf_counter() - t
+
+    # Atypicality independent of LayerMem: each candidate's kNN distance to its own class among f's
+    # training points and S_E, in the embeddings of g's encoders (which never trained on a candidate).
+    ref = torch.cat([pts.images, test_set.images[splits.extra]])
+    ref_labels = torch.cat([pts.labels, test_set.labels[splits.extra]])
+    atyp = np.mean(
+        [atypicality(embed(g, ref, device=dev), ref_labels).cpu().numpy()[cand_pos] for g in fams["g"]], axis=0
+    )
 
     rng = np.random.default_rng(seed + 54321)
     down_tr, down_te = sample_subset(train_set, p.probe_train, rng), sample_subset(test_set, p.probe_test, rng)
@@ -505,27 +704,38 @@ def run_localization(
         seed,
         splits,
         layer,
+        len(splits.candidate),
         units,
+        unseen_units,
+        vit_act,
         pts.labels.numpy(),
         cand_pos,
+        atyp,
         pd.DataFrame(),
         pd.DataFrame(),
         {},
         ctx.run_dir,
-        encoders={
-            "f": fams["f"],
-            "g": fams["g"],
-            "vit_f": vit_fams["f"],
-            "vit_g": vit_fams["g"],
-            "supervised": sup["f"],
-        },
-    )
+        encoders={"f": fams["f"], "g": fams["g"], "vit_f": vit_fams["f"], "vit_g": vit_fams["g"],
+                  "supervised": sup["f"]},
+    )  # fmt: skip
 
     t = time.perf_counter()
-    run.finetune = _finetune(run, fams["f"][0], down_tr, down_te, n_finetune, finetune_epochs, seed, dev, progress)
+    run.finetune = pd.concat(
+        [
+            _finetune(run, m, enc, down_tr, down_te, n_finetune, finetune_epochs, seed, dev, progress)
+            for m, enc in enumerate(fams["f"][: run.n_pairs])
+        ],
+        ignore_index=True,
+    )
     t_ft = time.perf_counter() - t
     t = time.perf_counter()
-    run.pruning = _prune(run, fams["f"][0], down_tr, down_te, fracs, random_draws, p, seed, dev, progress)
+    run.pruning = pd.concat(
+        [
+            _prune(run, m, enc, down_tr, down_te, fracs, random_draws, p, seed, dev, progress)
+            for m, enc in enumerate(fams["f"])
+        ],
+        ignore_index=True,
+    )
     t_prune = time.perf_counter() - t
 
     run.timings = {
@@ -543,33 +753,35 @@ def run_localization(
     return run
 
 
-def _finetune(run: LocalizationRun, enc, down_tr, down_te, n, epochs, seed, dev, progress) -> pd.DataFrame:
-    """Fine-tune the ``n`` layers with the largest ΔLayerMem vs the ``n`` last layers; paired exact test."""
-    lt = run.layer_table("resnet")
-    n = min(n, len(lt))
-    most = list(lt["delta"].nlargest(n).index)
-    last = list(lt.index[-n:])
+def _finetune(run: LocalizationRun, member, enc, down_tr, down_te, n, epochs, seed, dev, progress) -> pd.DataFrame:
+    """Fine-tune f member ``member``'s ``n`` layers with the largest ΔLayerMem (its own pair's, standardised)
+    vs its ``n`` last layers; the exact binomial test on discordant test points is the single encoder's."""
+    pl = run.pair_layers("resnet")
+    pl = pl[pl["pair"] == member].set_index("tap")
+    n = min(n, len(pl))
+    most = list(pl["delta_z"].nlargest(n).index)
+    last = list(pl.index[-n:])
     hits = {
         name: finetune_layers(enc, taps, down_tr, down_te, epochs=epochs, seed=seed, device=dev, progress=progress)
         for name, taps in (("most memorising", most), ("last", last))
     }
     a, b = hits["most memorising"], hits["last"]
     wins, losses = int((a & ~b).sum()), int((~a & b).sum())
-    # Exact binomial (McNemar) test on the test points where the two disagree.
     pval = st.binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue if wins + losses else 1.0
     return pd.DataFrame(
         [
-            {"layers": "most memorising", "taps": ", ".join(most), "accuracy": a.mean(), "p": pval},
-            {"layers": "last", "taps": ", ".join(last), "accuracy": b.mean(), "p": float("nan")},
+            {"member": member, "layers": "most memorising", "taps": ", ".join(most), "accuracy": a.mean(), "p": pval},
+            {"member": member, "layers": "last", "taps": ", ".join(last), "accuracy": b.mean(), "p": float("nan")},
         ]
     )
 
 
-def _prune(run: LocalizationRun, enc, down_tr, down_te, fracs, draws, p: Preset, seed, dev, progress) -> pd.DataFrame:
-    """Linear-probe accuracy after zeroing the top / bottom / random units by UnitMem (probe refit each time)."""
-    df = run.units["resnet"].table()
+def _prune(run: LocalizationRun, member, enc, down_tr, down_te, fracs, draws, p: Preset, seed, dev, progress):
+    """Linear-probe accuracy of f member ``member`` after zeroing its top / bottom / random units by UnitMem
+    (probe refit each time)."""
+    df = run.units["resnet"][member].table()
     order = df["unitmem"].to_numpy().argsort(kind="stable")
-    rng = np.random.default_rng(seed + 777)
+    rng = np.random.default_rng(seed + 777 + member)
 
     def accuracy(rows: np.ndarray | None) -> float:
         units = {} if rows is None else {t: g["unit"].to_numpy() for t, g in df.iloc[rows].groupby("tap")}
@@ -580,33 +792,36 @@ def _prune(run: LocalizationRun, enc, down_tr, down_te, fracs, draws, p: Preset,
     base = accuracy(None)
     rows = []
     jobs = [(f, s, d) for f in fracs for s, d in (("top", 0), ("bottom", 0), *(("random", i) for i in range(draws)))]
-    for frac, strategy, draw in tqdm(jobs, desc="pruning", disable=not progress, leave=False):
+    for frac, strategy, draw in tqdm(jobs, desc=f"pruning f{member}", disable=not progress, leave=False):
         k = max(1, int(round(frac * len(df))))
         sel = {"top": order[-k:], "bottom": order[:k]}.get(strategy)
         if sel is None:
             sel = rng.choice(len(df), size=k, replace=False)
         acc = accuracy(sel)
         rows.append(
-            {"fraction": frac, "strategy": strategy, "draw": draw, "units": k, "accuracy": acc, "drop": base - acc}
-        )
-    out = pd.DataFrame(rows)
-    out.attrs["base_accuracy"] = base
-    return out
+            {"member": member, "fraction": frac, "strategy": strategy, "draw": draw, "units": k,
+             "base_accuracy": base, "accuracy": acc, "drop": base - acc}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def _save(run: LocalizationRun, ctx: RunContext) -> None:
-    """Write the LayerMem tables, unit tables, fine-tuning, pruning and claims (CSV / JSON) to the run folder,
-    then its ``COMPLETE`` marker."""
+    """Write the per-pair LayerMem tables, unit tables, fine-tuning, pruning and claims (CSV / JSON) to the run
+    folder, then its ``COMPLETE`` marker."""
     for arch in run.layer:
-        write_csv(run.layer_table(arch), run.run_dir / f"layermem_{arch}.csv")
+        write_csv(run.pair_layers(arch), run.run_dir / f"layermem_{arch}.csv")
     summary = {
         "claims": run.claims().reset_index().to_dict(orient="records"),
         "finetune": run.finetune.to_dict(orient="records"),
-        "base_accuracy": run.pruning.attrs.get("base_accuracy"),
         "timings": run.timings,
         "provenance": run.provenance,
     }
     ctx.save(
-        tables={**{f"units_{which}": run.unit_table(which) for which in run.units}, "pruning": run.pruning},
+        tables={
+            **{f"units_{w}_f{m}": run.unit_table(w, m) for w in run.units for m in range(len(run.units[w]))},
+            "unit_summary": run.unit_summary().reset_index(),
+            "vit_sensitivity": run.vit_sensitivity().reset_index(),
+            "pruning": run.pruning,
+        },
         jsons={"summary": summary},
     )

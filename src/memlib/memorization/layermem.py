@@ -55,6 +55,9 @@ class LayerMemResult:
         ``raw`` divided by its range over the scored set, separately per layer; in [-1, 1].
     views, mode
         K and the form of the alignment loss.
+    align_f_models, align_g_models
+        The same per encoder, shape (models, L, N): member i of f and of g form encoder pair i
+        (:meth:`pair_raw`).
     """
 
     taps: list[str]
@@ -64,6 +67,17 @@ class LayerMemResult:
     score: np.ndarray
     views: int
     mode: str
+    align_f_models: np.ndarray | None = None
+    align_g_models: np.ndarray | None = None
+
+    def pair_raw(self, i: int) -> np.ndarray:
+        """``align_g − align_f`` of encoder pair ``i`` (f's and g's i-th members), shape (L, N)."""
+        if self.align_f_models is None or self.align_g_models is None:
+            raise ValueError("this result has no per-encoder alignments; score it with layermem()")
+        n = min(len(self.align_f_models), len(self.align_g_models))
+        if not 0 <= i < n:
+            raise ValueError(f"pair {i} does not exist; this result has {n} encoder pair(s)")
+        return self.align_g_models[i] - self.align_f_models[i]
 
     def layer(self, tap: str, kind: str = "score") -> np.ndarray:
         """Per-point scores of one layer; ``kind`` is ``"score"`` (normalised) or ``"raw"``."""
@@ -255,4 +269,4 @@ def _layermem(f, g, source, taps, mode, batch_size, device, amp, progress) -> La
     af, ag = a[: len(fs)].mean(0), a[len(fs) :].mean(0)
     raw = ag - af
     score = np.stack([normalize_scores(r) for r in raw])
-    return LayerMemResult(taps, af, ag, raw, score, source.views, mode)
+    return LayerMemResult(taps, af, ag, raw, score, source.views, mode, a[: len(fs)], a[len(fs) :])

@@ -40,6 +40,17 @@ def _check_set(name: str, d) -> ImageDataset:
     return d
 
 
+def untrained_encoder(arch: str, stats_images: torch.Tensor, seed: int, device: str | torch.device = "cpu"):
+    """The encoder a training run with seed ``seed`` starts from: ``build_encoder`` with the per-channel
+    statistics of ``stats_images`` (uint8, N×C×H×W) after ``torch.manual_seed(seed)``, in eval mode. The
+    caller's global torch RNG is left as it was."""
+    mean, std = channel_stats(stats_images)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        enc = build_encoder(arch, stats_images.shape[1], stats_images.shape[-1], mean, std)
+    return enc.to(device).eval()
+
+
 def random_floor(
     arch: str,
     train_set: ImageDataset,
@@ -101,12 +112,10 @@ def random_floor(
         raise ValueError(f"probe_epochs={probe_epochs} must be ≥ 1")
     if k < 1:
         raise ValueError(f"k={k} must be ≥ 1")
-    mean, std = channel_stats(stats_set.images)
     rows = []
     for seed in seeds:
         with torch.random.fork_rng(devices=[]):  # the caller's global RNG stays as it was
-            torch.manual_seed(seed)
-            enc = build_encoder(arch, train_set.channels, train_set.image_size, mean, std).to(device)
+            enc = untrained_encoder(arch, stats_set.images, seed, device)
             ftr, fte = embed(enc, train_set.images, device=device), embed(enc, test_set.images, device=device)
             lp = linear_probe(ftr, train_set.labels, fte, test_set.labels, epochs=probe_epochs, seed=seed)
             knn = knn_accuracy(ftr, train_set.labels, fte, test_set.labels, k=k)
