@@ -197,16 +197,24 @@ class LocalizationRun:
         res = self.layer["resnet"]
         return res.pair_raw(i)[res.taps.index(res.taps[-1])][self.is_candidate]
 
+    def _atypicality_rho(self) -> np.ndarray:
+        """Spearman ρ between the candidates' independent atypicality and their raw LayerMem, shape (layers,
+        pairs), layers as :meth:`blocks`."""
+        res = self.layer["resnet"]
+        return np.array(
+            [
+                [_spearman(self.atypicality, res.pair_raw(i)[res.taps.index(t)][self.is_candidate])
+                 for i in range(self.n_pairs)]
+                for t in self.blocks("resnet")
+            ]
+        )  # fmt: skip
+
     def atypical(self) -> pd.DataFrame:
         """Per ResNet layer: Spearman ρ between the candidates' independent atypicality and their raw LayerMem,
         mean and sd over pairs (each pair's LayerMem against the same atypicality)."""
-        res = self.layer["resnet"]
-        rows = []
-        for t in self.blocks("resnet"):
-            k = res.taps.index(t)
-            rho = [_spearman(self.atypicality, res.pair_raw(i)[k][self.is_candidate]) for i in range(self.n_pairs)]
-            rows.append({"layer": t, "ρ": np.mean(rho), "ρ sd": np.std(rho, ddof=1) if len(rho) > 1 else np.nan})
-        return pd.DataFrame(rows).set_index("layer")
+        rho = self._atypicality_rho()
+        sd = rho.std(axis=1, ddof=1) if rho.shape[1] > 1 else np.full(len(rho), np.nan)
+        return pd.DataFrame({"ρ": rho.mean(axis=1), "ρ sd": sd}, index=pd.Index(self.blocks("resnet"), name="layer"))
 
     # --- UnitMem --------------------------------------------------------------------------------------
     def unit_table(self, which: str = "resnet", member: int = 0) -> pd.DataFrame:
@@ -323,6 +331,10 @@ class LocalizationRun:
             test, unit = LOCALIZATION_TESTS.get(cid, ("", ""))
             out.append(Claim(cid, preset_status(p, status), stat, test, unit, n, text=text))
 
+        def over_units(cid, text, values, what, spec="+.2f"):  # one value per encoder (pair): mean_effect
+            v = mean_effect(values, alpha=alpha)
+            add(cid, text, v.status, f"{what}: {_fmt(values, spec)} ({v.reason})", len(values))
+
         # L1: LayerMem rises with depth (ρ per pair > 0), but not monotonically (some ΔLayerMem < 0 over pairs).
         pl = self.pair_layers("resnet")
         rho = pl.groupby("pair").apply(lambda d: _spearman(d["depth"], d["z"]), include_groups=False)
@@ -341,15 +353,8 @@ class LocalizationRun:
             len(rho),
         )
         # L2: in ViTs the MLP sub-layers memorise more than attention.
-        avm = self._vit_mlp_minus_attention()
-        v2 = mean_effect(avm, alpha=alpha)
-        add(
-            "L2",
-            "ViT: MLP sub-layers memorise more than attention",
-            v2.status,
-            f"mean z(MLP) − z(attention) per pair: {_fmt(avm)} ({v2.reason})",
-            len(avm),
-        )
+        over_units("L2", "ViT: MLP sub-layers memorise more than attention", self._vit_mlp_minus_attention(),
+                   "mean z(MLP) − z(attention) per pair")  # fmt: skip
         # L3: supervised encoders gather top units in the last layer more than SSL ones (enrichment, paired).
         ssl, sup = self.member_units("resnet"), self.member_units("supervised")
         n = min(len(ssl), len(sup))
@@ -377,58 +382,20 @@ class LocalizationRun:
             n,
         )
         # L5: atypical candidates (independent measure) have higher LayerMem: mean ρ over layers, per pair.
-        res = self.layer["resnet"]
-        rho5 = np.array(
-            [
-                np.mean(
-                    [
-                        _spearman(self.atypicality, res.pair_raw(i)[res.taps.index(t)][self.is_candidate])
-                        for t in self.blocks("resnet")
-                    ]
-                )
-                for i in range(self.n_pairs)
-            ]
-        )
-        v5 = mean_effect(rho5, alpha=alpha)
-        add(
-            "L5",
-            "Atypical points have higher LayerMem",
-            v5.status,
-            f"mean over layers of ρ(atypicality in g's embeddings, LayerMem) per pair: {_fmt(rho5)} ({v5.reason})",
-            len(rho5),
-        )
+        over_units("L5", "Atypical points have higher LayerMem", self._atypicality_rho().mean(axis=0),
+                   "mean over layers of ρ(atypicality in g's embeddings, LayerMem) per pair")  # fmt: skip
         # L6: UnitMem correlates with SSLMem (per f encoder: its units' selectivity against its pair's SSLMem).
-        r6 = ssl["ρ(selectivity, SSLMem)"].dropna().to_numpy()
-        v6 = mean_effect(r6, alpha=alpha)
-        add(
-            "L6",
-            "UnitMem correlates with SSLMem",
-            v6.status,
-            f"Spearman ρ per encoder: {_fmt(r6)} ({v6.reason})",
-            len(r6),
-        )
+        over_units("L6", "UnitMem correlates with SSLMem", ssl["ρ(selectivity, SSLMem)"].dropna().to_numpy(),
+                   "Spearman ρ per encoder")  # fmt: skip
         # L7: fine-tuning the most memorising layers beats fine-tuning the last layers (per f encoder).
         ft = self.finetune.pivot(index="member", columns="layers", values="accuracy")
-        d7 = (ft["most memorising"] - ft["last"]).to_numpy()
-        v7 = mean_effect(d7, alpha=alpha)
-        add(
-            "L7",
-            "Fine-tuning the most memorising layers beats fine-tuning the last layers",
-            v7.status,
-            f"accuracy most memorising − last per encoder: {_fmt(d7, '+.3f')} ({v7.reason})",
-            len(d7),
-        )
+        over_units("L7", "Fine-tuning the most memorising layers beats fine-tuning the last layers",
+                   (ft["most memorising"] - ft["last"]).to_numpy(), "accuracy most memorising − last per encoder",
+                   "+.3f")  # fmt: skip
         # L8: pruning the most memorising units hurts more than pruning random ones (per f encoder).
-        d8 = self.pruning_effect()
-        v8 = mean_effect(d8, alpha=alpha)
-        add(
-            "L8",
-            "Pruning the most memorising units hurts more than random units",
-            v8.status,
-            f"drop after pruning top units − mean drop of random units, per encoder (mean over fractions): "
-            f"{_fmt(d8, '+.3f')} ({v8.reason})",
-            len(d8),
-        )
+        over_units("L8", "Pruning the most memorising units hurts more than random units", self.pruning_effect(),
+                   "drop after pruning top units − mean drop of random units, per encoder (mean over fractions)",
+                   "+.3f")  # fmt: skip
         out.append(Claim("L9", "decided in chapter 04", "measured in the DP chapter (04), not here", "", "", None,
                          text="DP training lowers UnitMem"))  # fmt: skip
         return claims_table(out)
