@@ -17,117 +17,217 @@
 # # Differential privacy against memorisation
 #
 # The SSLMem paper's §4.6 (Table 5) trains MAE with differential privacy as in
-# ViP (Yu et al. 2023) at ε = ∞, 20 and 8 and finds that memorisation and
-# linear-probe accuracy both fall as ε shrinks (S24, S25).
+# ViP (Yu et al. 2023) at ε = ∞, 20 and 8 and finds that memorisation (S24) and
+# linear-probe accuracy (S25) both fall as ε shrinks; the localisation paper
+# adds that UnitMem falls too (L9).
 #
-# Here MAE encoders (a BatchNorm-free ViT) train with DP-SGD: Poisson-sampled
-# batches, each sample's own MAE loss gradient (computed with `torch.func`),
-# clipped to norm C, summed, plus Gaussian noise of standard deviation σ·C.
-# σ for a target ε comes from opacus' RDP accountant with δ = 1/N, which also
-# reports the ε actually spent. ε = ∞ keeps the clipping and drops the noise.
-# f's and g's families train at the same ε (f on S_S ∪ S_C, g on S_S ∪ S_I);
-# the candidates S_C are scored and f is linear-probed on Fashion-MNIST.
+# **Settings compared.** MAE encoders (a BatchNorm-free ViT) train at several
+# privacy levels, each with f's family on S_S ∪ S_C and g's on S_S ∪ S_I:
+#
+# - **MAE (no DP)**: the ordinary trainer, no clipping, no noise (the paper's
+#   non-private baseline, the ε = ∞ end of the ordering);
+# - **clip only**: DP-SGD's per-sample clipping with no noise (σ = 0, ε spent ∞),
+#   which separates what clipping does from what the noise does;
+# - **ε = …**: DP-SGD (Poisson-sampled batches, each sample's own MAE loss
+#   gradient computed with `torch.func`, clipped to norm C, summed, plus
+#   Gaussian noise of standard deviation σ·C). σ for a target ε comes from
+#   opacus' RDP accountant at δ, which also reports the ε actually spent.
+#
+# **Public pretraining, as ViP does.** The noise on DP-SGD's averaged gradient
+# has standard deviation σ·C/(q·N) per coordinate; with the few private points a
+# CPU run affords it drowns every gradient, and encoders trained privately from
+# scratch learned nothing (they probed at the random floor). ViP pretrains on
+# public synthetic images before its private training; here each member first
+# trains an ordinary MAE on public Fashion-MNIST training images that no split
+# holds, and f and g of every setting start from it, so the settings differ only
+# in the private training. (The `gpu` and `paper` presets, whose splits use the
+# whole training split, train from scratch.)
+#
+# **Floors.** Untrained encoders of the same ViT, probed on the same sets, give
+# the random floor. A setting whose f and g encoders do not beat it (one-sided
+# Welch t-test) is **uninformative**: it is shown, but its numbers enter no
+# claim. The public-pretrained encoders are a second floor, reported beside the
+# first: it tells whether the private training moved the accuracy at all, but it
+# excludes nothing, since an encoder that DP kept at its public start has a real
+# representation, and that the private points did not change it is the effect
+# under test.
+#
+# **Declared score: calibrated SSLMem.** The candidates S_C and the extra points
+# S_E (test points no encoder trained on) are scored with the same views; per
+# f encoder, the mean over S_C of (align_g − align_f) minus the same mean over
+# S_E, so that an encoder's chance offset does not count.
 #
 # **Why only MAE.** DP-SGD bounds each sample's influence by clipping that
 # sample's gradient. MAE's loss is a sum of per-sample reconstruction losses, so
 # each sample has a gradient of its own. A contrastive loss such as SimCLR's
-# NT-Xent compares every sample with the others of its batch (its negatives),
-# and its projector's BatchNorm mixes them too: one sample's gradient then
-# depends on the whole batch, clipping it does not bound that sample's
-# influence, and the DP-SGD guarantee does not hold. The paper, following ViP,
-# trains only MAE privately.
+# NT-Xent compares every sample with the others of its batch, and its projector's
+# BatchNorm mixes them too: one sample's gradient then depends on the whole
+# batch, clipping it does not bound that sample's influence, and the DP-SGD
+# guarantee does not hold. The paper, following ViP, trains only MAE privately.
 
 # %% tags=["parameters"]
 device = "cpu"  # "cpu", "cuda" or "auto"
 preset = "smoke"  # smoke | cpu | gpu | paper
 seed = 0
-epsilons = None  # target ε values, e.g. [float("inf"), 20, 8]; None = preset default
+epsilons = None  # finite target ε values, e.g. [20, 8]; None = preset default (the baselines always train)
+delta = None  # δ of the accountant, below 1/N; None = preset default (1e-5 at smoke and cpu)
 max_grad_norm = None  # per-sample clipping norm C; None = preset default
-epochs = None  # training epochs; None = preset default
-models_per_family = None  # encoders per family (f and g); None = preset default
+epochs = None  # private training epochs; None = preset default
+models_per_family = None  # encoders per family (f and g) and setting; None = preset default
+public = None  # public pretraining images per member (0 = train from scratch); None = preset default
 progress = False  # progress bars (off for papermill runs)
 
 # %% tags=["remove-input"]
-import math
-
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib.experiments.dp_run import run_dp
+from memlib.experiments.dp_run import CLIP, PLAIN, run_dp
 from memlib.experiments.notebooks import refuse_unknown_parameters
-from memlib.experiments.page import glue_claims, smoke_banner
+from memlib.experiments.page import glue_claims, smoke_banner, table
 from memlib.provenance import provenance_markdown
 
 refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
 
-run = run_dp(preset, device=device, seed=seed, epsilons=epsilons, max_grad_norm=max_grad_norm, epochs=epochs,
-             models_per_family=models_per_family, progress=progress)
+run = run_dp(preset, device=device, seed=seed, epsilons=epsilons, delta=delta, max_grad_norm=max_grad_norm,
+             epochs=epochs, models_per_family=models_per_family, public=public, progress=progress)
 p, s = run.preset, run.settings
 smoke_banner(p)
-r = run.results
+r, lv = run.results, run.levels
+n_private = int(p.shared) + int(p.candidate)
+dp_rows = r[r.kind == "dp"]
 glue("preset", p.name, display=False)
 glue("arch", r.arch.iloc[0], display=False)
 glue("epochs", p.epochs, display=False)
 glue("n_models", p.models_per_family, display=False)
+glue("n_private", n_private, display=False)
 glue("clip", s["max_grad_norm"], display=False)
-glue("delta", float(r.delta.iloc[0]), display=False)
-glue("steps", int(r.steps.iloc[0]), display=False)
+glue("delta", s["delta"], display=False)
+glue("one_over_n", 1 / n_private, display=False)
+glue("dp_batch", s["dp_batch_size"] or n_private, display=False)
+glue("dp_steps", int(dp_rows.steps.iloc[0]), display=False)
+glue("plain_batch", min(p.batch_size, n_private), display=False)
+glue("plain_steps", int(r.loc[r.kind == "plain", "steps"].iloc[0]), display=False)
+glue("settings_text", ", ".join(lv.index), display=False)
+glue("public_text", f"{s['public']:,} public images, {s['public_epochs']} epoch(s) of batch {s['public_batch_size']}"
+     if s["public"] else "none (every encoder trains from scratch)", display=False)
+glue("privacy_text", "; ".join(f"{name}: ε spent {g.epsilon.max():.2f} with σ = {g.noise_multiplier.iloc[0]:.3f}"
+                               for name, g in dp_rows.groupby("setting", sort=False)), display=False)
 
 # %% [markdown]
 # ## Setup of this run
 #
-# Preset {glue:text}`preset`: MAE on {glue:text}`arch`, {glue:text}`epochs`
-# epochs ({glue:text}`steps` noisy steps), {glue:text}`n_models` encoder(s) per
-# family, clipping norm C = {glue:text}`clip`, δ = {glue:text}`delta:.2g`.
+# Preset {glue:text}`preset`: MAE on {glue:text}`arch`, {glue:text}`n_models`
+# encoder(s) per family and setting, each trained privately on
+# N = {glue:text}`n_private` points for {glue:text}`epochs` epochs. Settings:
+# {glue:text}`settings_text`. Public pretraining per member:
+# {glue:text}`public_text`.
 #
-# ## Memorisation and accuracy per ε (Table 5)
+# DP-SGD draws Poisson batches of expected size {glue:text}`dp_batch`
+# ({glue:text}`dp_steps` noisy steps), clips each sample's gradient to
+# C = {glue:text}`clip` and accounts at δ = {glue:text}`delta:.0e`, below
+# 1/N = {glue:text}`one_over_n:.2g` as DP needs (δ ≪ 1/N: a δ of 1/N would
+# allow publishing a whole point). The ordinary trainer of MAE (no DP) takes
+# batches of {glue:text}`plain_batch` ({glue:text}`plain_steps` steps).
+# Privacy actually spent: {glue:text}`privacy_text`.
 
 # %% tags=["remove-input"]
 summary = run.summary()
-display(summary.style.format({"ε spent": "{:.2f}", "σ": "{:.3f}", "sslmem raw": "{:+.4f}", "ci95 low": "{:+.4f}",
-                              "ci95 high": "{:+.4f}", "sslmem score": "{:+.4f}", "linear acc": "{:.3f}",
-                              "unitmem": "{:.3f}"}))
-labels = ["∞" if math.isinf(e) else f"{e:g}" for e in summary.index]
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-axes[0].errorbar(labels, summary["sslmem raw"], yerr=[summary["sslmem raw"] - summary["ci95 low"],
-                                                      summary["ci95 high"] - summary["sslmem raw"]], fmt="o-", capsize=3)
-axes[0].set(xlabel="target ε", ylabel="mean SSLMem on S_C (raw)")
-axes[1].plot(labels, summary["linear acc"], "o-")
-axes[1].set(xlabel="target ε", ylabel="linear-probe accuracy")
+privacy = summary[["ε spent", "σ", "δ", "steps", "f encoders"]].copy()
+privacy.insert(3, "C", [np.nan if n == PLAIN else s["max_grad_norm"] for n in privacy.index])
+display(table(privacy, 3, index_name="setting"))
+
+# %% [markdown]
+# ## The floors: which settings learned something
+
+# %% tags=["remove-input"]
+floors = {"random (untrained)": run.floor, "public (pretrained start)": run.public}
+ft = {name: {"encoders": len(d), "linear acc": d.linear_acc.mean() if len(d) else np.nan,
+             "sd": d.linear_acc.std(ddof=1) if len(d) > 1 else np.nan, "kNN acc": d.knn_acc.mean() if len(d) else np.nan}
+      for name, d in floors.items()}
+display(table(pd.DataFrame(ft).T, 3, index_name="floor"))
+display(table(summary[["linear acc (f, g)", "random floor p", "informative", "public floor p", "ranked in claims"]],
+              3, index_name="setting"))
+informative = [n for n in lv.index if lv.loc[n, "informative"]]
+below = [n for n in lv.index if not lv.loc[n, "informative"]]
+glue("floor_acc", float(run.floor.linear_acc.mean()), display=False)
+glue("n_floor", len(run.floor), display=False)
+glue("public_acc_text", f"{run.public.linear_acc.mean():.3f}" if len(run.public) else "— (no public pretraining)",
+     display=False)
+glue("informative_text", ", ".join(informative) or "none", display=False)
+glue("below_text", ", ".join(f"{n} ({lv.loc[n, 'acc']:.3f}, p = {lv.loc[n, 'floor_p']:.2g})" for n in below)
+     or "none", display=False)
+
+# %% [markdown]
+# The {glue:text}`n_floor` untrained encoders probe at
+# {glue:text}`floor_acc:.3f` on average; the public-pretrained encoders at
+# {glue:text}`public_acc_text`. Settings that beat the random floor
+# (informative): {glue:text}`informative_text`. Below it (shown, left out of
+# every claim): {glue:text}`below_text`. "Public floor p" tests whether the
+# private training raised the accuracy above the public start; it is reported,
+# not used to exclude a setting.
+#
+# ## Memorisation, accuracy and UnitMem per setting (Table 5)
+
+# %% tags=["remove-input"]
+display(table(summary[["calibrated SSLMem", "sd over f", "raw SSLMem", "linear acc (f, g)", "UnitMem"]], 4,
+              index_name="setting"))
+names = list(lv.index)
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+for k, name in enumerate(names):
+    hollow = not lv.loc[name, "informative"]
+    g = r[r.setting == name]
+    axes[0].scatter(np.full(len(g), k), g.sslmem_calibrated, facecolors="none" if hollow else "C0", edgecolors="C0")
+    axes[0].hlines(g.sslmem_calibrated.mean(), k - 0.25, k + 0.25, color="k")
+    e = run.encoders[run.encoders.setting == name]
+    axes[1].scatter(np.full(len(e), k), e.linear_acc, facecolors="none" if hollow else "C1", edgecolors="C1")
+axes[0].axhline(0, color="grey", lw=0.8)
+axes[0].set(ylabel="calibrated SSLMem of S_C (per f)")
+axes[1].axhline(run.floor.linear_acc.mean(), color="grey", ls="--", label="random floor")
+if len(run.public):
+    axes[1].axhline(run.public.linear_acc.mean(), color="C2", ls=":", label="public start")
+axes[1].set(ylabel="linear-probe accuracy (f and g)")
+axes[1].legend(fontsize=7)
+for ax in axes:
+    ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
 fig.tight_layout()
 glue("fig_dp", fig, display=False)
 plt.close(fig)
-for e, row in summary.iterrows():
-    key = "inf" if math.isinf(e) else f"{e:g}"
-    glue(f"eps_spent_{key}", float(row["ε spent"]), display=False)
-    glue(f"sigma_{key}", float(row["σ"]), display=False)
-    glue(f"mem_{key}", float(row["sslmem raw"]), display=False)
-    glue(f"acc_{key}", float(row["linear acc"]), display=False)
+glue("mem_text", "; ".join(f"{n} {summary.loc[n, 'calibrated SSLMem']:+.4f}" for n in names), display=False)
+glue("acc_text", "; ".join(f"{n} {summary.loc[n, 'linear acc (f, g)']:.3f}" for n in names), display=False)
+glue("clip_label", CLIP, display=False)
+glue("ranking_text", " > ".join(lv[lv.ranked].sort_values("privacy_rank", ascending=False).index), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_dp
 # :name: fig-dp
-# Left: mean SSLMem of the candidates (raw) with its 95 % confidence interval;
-# right: linear-probe accuracy of f; per target ε (∞ = no noise).
+# Left: calibrated SSLMem of the candidates, one point per f encoder (bar: the
+# mean); right: linear-probe accuracy of every f and g encoder, with the random
+# floor (dashed) and the public-pretrained start (dotted). Hollow markers: a
+# setting that does not beat the random floor.
 # ```
 #
-# At target ε = 20 the run spent ε = {glue:text}`eps_spent_20:.2f` (σ =
-# {glue:text}`sigma_20:.3f`), at ε = 8 it spent {glue:text}`eps_spent_8:.2f`
-# (σ = {glue:text}`sigma_8:.3f`). Mean SSLMem: {glue:text}`mem_inf:+.4f` at
-# ε = ∞, {glue:text}`mem_20:+.4f` at 20, {glue:text}`mem_8:+.4f` at 8;
-# accuracy {glue:text}`acc_inf:.3f`, {glue:text}`acc_20:.3f`,
-# {glue:text}`acc_8:.3f`.
+# Mean calibrated SSLMem per setting: {glue:text}`mem_text`. Linear-probe
+# accuracy: {glue:text}`acc_text`.
 #
 # ## Verdicts on the claims
 #
-# One-sided Kendall's τ between ε and each f encoder's SSLMem (S24), accuracy
-# (S25) or mean UnitMem of its MLP units (L9, from the localisation paper)
-# (H1: each falls as ε shrinks; a `smoke` run decides nothing).
+# One-sided Kendall's τ between the privacy level ({glue:text}`ranking_text`)
+# and each f encoder's calibrated SSLMem (S24), linear-probe
+# accuracy (S25) or mean UnitMem of its MLP units (L9), in both directions, over
+# the informative settings only, decided by the one verdict rule of
+# `memlib.verdicts` (unit: f encoder). {glue:text}`clip_label` is not ranked:
+# its ε is ∞ like the non-private baseline, so ranking it below that would
+# assert that clipping alone lowers memorisation, which no claim says. A
+# setting with one f encoder carries no estimate of training noise, so the rule
+# counts the fewest f encoders of any ranked setting; fewer than two informative
+# settings leave a claim inconclusive. A `smoke` run decides nothing.
 
 # %% tags=["remove-input"]
 claims = run.claims()
-display(claims.style)
+display(table(claims, wrap=["statistic"]))
 glue_claims(claims)
 
 # %% [markdown]
@@ -135,4 +235,5 @@ glue_claims(claims)
 
 # %% tags=["remove-input"]
 display(Markdown(provenance_markdown(run.provenance)))
-display(Markdown(f"Per-encoder results (with ε spent, σ and δ) are in `{run.run_dir}` (`results.csv`)."))
+display(Markdown(f"Per-encoder results (ε spent, σ, δ, scores, accuracies) and the floors are in the run folder "
+                 f"`dp/{run.run_dir.name}` under the cache (CSV)."))

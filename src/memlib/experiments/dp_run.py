@@ -1,17 +1,57 @@
-"""Differential privacy against memorisation (SSLMem paper §4.6, Table 5).
+"""Differential privacy against memorisation (SSLMem paper §4.6, Table 5; localisation claim L9).
 
-MAE encoders are trained with DP-SGD as in ViP (:func:`~memlib.training.dp.dp_train`)
-at ε = ∞, 20 and 8 (δ = 1/N): f's family on S_S ∪ S_C and g's on S_S ∪ S_I, each
-at the same ε; the candidates S_C are scored with SSLMem and f is
-linear-probed. The claims (S24, S25): memorisation and accuracy both fall as
-ε shrinks. Only MAE is trained privately: its loss is a sum of per-sample
-losses, while a contrastive loss (SimCLR's NT-Xent) couples every sample of a
-batch to the others, so one sample's gradient is not its own and per-sample
+MAE encoders (a BatchNorm-free ViT) are trained at several privacy levels, each
+with f's family on S_S ∪ S_C and g's on S_S ∪ S_I:
+
+- **MAE (no DP)**: the ordinary trainer (:func:`~memlib.training.loop.train`), no clipping, no noise; the
+  paper's non-private baseline and the ε = ∞ end of the ordering;
+- **clip only**: DP-SGD's per-sample clipping with σ = 0 (ε spent = ∞), which separates the effect of
+  clipping from that of the noise;
+- **ε = 20, ε = 8, …**: DP-SGD as in ViP (:func:`~memlib.training.dp.dp_train`: Poisson sampling,
+  per-sample clipping to C, Gaussian noise σ·C), σ from opacus' RDP accountant for the target ε at δ
+  (the setting ``delta``, default 1e-5, below 1/(10·N) at the cpu preset's N = 150), which also reports
+  the ε actually spent.
+
+**Public pretraining** (setting ``public`` > 0). DP-SGD's noise on the averaged gradient has standard
+deviation σ·C/(q·N) per coordinate; with N = 150 private points and ε = 8 it drowns every gradient
+(at the cpu preset before this design, ε = 20 and 8 probed at the random floor). ViP itself pretrains
+non-privately on public (synthetic) images and then trains privately. So here each member i first trains
+an ordinary MAE on ``public`` Fashion-MNIST training images outside S_S ∪ S_C ∪ S_I (S_E comes from the
+test split, so it is disjoint as well), and f_i and g_i of *every* level start from that encoder: the
+levels differ only in the private training. DP-SGD runs full-batch by default (``dp_batch_size`` = None:
+q = 1), which at a fixed number of epochs gives the least noise per step. ``public = 0`` trains from
+scratch (the gpu and paper presets, whose splits use the whole training split).
+
+**Floors.** Untrained encoders of the same ViT (:func:`~memlib.probing.floor.random_floor`, seeds no
+trained encoder uses, on the run's probe sets) give the random floor. A level whose f and g encoders'
+linear accuracies do not beat it (:func:`~memlib.probing.floor.beats_floor`) is *uninformative*: it is
+shown, but its numbers enter no claim (the SSLMem of two encoders without a representation is alignment
+noise). With public pretraining the public encoders are a second floor, reported beside the first (does
+the private training move the accuracy at all?) but not used to exclude a level: an encoder at the public
+floor has a real representation, and that DP kept the private points from changing it is the effect
+under test, so dropping such levels would bias the claims towards the non-private ones.
+
+**Scores.** The candidates S_C and the extra points S_E (test points no encoder trained on) are scored
+with the same views; per f_i the calibrated SSLMem is the mean over S_C of (align_g − align_f_i) minus the
+same mean over S_E (the declared score; the raw S_C mean is kept beside it). Each f encoder is also
+linear-probed (g too, for the floor test) and its mean UnitMem over its training points is measured (L9).
+
+**Claims** (S24 memorisation, S25 accuracy, L9 UnitMem fall as ε shrinks) by the one verdict rule
+(:mod:`memlib.verdicts`), unit = f encoder: one-sided Kendall τ between the privacy level (MAE (no DP) >
+ε = 20 > ε = 8) and each f encoder's value, in both directions, over the informative levels only.
+"clip only" is not ranked: its ε is ∞ like the non-private baseline, so placing it between that and
+ε = 20 would assert an ordering (clipping alone lowers memorisation) that the claims do not make.
+A level with one f encoder carries no estimate of training noise, so the rule's n is the fewest f
+encoders at any level; fewer than two informative levels leave the claim inconclusive.
+
+**Why only MAE.** Its loss is a sum of per-sample losses, while a contrastive loss (SimCLR's NT-Xent)
+couples every sample of a batch to the others, so one sample's gradient is not its own and per-sample
 clipping does not bound its influence.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,36 +59,79 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats as st
 from tqdm import tqdm
 
 from ..data.augment import build_augmentation
+from ..data.datasets import test_point_ids
 from ..memorization.sslmem import sslmem
 from ..memorization.unitmem import unitmem
-from ..stats import mean_ci
+from ..probing import beats_floor
 from ..training.dp import DPConfig
+from ..verdicts import INCONCLUSIVE, preset_status, verdict_rule
 from .artifacts import DP
 from .claims import Claim, claims_table
 from .context import RunContext
-from .encoders import family_specs, method_setup
+from .encoders import EncoderSpec, family_specs, method_setup
 from .inputs import load_with_splits, probe_rng, probe_sets
-from .presets import Preset, claim_status
-from .probes import probe_all
+from .presets import Preset
+from .probes import probe_encoder
 from .settings import Settings
+from .sslmem_experiment import random_floor_of
 
 # fmt: off
 #: DP settings per preset (training settings come from the SSLMem preset of the same name).
-#: ``epsilons`` = target ε per run (``inf`` = no noise); ``max_grad_norm`` = per-sample clipping norm C.
+#: ``epsilons`` = target ε of the private levels (finite; the two baselines are always trained);
+#: ``delta`` = δ of the accountant; ``max_grad_norm`` = per-sample clipping norm C; ``dp_batch_size`` =
+#: DP-SGD's expected (Poisson) batch, None = N (q = 1); ``public`` = public pretraining images per member
+#: (0 = train from scratch), trained for ``public_epochs`` at batch ``public_batch_size``. ``epochs`` and
+#: ``batch_size`` are the private training's (``batch_size``: the ordinary trainer's, MAE (no DP)).
 DP_SETTINGS: dict[str, dict] = {
-    "smoke": {"epsilons": (math.inf, 20.0, 8.0), "max_grad_norm": 1.0, "shared": 32, "candidate": 16,
-              "epochs": 1, "batch_size": 16, "probe_train": 256, "probe_test": 128},
-    # 2 cores: 3 ε × 2 families × 2 encoders = 12 DP trainings of 150 points.
-    "cpu": {"epsilons": (math.inf, 20.0, 8.0), "max_grad_norm": 1.0, "models_per_family": 2, "epochs": 200,
+    "smoke": {"epsilons": (20.0, 8.0), "shared": 32, "candidate": 16, "epochs": 1, "batch_size": 16,
+              "public": 64, "public_epochs": 1, "public_batch_size": 32, "probe_train": 256, "probe_test": 128},
+    # 2 cores, N = 150 private points, 3 encoders per family and level: 3 public MAEs (1,000 images, 30 epochs
+    # of batch 25: ~175 s each) and 24 private trainings of 100 epochs from them (18 DP-SGD, full batch:
+    # ~1.1 s/epoch; 6 ordinary, batch 50: ~0.8 s/epoch), timed with one thread per process while both cores
+    # were busy: ~3,000 worker-seconds, ~25 min on 2 workers, plus ~4 min of scoring, UnitMem and probes
+    # (30 encoders) in the main process: about 30 minutes.
+    "cpu": {"epochs": 100, "models_per_family": 3, "public": 1000, "public_epochs": 30, "public_batch_size": 25,
             "probe_train": 2000, "probe_test": 1000},
-    "gpu": {"epsilons": (math.inf, 20.0, 8.0), "max_grad_norm": 1.0},
-    "paper": {"epsilons": (math.inf, 20.0, 8.0), "max_grad_norm": 1.0},
+    # The whole training split is private there (no public images left): DP-SGD from scratch at N ≈ 55k.
+    "gpu": {"delta": 1e-6, "public": 0},
+    "paper": {"delta": 1e-6, "public": 0},
 }
 # fmt: on
+
+#: Display names of the two baselines (every table uses them).
+PLAIN, CLIP = "MAE (no DP)", "clip only"
+
+#: The test and unit of replication behind each claim of :meth:`DPRun.claims`.
+DP_TESTS = {
+    "S24": (
+        "one-sided Kendall τ(privacy level, calibrated SSLMem of S_C), informative levels, clip only not ranked",
+        "f encoder",
+    ),
+    "S25": (
+        "one-sided Kendall τ(privacy level, linear-probe accuracy), informative levels, clip only not ranked",
+        "f encoder",
+    ),
+    "L9": (
+        "one-sided Kendall τ(privacy level, mean UnitMem of the MLP units), informative levels, clip only not ranked",
+        "f encoder",
+    ),
+}
+#: What each claim ranks, with its name in the statistic.
+_CLAIM_VALUES = {
+    "S24": ("sslmem_calibrated", "calibrated SSLMem"),
+    "S25": ("linear_acc", "linear acc"),
+    "L9": ("unitmem", "UnitMem"),
+}
+
+
+def eps_label(eps: float) -> str:
+    """The display name of a private level, e.g. ``"ε = 20"``."""
+    return f"ε = {eps:g}"
 
 
 @dataclass(frozen=True)
@@ -57,20 +140,76 @@ class DPSettings(Settings):
 
     TABLE: ClassVar[dict[str, dict]] = DP_SETTINGS
 
-    epsilons: tuple[float, ...]
+    epsilons: tuple[float, ...] = (20.0, 8.0)
+    delta: float = 1e-5
     max_grad_norm: float = 1.0
+    dp_batch_size: int | None = None
+    public: int = 0
+    public_epochs: int = 30
+    public_batch_size: int = 25
 
     def __post_init__(self):
-        eps = tuple(self.epsilons)
-        if not eps:
-            raise ValueError("epsilons=() is empty; give at least one target ε, e.g. (inf, 20, 8)")
+        eps = self._checked_epsilons()
+        self._set("epsilons", tuple(sorted(eps, reverse=True)))
+        d = self.delta
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d < 1:
+            raise ValueError(f"delta={d!r} must be in (0, 1) and well below 1/N (N private points), e.g. 1e-5")
         for e in eps:
-            DPConfig(epsilon=e, max_grad_norm=self.max_grad_norm)  # raises naming the bad value
-        self._set("epsilons", tuple(sorted((float(e) for e in eps), reverse=True)))
+            DPConfig(epsilon=e, delta=float(d), max_grad_norm=self.max_grad_norm)  # raises naming the bad value
+        for name, lo in (("public", 0), ("public_epochs", 1), ("public_batch_size", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{name}={v!r} must be an int ≥ {lo}")
+        b = self.dp_batch_size
+        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1):
+            raise ValueError(f"dp_batch_size={b!r} must be an int ≥ 1, or None for the whole private set (q = 1)")
+
+    def _checked_epsilons(self) -> tuple[float, ...]:
+        """The target ε values, each checked: finite and > 0 (∞ is the clip-only baseline, always trained)."""
+        eps = tuple(self.epsilons) if isinstance(self.epsilons, (list, tuple)) else (self.epsilons,)
+        if not eps:
+            raise ValueError("epsilons=() is empty; give at least one finite target ε, e.g. (20, 8)")
+        out = []
+        for e in eps:
+            if isinstance(e, bool) or not isinstance(e, (int, float)) or math.isnan(e) or not e > 0:
+                raise ValueError(f"epsilons: epsilon={e!r} must be a number > 0, e.g. (20, 8)")
+            if math.isinf(e):
+                raise ValueError(
+                    "epsilons: epsilon=inf is the 'clip only' baseline, which every run trains; give finite targets"
+                )
+            out.append(float(e))
+        if len(set(out)) < len(out):
+            raise ValueError(f"epsilons={eps!r} repeats a value")
+        return tuple(out)
 
 
 #: The training preset and DP settings for a preset, with overrides (None ignored).
 dp_settings = DPSettings.for_preset
+
+
+@dataclass(frozen=True)
+class FineTuneSpec(EncoderSpec):
+    """An :class:`~memlib.experiments.encoders.EncoderSpec` whose method starts from another spec's trained
+    weights (``init``, the public-pretrained MAE) instead of its seeded initialisation.
+
+    ``init``'s key is part of the cache key; ``init_path`` (its checkpoint) is where it is read from.
+    """
+
+    init: EncoderSpec | None = None
+    init_path: str = field(default="", compare=False)
+
+    def run_config(self) -> dict:
+        rc = super().run_config()
+        if self.init is not None:
+            rc["init"] = self.init.key()
+        return rc
+
+    def build(self, train_set):
+        method = super().build(train_set)
+        if self.init is not None:
+            ck = torch.load(self.init_path, map_location="cpu", weights_only=False)
+            method.load_state_dict(ck["method"])
+        return method
 
 
 @dataclass
@@ -80,130 +219,323 @@ class DPRun:
     Attributes
     ----------
     results
-        One row per f encoder: ``target_epsilon``, ``epsilon`` (spent, RDP
-        accountant), ``noise_multiplier``, ``member``, ``sslmem_raw`` (mean over
-        S_C of ``align_g − align_f`` for this member), ``sslmem_score`` (mean
-        normalised score of the family), ``linear_acc`` and ``unitmem`` (mean
-        UnitMem of the ViT's MLP units over f's training points; localisation
-        paper, claim L9).
+        One row per f encoder: ``setting`` (display name), ``kind`` (``plain``, ``clip``, ``dp``),
+        ``target_epsilon``, ``epsilon`` (spent, RDP accountant; ∞ without noise), ``noise_multiplier``
+        (σ), ``delta`` (NaN without DP), ``steps``, ``member``, ``sslmem_calibrated`` (mean over S_C of
+        ``align_g − align_f_i`` minus the same over S_E), ``sslmem_raw`` (the S_C mean alone),
+        ``linear_acc``, ``knn_acc`` and ``unitmem`` (mean UnitMem of the ViT's MLP units over f's
+        training points).
+    encoders
+        Probe accuracies of every trained encoder (f and g): ``setting``, ``family``, ``member``,
+        ``linear_acc``, ``knn_acc``.
+    levels
+        One row per setting (index): ``kind``, ``target_epsilon``, ``privacy_rank`` (higher = less private;
+        NaN for clip only, which no claim ranks), ``ranked``, ``acc`` (mean linear accuracy of f and g),
+        ``floor_acc`` and ``floor_p`` (:func:`~memlib.probing.floor.beats_floor` against the random floor),
+        ``informative``, ``public_acc``, ``public_p`` and ``beats_public`` (against the public-pretrained
+        encoders; NaN without public pretraining or with fewer than 2 of them).
+    floor
+        Probe accuracies of the untrained encoders (the random floor).
+    public
+        Probe accuracies of the public-pretrained encoders (empty when ``public = 0``).
     points
-        Per-point raw scores of S_C per target ε.
+        Per setting, each candidate's calibrated score (family means: raw minus the mean raw over S_E).
     """
 
     preset: Preset
     settings: dict
     seed: int
     results: pd.DataFrame
-    points: dict
-    provenance: dict
-    run_dir: Path
+    levels: pd.DataFrame
+    points: dict = field(default_factory=dict)
+    encoders: pd.DataFrame = field(default_factory=pd.DataFrame)
+    floor: pd.DataFrame = field(default_factory=pd.DataFrame)
+    public: pd.DataFrame = field(default_factory=pd.DataFrame)
+    provenance: dict = field(default_factory=dict)
+    run_dir: Path | None = None
     timings: dict = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
-        """Per target ε: ε spent, σ, mean SSLMem over S_C (raw with 95 % CI, normalised) and probe accuracy."""
+        """Per setting: privacy spent, memorisation, accuracy, UnitMem and the floor tests (one row each)."""
         rows = []
-        for eps, g in self.results.groupby("target_epsilon", sort=False):
-            m, lo, hi = mean_ci(self.points[eps])
+        for name, lv in self.levels.iterrows():
+            g = self.results[self.results.setting == name]
             rows.append(
                 {
-                    "target ε": eps,
-                    "ε spent": g.epsilon.max(),
+                    "setting": name,
+                    "ε spent": _eps_text(g.epsilon.max()),
                     "σ": g.noise_multiplier.iloc[0],
-                    "sslmem raw": m,
-                    "ci95 low": lo,
-                    "ci95 high": hi,
-                    "sslmem score": g.sslmem_score.iloc[0],
-                    "linear acc": g.linear_acc.mean(),
-                    "unitmem": g.unitmem.mean(),
-                    "n encoders": len(g),
+                    "δ": g.delta.iloc[0],
+                    "steps": int(g.steps.iloc[0]),
+                    "f encoders": len(g),
+                    "calibrated SSLMem": g.sslmem_calibrated.mean(),
+                    "sd over f": g.sslmem_calibrated.std(ddof=1) if len(g) > 1 else float("nan"),
+                    "raw SSLMem": g.sslmem_raw.mean(),
+                    "linear acc (f, g)": lv.acc,
+                    "UnitMem": g.unitmem.mean(),
+                    "random floor p": lv.floor_p,
+                    "informative": bool(lv.informative),
+                    "public floor p": lv.public_p,
+                    "ranked in claims": bool(lv.ranked and lv.informative),
                 }
             )
-        return pd.DataFrame(rows).set_index("target ε")
+        return pd.DataFrame(rows).set_index("setting")
 
     def claims(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Verdicts on S24 (memorisation falls with ε), S25 (accuracy falls with ε) and L9 (UnitMem falls with ε).
+        """Verdicts on S24 (memorisation), S25 (accuracy) and L9 (UnitMem) falling as ε shrinks.
 
-        One-sided Kendall's τ between the target ε (∞ ranks highest) and each
-        f encoder's value, H1: τ > 0; fewer than 10 encoders are too few to
-        call a failure to reject "not reproduced" (:func:`~memlib.experiments.presets.claim_status`).
+        By :func:`dp_claims` over the informative, ranked levels (see the module docstring).
         """
-        r = self.results
-        out = []
-        for cid, col in (("S24", "sslmem_raw"), ("S25", "linear_acc"), ("L9", "unitmem")):
-            if len(r) >= 3 and np.ptp(r[col]) > 0 and r.target_epsilon.nunique() > 1:
-                t = st.kendalltau(st.rankdata(r.target_epsilon), r[col], alternative="greater")
-                tau, p = float(t.statistic), float(t.pvalue)
-            else:
-                tau = p = float("nan")
-            stat = f"τ = {tau:+.2f}, p = {p:.2g} (n = {len(r)})"
-            status = claim_status(self.preset, self.seed, bool(p < alpha), n=len(r))
-            out.append(Claim(cid, status, stat, "one-sided Kendall τ over target ε", "f encoder", len(r)))
-        return claims_table(out)
+        return dp_claims(self.results, self.levels, self.preset, alpha)
+
+
+def _eps_text(e: float) -> str:
+    return "∞" if math.isinf(e) else f"{e:.2f}"
+
+
+def _join(names) -> str:
+    names = list(names)
+    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _floor_text(lv: pd.Series) -> str:
+    return f"linear acc {lv.acc:.3f} vs floor {lv.floor_acc:.3f}, p = {lv.floor_p:.2g}"
+
+
+def dp_claims(results: pd.DataFrame, levels: pd.DataFrame, preset: Preset, alpha: float = 0.05) -> pd.DataFrame:
+    """The claims S24, S25 and L9 from per-f-encoder ``results`` and per-setting ``levels`` (as in :class:`DPRun`).
+
+    For each claim: one-sided Kendall τ between ``privacy_rank`` and the f encoders' value over the
+    informative ranked levels, in the claimed (τ > 0: the value falls as ε shrinks) and the opposite
+    direction, into :func:`~memlib.verdicts.verdict_rule` with n = the fewest f encoders at any of those
+    levels, then :func:`~memlib.verdicts.preset_status`.
+    """
+    ranked = levels[levels.ranked.astype(bool)]
+    used = [s for s, lv in ranked.iterrows() if lv.informative]
+    dropped = [s for s, lv in ranked.iterrows() if not lv.informative]
+    why = "; ".join(f"{s}: {_floor_text(levels.loc[s])}" for s in dropped)
+    r = results[results.setting.isin(used)]
+    out = []
+    for cid, (col, name) in _CLAIM_VALUES.items():
+        test, unit = DP_TESTS[cid]
+        if len(used) < 2:
+            verb = "does" if len(dropped) == 1 else "do"
+            below = f"{_join(dropped)} {verb} not beat the random floor ({why}); " if dropped else ""
+            stat = f"{below}{len(used)} informative ranked setting(s) of {len(ranked)}, 2 needed"
+            out.append(Claim(cid, preset_status(preset, INCONCLUSIVE), stat, test, unit, len(r)))
+            continue
+        x = r.setting.map(levels.privacy_rank).to_numpy(dtype=float)
+        y = r[col].to_numpy(dtype=float)
+        reps = int(r.groupby("setting").size().min())
+        if len(r) >= 3 and np.ptp(y) > 0:
+            hi = st.kendalltau(x, y, alternative="greater")
+            lo = st.kendalltau(x, y, alternative="less")
+            tau, p, p_opp = float(hi.statistic), float(hi.pvalue), float(lo.pvalue)
+        else:
+            tau, p, p_opp = float("nan"), 1.0, 1.0
+        v = verdict_rule(n=reps, p=p, p_opposite=p_opp, alpha=alpha, estimate=tau)
+        means = ", ".join(f"{s} {r.loc[r.setting == s, col].mean():.4g}" for s in used)
+        stat = (
+            f"Kendall τ(privacy level, {name}) = {tau:+.2f} over {len(r)} f encoders "
+            f"({reps} per setting at fewest); means {means}; {v.reason}"
+        )
+        if dropped:
+            stat += f"; left out (below the random floor): {why}"
+        out.append(Claim(cid, preset_status(preset, v.status), stat, test, unit, len(r)))
+    return claims_table(out)
+
+
+def _check_sizes(p: Preset, s: DPSettings) -> None:
+    """Settings that depend on the private set's size N = |S_S ∪ S_C|, checked before anything runs."""
+    if not all(isinstance(v, (int, np.integer)) for v in (p.shared, p.candidate)):
+        return  # fractions of the data set: N is known once it is loaded (dp_train checks δ < 1/N there)
+    n = int(p.shared) + int(p.candidate)
+    if not s.delta < 1 / n:
+        raise ValueError(
+            f"delta={s.delta!r} must be below 1/N = {1 / n:.3g} (N = {n} private points): δ ≥ 1/N allows "
+            "publishing a whole point; use e.g. 1e-5"
+        )
+    if s.dp_batch_size is not None and s.dp_batch_size > n:
+        raise ValueError(f"dp_batch_size={s.dp_batch_size} exceeds N = {n} private points; use ≤ {n} or None")
+
+
+def public_indices(train_set, splits, n: int, seed: int) -> np.ndarray:
+    """``n`` training-split indices outside S_S ∪ S_C ∪ S_I, drawn with ``seed`` (sorted): the public images."""
+    used = np.concatenate([splits.shared, splits.candidate, splits.independent])
+    rest = np.setdiff1d(np.arange(len(train_set)), used)
+    if n > len(rest):
+        raise ValueError(
+            f"public={n} exceeds the {len(rest)} training images outside S_S ∪ S_C ∪ S_I; use public ≤ {len(rest)}"
+        )
+    return np.sort(np.random.default_rng(seed + 4242).choice(rest, size=n, replace=False))
 
 
 def run_dp(
     preset="smoke", *, device="cpu", seed=0, cache_dir=None, data_root=None, progress=True, **overrides
 ) -> DPRun:
-    """Train MAE with DP-SGD at several ε and measure SSLMem and accuracy (paper §4.6, Table 5).
+    """Train MAE at every privacy level and measure SSLMem, accuracy and UnitMem (paper §4.6, Table 5).
 
-    ``preset`` is ``smoke``, ``cpu``, ``gpu`` or ``paper`` (:data:`DP_SETTINGS`) and ``seed`` seeds the splits,
-    every encoder, the noise and the scoring views. ``overrides`` set ``epsilons``, ``max_grad_norm`` or any
+    ``preset`` is ``smoke``, ``cpu``, ``gpu`` or ``paper`` (:data:`DP_SETTINGS`) and ``seed`` seeds the
+    splits, every encoder, the noise and the scoring views. ``overrides`` set ``epsilons``, ``delta``,
+    ``max_grad_norm``, ``dp_batch_size``, ``public``, ``public_epochs``, ``public_batch_size`` or any
     :class:`~memlib.experiments.presets.Preset` field (``None`` is ignored); ``device``, ``cache_dir``,
     ``data_root`` and ``progress`` work as in :meth:`~memlib.experiments.context.RunContext.start`.
-    Returns a :class:`DPRun`.
+    Every setting is checked before anything is loaded or trained. Returns a :class:`DPRun`.
     """
     p, s = dp_settings(preset, **overrides)
+    _check_sizes(p, s)
     ctx = RunContext.start(DP, p, device, seed, {"settings": s.to_dict()}, cache_dir, data_root, progress)
     dev = ctx.device
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
-    sets = {p.dataset: probe_sets(p, train_set, test_set, probe_rng(seed))}
+    probe_tr, probe_te = probe_sets(p, train_set, test_set, probe_rng(seed))
     arch, aug_name = method_setup(p, "mae")
     aug = build_augmentation(aug_name, train_set.image_size)
-    candidates = train_set.images[splits.candidate]
-    # Every encoder of every ε in one fit, so they share the worker pool.
-    specs = {
-        eps: family_specs(
-            p.replace(method="mae"),
-            splits,
-            seed,
-            arch=arch,
-            augmentation=aug_name,
-            dp=DPConfig(epsilon=eps, max_grad_norm=s["max_grad_norm"]),
+    pm = p.replace(method="mae")
+    n_private = len(splits.f_train)
+    dp_batch = s.dp_batch_size or n_private
+
+    # Public pretraining: one ordinary MAE per member on images no split holds (seeds no f or g member uses).
+    public_specs, public_fitted = [], []
+    if s.public:
+        public_idx = public_indices(train_set, splits, s.public, seed)
+        pp = pm.replace(
+            epochs=s.public_epochs, batch_size=s.public_batch_size, warmup_epochs=max(1, s.public_epochs // 10)
         )
-        for eps in s["epsilons"]
-    }
-    flat = [(eps, fam, i, sp) for eps, fams in specs.items() for fam, ss in fams.items() for i, sp in enumerate(ss)]
-    fitted = ctx.fit([sp for *_, sp in flat], train_set, labels=[f"ε={eps:g} {fam}{i}" for eps, fam, i, _ in flat])
-    by_eps: dict = {}
-    for (eps, fam, _, _), f in zip(flat, fitted):
-        by_eps.setdefault(eps, {"f": [], "g": []})[fam].append(f)
-    rows, points = [], {}
-    for eps in tqdm(s["epsilons"], desc="ε", disable=not progress, leave=False):
-        fams = {fam: [f.encoder for f in fs] for fam, fs in by_eps[eps].items()}
-        r = sslmem(fams["f"], fams["g"], candidates, aug, ids=splits.candidate, **ctx.scoring(p))
-        points[eps] = r.raw
-        for i, f in enumerate(by_eps[eps]["f"]):
-            res = f.result
-            units = unitmem(
-                f.encoder, train_set.images[splits.f_train], aug, ids=splits.f_train, seed=seed, device=dev
-            ).unitmem
-            rows.append(
-                {
-                    "target_epsilon": eps,
-                    "epsilon": res.epsilon,
-                    "noise_multiplier": res.noise_multiplier,
-                    "delta": res.delta,
-                    "steps": res.steps,
-                    "member": i,
-                    "arch": arch,
-                    "sslmem_raw": float((r.align_g - r.align_f_models[i]).mean()),
-                    "sslmem_score": float(r.score.mean()),
-                    "linear_acc": probe_all(f.encoder, sets, p.probe_epochs, seed, dev)[p.dataset],
-                    "unitmem": float(np.concatenate(list(units.values())).mean()),
-                }
-            )
-    results = pd.DataFrame(rows)
+        public_specs = [
+            EncoderSpec.from_preset(pp, public_idx, seed * 1000 + 600 + i, arch=arch, augmentation=aug_name)
+            for i in range(p.models_per_family)
+        ]
+        public_fitted = ctx.fit(public_specs, train_set, labels=[f"public{i}" for i in range(len(public_specs))])
+
+    # The levels: ordinary MAE, clipping alone, then each target ε; f_i and g_i of every level start from public_i.
+    levels = [
+        (PLAIN, "plain", math.inf, None),
+        (
+            CLIP,
+            "clip",
+            math.inf,
+            DPConfig(epsilon=math.inf, delta=s.delta, max_grad_norm=s.max_grad_norm, noise_multiplier=0.0),
+        ),
+    ]
+    levels += [
+        (eps_label(e), "dp", e, DPConfig(epsilon=e, delta=s.delta, max_grad_norm=s.max_grad_norm))
+        for e in s["epsilons"]
+    ]
+    flat = []
+    for name, kind, _, dp in levels:
+        lp = pm if dp is None else pm.replace(batch_size=dp_batch)
+        for fam, specs in family_specs(lp, splits, seed, arch=arch, augmentation=aug_name, dp=dp).items():
+            for i, sp in enumerate(specs):
+                if public_specs:
+                    fields = {f.name: getattr(sp, f.name) for f in dataclasses.fields(EncoderSpec)}
+                    init = public_specs[i]
+                    sp = FineTuneSpec(**fields, init=init, init_path=str(init.checkpoint(ctx.cache)))
+                flat.append((name, fam, i, sp))
+    fitted = ctx.fit([sp for *_, sp in flat], train_set, labels=[f"{n} {fam}{i}" for n, fam, i, _ in flat])
+    by_level: dict = {}
+    for (name, fam, _, _), f in zip(flat, fitted):
+        by_level.setdefault(name, {"f": [], "g": []})[fam].append(f)
+
+    # S_C and S_E scored together, with the same views (ids as in run_sslmem).
+    cand, extra = train_set.images[splits.candidate], test_set.images[splits.extra]
+    images = torch.cat([cand, extra])
+    ids = np.concatenate([splits.candidate, test_point_ids(splits.extra, train_set)])
+    is_c = np.arange(len(images)) < len(cand)
+    rows, enc_rows, points = [], [], {}
+    for name, kind, target, dp in tqdm(levels, desc="setting", disable=not progress, leave=False):
+        fams = by_level[name]
+        r = sslmem(
+            [f.encoder for f in fams["f"]], [f.encoder for f in fams["g"]], images, aug, ids=ids, **ctx.scoring(p)
+        )
+        points[name] = r.raw[is_c] - r.raw[~is_c].mean()
+        for fam, members in fams.items():
+            for i, f in enumerate(members):
+                pr = probe_encoder(f.encoder, probe_tr, probe_te, p.probe_epochs, seed, dev)
+                enc_rows.append(
+                    {
+                        "setting": name,
+                        "family": fam,
+                        "member": i,
+                        "linear_acc": pr["linear_acc"],
+                        "knn_acc": pr["knn_acc"],
+                    }
+                )
+                if fam != "f":
+                    continue
+                res = f.result
+                per = r.align_g - r.align_f_models[i]
+                units = unitmem(
+                    f.encoder, train_set.images[splits.f_train], aug, ids=splits.f_train, seed=seed, device=dev
+                ).unitmem
+                bs = min(p.batch_size, n_private)
+                rows.append(
+                    {
+                        "setting": name,
+                        "kind": kind,
+                        "target_epsilon": target,
+                        "epsilon": getattr(res, "epsilon", math.inf),
+                        "noise_multiplier": getattr(res, "noise_multiplier", 0.0),
+                        "delta": getattr(res, "delta", float("nan")),
+                        "max_grad_norm": dp.max_grad_norm if dp is not None else float("nan"),
+                        "steps": getattr(res, "steps", len(res.history) * (n_private // bs)),
+                        "member": i,
+                        "arch": arch,
+                        "sslmem_calibrated": float(per[is_c].mean() - per[~is_c].mean()),
+                        "sslmem_raw": float(per[is_c].mean()),
+                        "linear_acc": pr["linear_acc"],
+                        "knn_acc": pr["knn_acc"],
+                        "unitmem": float(np.concatenate(list(units.values())).mean()),
+                    }
+                )
+    results, encoders = pd.DataFrame(rows), pd.DataFrame(enc_rows)
+
+    # The random floor (untrained ViTs on the same probe sets) and the public floor (the pretrained start).
+    floor = random_floor_of(p.replace(arch=arch), seed=seed, device=dev, data_root=data_root)
+    public = pd.DataFrame(
+        [
+            {"member": i, **probe_encoder(f.encoder, probe_tr, probe_te, p.probe_epochs, seed, dev)}
+            for i, f in enumerate(public_fitted)
+        ],
+        columns=["member", "linear_acc", "linear_train_acc", "knn_acc"],
+    )
+    n_ranked = len(s["epsilons"]) + 1
+    lv_rows = []
+    for name, kind, target, _ in levels:
+        accs = encoders.loc[encoders.setting == name, "linear_acc"].to_numpy()
+        fl = beats_floor(accs, floor["linear_acc"])
+        vs_public = beats_floor(accs, public["linear_acc"]) if len(public) >= 2 else None
+        # Higher = less private: MAE (no DP) on top, then the target ε from the largest; clip only unranked.
+        if kind == "dp":
+            rank = float(n_ranked - 1 - s["epsilons"].index(target))
+        else:
+            rank = float(n_ranked) if kind == "plain" else float("nan")
+        lv_rows.append(
+            {
+                "setting": name,
+                "kind": kind,
+                "target_epsilon": target,
+                "privacy_rank": rank,
+                "ranked": kind != "clip",
+                "acc": float(accs.mean()),
+                "floor_acc": fl["mean_floor"],
+                "floor_p": fl["p"],
+                "informative": fl["informative"],
+                "public_acc": float(public["linear_acc"].mean()) if len(public) else float("nan"),
+                "public_p": vs_public["p"] if vs_public else float("nan"),
+                "beats_public": vs_public["informative"] if vs_public else None,
+            }
+        )
+    lv = pd.DataFrame(lv_rows).set_index("setting")
     prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
-    run = DPRun(p, s, seed, results, points, prov, ctx.run_dir, {"total_s": ctx.elapsed()})
-    ctx.save(tables={"results": results}, jsons={"provenance": prov})
+    run = DPRun(p, s, seed, results, lv, points, encoders, floor, public, prov, ctx.run_dir, {"total_s": ctx.elapsed()})
+    ctx.save(
+        tables={
+            "results": results,
+            "encoders": encoders,
+            "levels": lv.reset_index(),
+            "random_floor": floor,
+            "public_floor": public,
+        },
+        jsons={"provenance": prov, "claims": run.claims().reset_index().to_dict(orient="records")},
+    )
     return run

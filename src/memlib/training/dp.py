@@ -5,9 +5,10 @@ batch_size / N, as the accountant assumes), computes every sample's own MAE
 loss gradient, clips each to norm ``max_grad_norm``, sums them, adds Gaussian
 noise of standard deviation ``noise_multiplier · max_grad_norm`` and divides
 by the expected batch size q·N; AdamW then steps on that gradient, as ViP does.
-The privacy spent is tracked by opacus' RDP accountant with δ = 1/N unless
-given; the noise multiplier for a target ε comes from opacus'
-``get_noise_multiplier``. No accountant is written here.
+The privacy spent is tracked by opacus' RDP accountant at δ (default 1e-5,
+which must lie below 1/N: a δ of 1/N or more allows a mechanism that
+publishes a whole training point); the noise multiplier for a target ε comes
+from opacus' ``get_noise_multiplier``. No accountant is written here.
 
 Per-sample gradients come from ``torch.func`` (``vmap`` over ``grad`` of a
 functional call), not from opacus' ``GradSampleModule``: timm's
@@ -60,7 +61,9 @@ class DPConfig:
         Target ε > 0; ``math.inf`` trains without noise (per-sample clipping
         is kept, so ε = ∞ differs from the private runs by the noise alone).
     delta
-        δ; ``None`` = 1/N (N training points).
+        δ of the (ε, δ) guarantee, in (0, 1); :func:`dp_train` also requires
+        δ < 1/N (N training points). The default 1e-5 is at most 1/(10·N) for
+        N up to 10,000.
     max_grad_norm
         Per-sample clipping norm C.
     noise_multiplier
@@ -70,7 +73,7 @@ class DPConfig:
     """
 
     epsilon: float = math.inf
-    delta: float | None = None
+    delta: float = 1e-5
     max_grad_norm: float = 1.0
     noise_multiplier: float | None = None
 
@@ -78,8 +81,9 @@ class DPConfig:
         e = self.epsilon
         if isinstance(e, bool) or not isinstance(e, (int, float)) or math.isnan(e) or not e > 0:
             raise ValueError(f"DPConfig: epsilon={e!r} must be > 0 (math.inf for no noise), e.g. 8")
-        if self.delta is not None and not 0 < self.delta < 1:
-            raise ValueError(f"DPConfig: delta={self.delta!r} must be in (0, 1), or None for 1/N")
+        d = self.delta
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d < 1:
+            raise ValueError(f"DPConfig: delta={d!r} must be in (0, 1) and below 1/N, e.g. 1e-5")
         if not self.max_grad_norm > 0:
             raise ValueError(f"DPConfig: max_grad_norm={self.max_grad_norm!r} must be > 0, e.g. 1.0")
         if self.noise_multiplier is not None and not self.noise_multiplier >= 0:
@@ -205,7 +209,12 @@ def dp_train(
     q = min(1.0, config.batch_size / n)
     steps_per_epoch = max(1, round(1 / q))
     total = steps_per_epoch * config.epochs
-    delta = dp.delta if dp.delta is not None else 1.0 / n
+    delta = float(dp.delta)
+    if not delta < 1.0 / n:
+        raise ValueError(
+            f"dp_train: delta={delta!r} must be below 1/N = {1.0 / n:.3g} for N = {n} training points "
+            "(δ ≥ 1/N allows publishing a whole point); use e.g. 1e-5"
+        )
     sigma = noise_for(dp, q, total, delta)
     c = dp.max_grad_norm
     fp = fingerprint(
