@@ -131,6 +131,7 @@ def test_s22_is_decided_per_method_on_calibrated_memorisation():
                         "sslmem_raw": rng.normal(0, 0.05),
                         "sslmem_calibrated": cal,
                         "linear_acc": 0.7 - 0.1 * lam + rng.normal(0, 0.005),
+                        "informative": True,
                     }
                 )
     run = RegularizationRun(get_preset("cpu"), {}, 0, pd.DataFrame(rows), {}, {}, Path("."))
@@ -138,3 +139,34 @@ def test_s22_is_decided_per_method_on_calibrated_memorisation():
     assert claims.loc["S22", "status"] == "partly reproduced (1 of 2 parts) (cpu)"
     assert claims.loc["S23", "status"] == "reproduced (cpu)"
     assert claims.loc["S22", "unit"] == "f encoder" and claims.loc["S22", "n"] == 12
+
+
+def test_memorisation_below_the_random_floor_enters_no_claim_but_its_accuracy_does():
+    """A (method, λ) whose encoders do not beat the random floor is left out of S22 (its SSLMem is noise of
+    encoders without a representation) and kept in S23 (the accuracy it lost is the claim's subject)."""
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    from memlib.experiments.presets import get_preset
+    from memlib.experiments.regularization_run import RegularizationRun
+
+    rng = np.random.default_rng(1)
+    rows, levels = [], []
+    for lam in (0.0, 0.2, 0.4, 0.6):
+        informative = lam < 0.4
+        for member in range(3):
+            # Memorisation "falls" only at the uninformative λ: excluded, S22 must not find it.
+            cal = (0.0 if informative else -0.2) + rng.normal(0, 0.002)
+            acc = 0.7 - 0.4 * lam + rng.normal(0, 0.005)
+            rows.append({"method": "mae", "lam": lam, "member": member, "sslmem_raw": cal,
+                         "sslmem_calibrated": cal, "linear_acc": acc, "informative": informative})  # fmt: skip
+        levels.append({"method": "mae", "lam": lam, "acc": 0.7 - 0.4 * lam, "floor_acc": 0.5, "floor_p": 0.01,
+                       "informative": informative})  # fmt: skip
+    run = RegularizationRun(get_preset("cpu"), {}, 0, pd.DataFrame(rows), {}, {}, Path("."),
+                            levels=pd.DataFrame(levels).set_index(["method", "lam"]))  # fmt: skip
+    claims = run.claims()
+    assert not claims.loc["S22", "status"].startswith("reproduced")
+    assert claims.loc["S22", "n"] == 6 and "below the random floor" in claims.loc["S22", "statistic"]
+    assert claims.loc["S23", "status"] == "reproduced (cpu)" and claims.loc["S23", "n"] == 12

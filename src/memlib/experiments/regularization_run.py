@@ -4,8 +4,15 @@ For each method (SimCLR, MAE) and each λ, f and g families are trained as in
 :func:`~memlib.experiments.sslmem_experiment.run_sslmem` (f on S_S ∪ S_C, g on
 S_S ∪ S_I) with the loss ``(1 − λ) L_SSL − λ E d(f(x'), f(x''))``
 (:class:`~memlib.methods.regularizer.AlignmentRegularized`); the candidates
-S_C are scored with SSLMem, and f is linear-probed. The claims (S22, S23):
-memorisation and accuracy both fall as λ grows.
+S_C are scored with SSLMem (with S_E, which calibrates each encoder's offset),
+and f and g are linear-probed. The claims (S22, S23): memorisation and
+accuracy both fall as λ grows.
+
+Untrained encoders of each method's architecture give the random floor
+(:func:`~memlib.experiments.sslmem_experiment.random_floor_of`). A (method, λ)
+whose f and g encoders do not beat it (:func:`~memlib.probing.floor.beats_floor`)
+learned nothing measurable: its memorisation numbers enter no claim (S22),
+while its accuracy still counts for S23, whose subject is the accuracy lost.
 
 λ = 0 trains the plain method with the same cache key as ``run_sslmem``, so
 the SimCLR encoders of a finished SSLMem run at the same preset and seed are
@@ -30,6 +37,7 @@ from ..data.datasets import test_point_ids
 from ..memorization.sslmem import sslmem
 from ..methods import check_method
 from ..methods.regularizer import check_lambda
+from ..probing import beats_floor
 from ..verdicts import parts_status, preset_status, verdict_rule
 from .artifacts import REGULARIZATION
 from .claims import Claim, claims_table
@@ -39,6 +47,7 @@ from .inputs import load_with_splits, probe_rng, probe_sets
 from .presets import Preset
 from .probes import probe_all
 from .settings import Settings
+from .sslmem_experiment import random_floor_of
 
 # fmt: off
 #: Sweep settings per preset (training settings come from the SSLMem preset of the same name).
@@ -95,7 +104,13 @@ class RegularizationRun:
         (mean over S_C of ``align_g − align_f`` for this member, g averaged over
         its family), ``sslmem_calibrated`` (the same minus its mean over S_E),
         ``sslmem_score`` (mean normalised score of the family on S_C, the same
-        for every member), ``align_f`` and ``linear_acc``.
+        for every member), ``align_f``, ``linear_acc`` and ``informative``
+        (whether the (method, λ)'s f and g encoders beat the random floor).
+    floor
+        Probe accuracies of untrained encoders, per architecture (column ``arch``).
+    levels
+        Per (method, λ): mean linear accuracy of f and g, the floor's, the one-sided p of
+        :func:`~memlib.probing.floor.beats_floor` and ``informative``.
     points
         Per-point raw scores of S_C per (method, λ), for confidence intervals.
     """
@@ -108,6 +123,8 @@ class RegularizationRun:
     provenance: dict
     run_dir: Path
     timings: dict = field(default_factory=dict)
+    floor: pd.DataFrame = field(default_factory=pd.DataFrame)
+    levels: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def summary(self) -> pd.DataFrame:
         """Per (method, λ), over the f encoders (the unit): mean SSLMem on S_C, raw and calibrated (minus S_E),
@@ -120,25 +137,31 @@ class RegularizationRun:
                 "sd over encoders": g.sslmem_calibrated.std(ddof=1),
                 "linear acc": g.linear_acc.mean(),
                 "n encoders": g.size(),
+                "beats floor": g.informative.all(),
             }
         )
+
+    def _used(self, col: str) -> pd.DataFrame:
+        """The f encoders a quantity is judged on: memorisation only where the encoders beat the floor."""
+        r = self.results
+        return r if col == "linear_acc" else r[r.informative]
 
     def trends(self) -> pd.DataFrame:
         """Kendall's τ between λ and each f encoder's SSLMem (raw and calibrated) and probe accuracy, per method.
 
-        One-sided (H1: τ < 0, the quantity falls as λ grows). Undefined (NaN)
-        with fewer than three encoders.
+        One-sided (H1: τ < 0, the quantity falls as λ grows); SSLMem over the λ whose encoders beat the
+        random floor only. Undefined (NaN) with fewer than three encoders.
         """
         rows = []
-        for method, g in self.results.groupby("method"):
-            for col in ("sslmem_raw", "sslmem_calibrated", "linear_acc"):
+        for col in ("sslmem_raw", "sslmem_calibrated", "linear_acc"):
+            for method, g in self._used(col).groupby("method"):
                 if len(g) >= 3 and np.ptp(g[col]) > 0:
                     r = st.kendalltau(g.lam, g[col], alternative="less")
                     tau, p = float(r.statistic), float(r.pvalue)
                 else:
                     tau = p = float("nan")
                 rows.append({"method": method, "quantity": col, "tau": tau, "p": p, "n": len(g)})
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows).sort_values(["method", "quantity"], kind="stable").reset_index(drop=True)
 
     def claims(self, alpha: float = 0.05) -> pd.DataFrame:
         """Verdicts on S22 (memorisation falls with λ) and S23 (accuracy falls with λ), by :mod:`memlib.verdicts`.
@@ -157,7 +180,8 @@ class RegularizationRun:
             tc = t[t.quantity == col].reset_index(drop=True)
             p_less, p_greater = [], []
             for r in tc.itertuples():
-                g = self.results[self.results.method == r.method]
+                g = self._used(col)
+                g = g[g.method == r.method]
                 if r.n >= 3 and np.ptp(g[col]) > 0:
                     p_less.append(float(st.kendalltau(g.lam, g[col], alternative="less").pvalue))
                     p_greater.append(float(st.kendalltau(g.lam, g[col], alternative="greater").pvalue))
@@ -177,7 +201,15 @@ class RegularizationRun:
             status = preset_status(
                 self.preset, parts_status([v.status for v in verdicts]) if verdicts else "inconclusive"
             )
-            out.append(Claim(cid, status, stat, "one-sided Kendall τ over λ per method (parts), Holm", "f encoder", n))
+            if cid == "S22" and not self.results.informative.all():
+                below = self.levels[~self.levels.informative]
+                stat += "; left out (below the random floor): " + ", ".join(
+                    f"{m} λ = {lam:g} (acc {r.acc:.3f} vs floor {r.floor_acc:.3f})" for (m, lam), r in below.iterrows()
+                )
+            test = "one-sided Kendall τ over λ per method (parts), Holm" + (
+                ", λ above the random floor" if cid == "S22" else ""
+            )
+            out.append(Claim(cid, status, stat, test, "f encoder", n))
         return claims_table(out)
 
 
@@ -221,7 +253,7 @@ def run_regularization(
     encoders = {}
     for (job, fam, _, _), f in zip(flat, fitted):
         encoders.setdefault(job, {"f": [], "g": []})[fam].append(f.encoder)
-    rows, points = [], {}
+    rows, points, levels, floors = [], {}, [], {}
     for method, lam in tqdm(jobs, desc="λ sweep", disable=not progress, leave=False):
         arch, aug_name = method_setup(p, method)
         fams = encoders[(method, lam)]
@@ -235,8 +267,14 @@ def run_regularization(
             **ctx.scoring(p),
         )
         points[(method, lam)] = r.raw[is_c]
-        for i, enc in enumerate(fams["f"]):
-            acc = probe_all(enc, sets, p.probe_epochs, seed, dev)[p.dataset]
+        g_accs = [probe_all(enc, sets, p.probe_epochs, seed, dev)[p.dataset] for enc in fams["g"]]
+        f_accs = [probe_all(enc, sets, p.probe_epochs, seed, dev)[p.dataset] for enc in fams["f"]]
+        if arch not in floors:
+            floors[arch] = random_floor_of(p, seed=seed, device=dev, data_root=data_root, arch=arch).assign(arch=arch)
+        fl = beats_floor(f_accs + g_accs, floors[arch]["linear_acc"])
+        levels.append({"method": method, "lam": lam, "acc": fl["mean_trained"], "floor_acc": fl["mean_floor"],
+                       "floor_p": fl["p"], "informative": bool(fl["informative"])})  # fmt: skip
+        for i, (enc, acc) in enumerate(zip(fams["f"], f_accs)):
             rows.append(
                 {
                     "method": method,
@@ -251,10 +289,13 @@ def run_regularization(
                     "sslmem_score": float(r.score[is_c].mean()),
                     "align_f": float(r.align_f_models[i].mean()),
                     "linear_acc": acc,
+                    "informative": bool(fl["informative"]),
                 }
             )
     results = pd.DataFrame(rows)
+    floor = pd.concat(list(floors.values()), ignore_index=True)
+    levels = pd.DataFrame(levels).set_index(["method", "lam"])
     prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
-    run = RegularizationRun(p, s, seed, results, points, prov, ctx.run_dir, {"total_s": ctx.elapsed()})
-    ctx.save(tables={"results": results}, jsons={"provenance": prov})
+    run = RegularizationRun(p, s, seed, results, points, prov, ctx.run_dir, {"total_s": ctx.elapsed()}, floor, levels)
+    ctx.save(tables={"results": results, "floor": floor, "levels": levels.reset_index()}, jsons={"provenance": prov})
     return run
