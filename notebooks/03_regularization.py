@@ -93,7 +93,7 @@ glue("n_candidate", len(next(iter(run.points.values()))), display=False)
 
 # %% tags=["remove-input"]
 summary = run.summary()
-display(table(summary, digits=4))
+display(table(summary.rename(index=lambda x: f"{x:g}", level="lam"), digits=4))
 fl = run.floor.groupby("arch")[["linear_acc", "knn_acc"]].agg(["mean", "std"])
 fl.columns = ["linear acc", "linear acc sd", "kNN acc", "kNN acc sd"]
 display(table(fl, 3, index_name="untrained architecture (random floor)"))
@@ -153,7 +153,8 @@ glue("lam_max", f"{s['lambdas'][-1]:g}", display=False)
 # `smoke` run decides nothing.
 
 # %% tags=["remove-input"]
-display(table(run.trends(), hide_index=True))
+display(table(run.trends().replace({"sslmem_raw": "SSLMem raw", "sslmem_calibrated": "SSLMem calibrated",
+                                     "linear_acc": "linear acc"}), hide_index=True))
 claims = run.claims()
 display(table(claims, wrap=["statistic"]))
 glue_claims(claims)

@@ -195,6 +195,8 @@ class RegularizationRun:
             ]
             stat = "; ".join(
                 f"{r.method}: τ = {r.tau:+.2f}, Holm p = {v.p:.2g} (n = {r.n}): {v.status}"
+                if np.isfinite(r.tau)
+                else f"{r.method}: {r.n} encoder(s), too few for a trend (3 needed): {v.status}"
                 for r, v in zip(tc.itertuples(), verdicts)
             )
             n = int(tc.n.min()) if len(tc) else 0
