@@ -20,6 +20,7 @@ PAGES = [
     "methods.html",
     "chapters/01_sslmem.html",
     "chapters/02_removal.html",
+    "chapters/03_regularization.html",
     "chapters/06_sslmem_setups.html",
     "scoreboard.html",
 ]
