@@ -91,3 +91,15 @@ def test_split_half_reliability_tells_a_stable_ranking_from_noise():
     assert abs(split_half_reliability(noise)) < 0.2
     with pytest.raises(ValueError, match="one pair has no second half"):
         split_half_reliability(noise[:1])
+
+
+def test_units_that_all_agree_exactly_get_the_sign_test():
+    """Three pairs with the same positive difference: the t-test is undefined, the sign test gives 1/8."""
+    from memlib.verdicts import mean_effect
+
+    v = mean_effect([0.077, 0.077, 0.077])
+    assert v.p == pytest.approx(0.125) and v.p_opposite == pytest.approx(1.0)
+    assert v.status == "inconclusive"  # 3 units cannot reach 5 % by signs alone
+    assert mean_effect([0.1] * 6).status == "reproduced"  # 1/64
+    assert mean_effect([-0.1] * 6).status == "not reproduced"
+    assert mean_effect([0.0, 0.0, 0.0]).p == 1.0

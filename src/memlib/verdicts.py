@@ -113,13 +113,19 @@ def mean_effect(
     One-sample t-tests on ``per_unit`` (e.g. each encoder pair's mean S_C − S_S
     difference) in both directions; TOST against ``±margin`` if given; power
     of the one-sided test for ``paper_effect`` (in the units of ``per_unit``)
-    at the observed spread, if given.
+    at the observed spread, if given. Units that all hold the same value (a
+    discrete statistic, e.g. a count-based enrichment) leave the t-test
+    undefined; the exact sign test then gives the p-values (0.5ⁿ in the
+    direction every unit points, 1 in the other).
     """
     x = np.asarray(per_unit, dtype=np.float64) * np.sign(direction)
     n = len(x)
     est = float(x.mean()) * np.sign(direction) if n else float("nan")
     if n < 2 or not np.ptp(x) > 0:
-        return verdict_rule(n=n, p=1.0, p_opposite=1.0, alpha=alpha, estimate=est)
+        pos = int((x > 0).sum()) if n else 0
+        p = float(st.binomtest(pos, n, 0.5, alternative="greater").pvalue) if n and x[0] != 0 else 1.0
+        p_opp = float(st.binomtest(pos, n, 0.5, alternative="less").pvalue) if n and x[0] != 0 else 1.0
+        return verdict_rule(n=n, p=p, p_opposite=p_opp, alpha=alpha, estimate=est)
     p = float(st.ttest_1samp(x, 0.0, alternative="greater").pvalue)
     p_opp = float(st.ttest_1samp(x, 0.0, alternative="less").pvalue)
     p_eq = tost(x, margin) if margin is not None else None

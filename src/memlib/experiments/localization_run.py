@@ -273,7 +273,7 @@ class LocalizationRun:
             pooled = layer_enrichment(a.unitmem, TOP_UNITS)
             sel = a.point_selectivity()[self.unit_candidate_pos]
             res = self.layer[arch]
-            trained = which != "untrained" and m < self.n_pairs
+            trained = which in ("resnet", "vit") and m < self.n_pairs  # SSL members, each with its own pair
             mem = res.pair_raw(m)[len(res.taps) - 1][self.is_candidate] if trained else None
             rows.append(
                 {
