@@ -21,6 +21,8 @@ PAGES = [
     "chapters/01_sslmem.html",
     "chapters/02_removal.html",
     "chapters/03_regularization.html",
+    "chapters/04_dp.html",
+    "chapters/05_localization.html",
     "chapters/06_sslmem_setups.html",
     "scoreboard.html",
 ]

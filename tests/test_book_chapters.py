@@ -9,21 +9,9 @@ from memlib.experiments.glance import figure_stand_ins, glance_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "book" / "chapters").glob("0*.ipynb"))
-#: Chapters committed before figures were forced to PNG and not re-executed since (03 waits for its λ sweep at
-#: `cpu`, 04 and 05 for the localisation and DP work). Strict: once re-executed, the mark must go.
-NOT_YET_REEXECUTED = {"04_dp", "05_localization"}
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="committed before figures were kept as PNG"))
-        if p.stem in NOT_YET_REEXECUTED
-        else p
-        for p in CHAPTERS
-    ],
-    ids=lambda p: p.stem,
-)
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_every_figure_of_a_committed_chapter_is_an_image(path):
     assert not figure_stand_ins(path), f"{path.name}: figures without image/png (re-execute the chapter)"
 
