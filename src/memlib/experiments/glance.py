@@ -157,8 +157,12 @@ def glance_markdown(chapters: str | Path) -> str:
     if earlier:
         lines += [
             "",
-            f"\\* Chapters {', '.join(earlier)} were executed before verdicts were decided over encoder pairs; their "
-            "statuses follow the earlier rule (points as replicates) until they are re-executed.",
+            (f"\\* Chapters {', '.join(earlier)} were" if len(earlier) > 1 else f"\\* Chapter {earlier[0]} was")
+            + " executed before verdicts were decided over encoder pairs; "
+            + ("their statuses follow" if len(earlier) > 1 else "its statuses follow")
+            + " the earlier rule (points as replicates) until "
+            + ("they are" if len(earlier) > 1 else "it is")
+            + " re-executed.",
         ]
     lines += [""]
     return "\n".join(lines)
