@@ -246,8 +246,11 @@ display(table(run.vit_sensitivity(), 3))
 # Per handling (see the Methods page): the ViT members' mean UnitMem on their
 # training points and on unseen points, whether the first exceeds the second
 # over encoders, UnitMem − ClassMem and its test, ρ between how strongly some
-# unit singles a candidate out and the candidate's SSLMem (L6 for the ViT),
-# and the share of per-point means of raw activations that are negative.
+# unit singles a candidate out and the candidate's memorisation by the ViT
+# pair (L6 for the ViT; the column says SSLMem, but for the ViT it is LayerMem
+# at the last block's MLP hidden units, the very units UnitMem reads, not at
+# the final representation), and the share of per-point means of raw
+# activations that are negative.
 #
 # ## SSL vs supervised: UnitMem and ClassMem
 

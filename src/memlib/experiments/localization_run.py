@@ -258,8 +258,9 @@ class LocalizationRun:
 
     def member_units(self, which: str, activation: str | None = None) -> pd.DataFrame:
         """Per member of ``which``: mean UnitMem (seen, unseen), mean UnitMem − ClassMem, last-layer enrichment,
-        share of negative per-point means, and ρ(point selectivity, SSLMem of its pair); for the ViT under
-        ``activation`` (default: the run's)."""
+        share of negative per-point means, and ρ(point selectivity, memorisation of its pair at the last tapped
+        layer: the ResNet's last block; for the ViT the last block's MLP hidden units, the units UnitMem reads);
+        for the ViT under ``activation`` (default: the run's)."""
         seen, unseen = (
             (self.units[which], self.unseen_units[which])
             if activation is None or which != "vit"
