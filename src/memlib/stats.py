@@ -121,6 +121,12 @@ def fraction_above(scores, thresholds) -> np.ndarray:
     return 1.0 - np.searchsorted(s, t, side="right") / len(s)
 
 
+def holm(p) -> list[float]:
+    """Holm-adjusted p-values of a family of tests (statsmodels ``multipletests``); empty in, empty out."""
+    p = list(p)
+    return list(multipletests(p, method="holm")[1]) if p else []
+
+
 def significant_points(scores, null, alpha: float = 0.05, method: str = "fdr_bh") -> pd.DataFrame:
     """Which points score significantly above a null distribution, after a multiple-testing correction.
 

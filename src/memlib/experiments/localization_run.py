@@ -59,6 +59,7 @@ from ..memorization.layermem import LayerMemResult, layermem
 from ..memorization.unitmem import ACTIVATIONS, UnitMemResult, unitmem
 from ..models import ENCODERS
 from ..probing import atypicality, embed, linear_probe, untrained_encoder
+from ..stats import holm
 from ..verdicts import mean_effect, one_sided_pair, parts_status, preset_status, verdict_rule
 from .artifacts import LOCALIZATION
 from .claims import Claim, claims_table
@@ -342,7 +343,7 @@ class LocalizationRun:
         rise = mean_effect(rho.to_numpy(), alpha=alpha)
         deltas = pl[pl["depth"] > 0].pivot(index="pair", columns="tap", values="delta_z")
         p_drop = [one_sided_pair(deltas[c].to_numpy(), direction=-1)[0] for c in deltas]
-        p_holm = _holm(p_drop)
+        p_holm = holm(p_drop)
         drops = [c for c, q in zip(deltas, p_holm) if q < alpha]
         drop = verdict_rule(n=len(deltas), p=min(p_holm, default=1.0), p_opposite=1.0, alpha=alpha)
         add(
@@ -414,14 +415,6 @@ class LocalizationRun:
         top = pr[pr.strategy == "top"].groupby(["member", "fraction"])["drop"].mean()
         rnd = pr[pr.strategy == "random"].groupby(["member", "fraction"])["drop"].mean()
         return (top - rnd).groupby("member").mean().to_numpy()
-
-
-def _holm(p: list[float]) -> list[float]:
-    if not p:
-        return []
-    from statsmodels.stats.multitest import multipletests
-
-    return list(multipletests(p, method="holm")[1])
 
 
 def _fmt(x, spec: str = "+.2f") -> str:

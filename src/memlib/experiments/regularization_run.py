@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import stats as st
-from statsmodels.stats.multitest import multipletests
 from tqdm import tqdm
 
 from ..data.augment import build_augmentation
@@ -38,6 +37,7 @@ from ..memorization.sslmem import sslmem
 from ..methods import check_method
 from ..methods.regularizer import check_lambda
 from ..probing import beats_floor
+from ..stats import holm
 from ..verdicts import parts_status, preset_status, verdict_rule
 from .artifacts import REGULARIZATION
 from .claims import Claim, claims_table
@@ -188,7 +188,6 @@ class RegularizationRun:
                 else:
                     p_less.append(1.0)
                     p_greater.append(1.0)
-            holm = lambda ps: multipletests(ps, method="holm")[1] if ps else []  # noqa: E731
             verdicts = [
                 verdict_rule(n=int(n), p=pl, p_opposite=pg, alpha=alpha)
                 for n, pl, pg in zip(tc.n, holm(p_less), holm(p_greater))
