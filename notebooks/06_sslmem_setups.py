@@ -103,10 +103,11 @@ fl.columns = ["linear acc", "linear acc sd", "kNN acc", "kNN acc sd"]
 display(table(fl, 3, index_name="untrained architecture (random floor)"))
 tr = run.table1_runs
 fig, ax = plt.subplots(figsize=(5.6, 3.8))
-for name, g in tr.groupby("setup", sort=False):
-    ax.scatter(g["sslmem_calibrated"], g["linear_acc"], label=name,
+for i, (name, g) in enumerate(tr.groupby("setup", sort=False)):
+    # A hollow marker needs its edge coloured, or it vanishes.
+    ax.scatter(g["sslmem_calibrated"], g["linear_acc"], label=name, edgecolors=f"C{i}",
                marker="s" if g["method"].iloc[0] == "supervised" else "o",
-               facecolors="none" if not g["beats_floor"].all() else None)
+               facecolors=f"C{i}" if g["beats_floor"].all() else "none")
 ax.set(xlabel="mean calibrated SSLMem of S_C", ylabel="linear-probe accuracy of f")
 ax.legend(fontsize=7, loc="best")
 fig.tight_layout()

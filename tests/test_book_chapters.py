@@ -33,3 +33,16 @@ def test_the_committed_glance_is_what_the_committed_chapters_say():
         "book/_generated/glance.md is stale: run "
         "`python -c \"from memlib.experiments.glance import write_glance; write_glance('book')\"`"
     )
+
+
+def test_every_glance_row_sums_to_its_claims_and_the_rows_to_the_total():
+    import re
+
+    text = glance_markdown(ROOT / "book" / "chapters")
+    total = int(re.search(r"Of the (\d+) claims", text).group(1))
+    rows = [line.split("|")[3:-1] for line in text.splitlines() if line.startswith("| [")]
+    assert rows, "the glance lists no chapter"
+    for cells in rows:
+        claims, *by_status = (int(c) for c in cells)
+        assert claims == sum(by_status), f"a glance row does not sum: {cells}"
+    assert sum(int(cells[0]) for cells in rows) == total

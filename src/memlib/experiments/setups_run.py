@@ -598,7 +598,7 @@ def run_setups(
         ssl_scores, fm = cand_cols[BASE_SETUP], cand_cols["Feldman (supervised)"]
         rng = np.random.default_rng(seed0)
         for k in s["top_k"]:
-            if k > len(fm):
+            if k >= len(fm):  # the top k of all candidates is every candidate: overlap 1 by construction
                 continue
             ov = overlap_at_k(ssl_scores, fm, k)
             # Chance: the overlap of two random top-k sets (permutations of one scoring).
