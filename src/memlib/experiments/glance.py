@@ -140,9 +140,15 @@ def glance_markdown(chapters: str | Path) -> str:
         "test, unit, n and statistic.",
         "```",
         "",
-        "| chapter | preset | claims | reproduced | partly | not reproduced | inconclusive | not attempted |",
-        "|---|---|---|---|---|---|---|---|",
+        # The preset goes in the table only when chapters differ in it; otherwise the sentence above names it.
+        f"| chapter{' (preset)' if len(presets) > 1 else ''} | claims | reproduced | partly | not reproduced | "
+        "inconclusive | not attempted |",
+        "|---|---|---|---|---|---|---|",
     ]
+
+    def preset_of(r: dict) -> str:
+        return f" (`{r['preset']}`)" if len(presets) > 1 else ""
+
     earlier = []
     for r in rows:
         if not r["claims"]:
@@ -153,7 +159,7 @@ def glance_markdown(chapters: str | Path) -> str:
         # A claim decided in another chapter is counted there, so every row sums to its claims.
         n = len(r["claims"]) - c["decided in another chapter"]
         lines.append(
-            f"| [{r['chapter'][:2]}](chapters/{r['chapter']}.ipynb){star} | `{r['preset']}` | {n} | "
+            f"| [{r['chapter'][:2]}](chapters/{r['chapter']}.ipynb){star}{preset_of(r)} | {n} | "
             f"{c['reproduced']} | {c['partly reproduced']} | {c['not reproduced']} | {c['inconclusive']} | "
             f"{c['not attempted'] + c['not tested yet']} |"
         )
