@@ -122,9 +122,10 @@ def mean_effect(
     n = len(x)
     est = float(x.mean()) * np.sign(direction) if n else float("nan")
     if n < 2 or not np.ptp(x) > 0:
-        pos = int((x > 0).sum()) if n else 0
-        p = float(st.binomtest(pos, n, 0.5, alternative="greater").pvalue) if n and x[0] != 0 else 1.0
-        p_opp = float(st.binomtest(pos, n, 0.5, alternative="less").pvalue) if n and x[0] != 0 else 1.0
+        p, p_opp = 1.0, 1.0
+        if n and x[0] != 0:
+            pos = int((x > 0).sum())
+            p, p_opp = (float(st.binomtest(pos, n, 0.5, alternative=a).pvalue) for a in ("greater", "less"))
         return verdict_rule(n=n, p=p, p_opposite=p_opp, alpha=alpha, estimate=est)
     p = float(st.ttest_1samp(x, 0.0, alternative="greater").pvalue)
     p_opp = float(st.ttest_1samp(x, 0.0, alternative="less").pvalue)

@@ -117,6 +117,8 @@ def glance_markdown(chapters: str | Path) -> str:
     total = sum(v for k, v in counts.items() if k != "decided in another chapter")
     presets = sorted({r["preset"] for r in rows if r["claims"]})
     missing = [x for x in ("gpu", "paper") if x not in presets]
+    # The preset goes in the table only when chapters differ in it; otherwise the sentence names it.
+    show_preset = len(presets) > 1
     lines = [
         "```{admonition} Results at a glance",
         ":class: tip",
@@ -140,15 +142,10 @@ def glance_markdown(chapters: str | Path) -> str:
         "test, unit, n and statistic.",
         "```",
         "",
-        # The preset goes in the table only when chapters differ in it; otherwise the sentence above names it.
-        f"| chapter{' (preset)' if len(presets) > 1 else ''} | claims | reproduced | partly | not reproduced | "
+        f"| chapter{' (preset)' if show_preset else ''} | claims | reproduced | partly | not reproduced | "
         "inconclusive | not attempted |",
         "|---|---|---|---|---|---|---|",
     ]
-
-    def preset_of(r: dict) -> str:
-        return f" (`{r['preset']}`)" if len(presets) > 1 else ""
-
     earlier = []
     for r in rows:
         if not r["claims"]:
@@ -156,22 +153,25 @@ def glance_markdown(chapters: str | Path) -> str:
         c = Counter(_kind(s) for s in r["claims"].values())
         star = "" if r["rule"] else " *"
         earlier += [] if r["rule"] else [r["chapter"][:2]]
-        # A claim decided in another chapter is counted there, so every row sums to its claims.
+        # A claim decided in another chapter is counted there, and one no run has tested yet goes with the
+        # not-attempted ones, so every row sums to its claims.
         n = len(r["claims"]) - c["decided in another chapter"]
+        preset = f" (`{r['preset']}`)" if show_preset else ""
         lines.append(
-            f"| [{r['chapter'][:2]}](chapters/{r['chapter']}.ipynb){star}{preset_of(r)} | {n} | "
+            f"| [{r['chapter'][:2]}](chapters/{r['chapter']}.ipynb){star}{preset} | {n} | "
             f"{c['reproduced']} | {c['partly reproduced']} | {c['not reproduced']} | {c['inconclusive']} | "
             f"{c['not attempted'] + c['not tested yet']} |"
         )
     if earlier:
         lines += [
             "",
-            (f"\\* Chapters {', '.join(earlier)} were" if len(earlier) > 1 else f"\\* Chapter {earlier[0]} was")
-            + " executed before verdicts were decided over encoder pairs; "
-            + ("their statuses follow" if len(earlier) > 1 else "its statuses follow")
-            + " the earlier rule (points as replicates) until "
-            + ("they are" if len(earlier) > 1 else "it is")
-            + " re-executed.",
+            (
+                f"\\* Chapters {', '.join(earlier)} were executed before verdicts were decided over encoder pairs; "
+                "their statuses follow the earlier rule (points as replicates) until they are re-executed."
+                if len(earlier) > 1
+                else f"\\* Chapter {earlier[0]} was executed before verdicts were decided over encoder pairs; its "
+                "statuses follow the earlier rule (points as replicates) until it is re-executed."
+            ),
         ]
     lines += [""]
     return "\n".join(lines)
