@@ -8,9 +8,17 @@ from memlib.verdicts import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
     REPRODUCED,
+    Evidence,
+    Sesoi,
+    decide,
+    equivalence_evidence,
     equivalence_rule,
     mean_effect,
+    mean_evidence,
     mixed_effect,
+    parts_count,
+    parts_status,
+    plan_n,
     tost,
     verdict_rule,
 )
@@ -21,8 +29,8 @@ def _pairs(mean, sd, n, seed=0):
 
 
 def test_a_true_effect_with_enough_pairs_is_reproduced():
-    v = mean_effect(_pairs(0.02, 0.01, 8), margin=0.005, paper_effect=0.02)
-    assert v.status == REPRODUCED and v.p < 0.05 and v.n == 8 and v.estimate > 0
+    v = mean_effect(_pairs(0.02, 0.01, 8), margin=0.005, sesoi=Sesoi(0.01, "half the effect"))
+    assert v.status == REPRODUCED and v.p < 0.05 and v.n == 8 and v.estimate > 0 and v.power > 0.5
 
 
 def test_the_opposite_effect_is_not_reproduced():
@@ -35,11 +43,61 @@ def test_a_null_effect_inside_the_margin_is_not_reproduced():
     assert v.status == NOT_REPRODUCED and v.p_equivalent < 0.05 and "TOST" in v.reason
 
 
-def test_a_powered_null_result_is_not_reproduced_and_an_underpowered_one_inconclusive():
-    powered = mean_effect(_pairs(0.0, 0.01, 30, seed=1), paper_effect=0.02)
-    assert powered.power >= 0.8 and powered.status == NOT_REPRODUCED
-    weak = mean_effect(_pairs(0.0, 0.05, 3, seed=2), margin=0.01, paper_effect=0.02)
-    assert weak.power < 0.8 and weak.status == INCONCLUSIVE
+def test_power_never_refutes_an_effect_is_refuted_only_below_its_sesoi():
+    """A null result with high power for the SESOI is not a refutation by itself; the one-sided test against the
+    SESOI is."""
+    weak_effect = _pairs(0.004, 0.004, 6, seed=3)  # in the claimed direction, not significant, far below 0.05
+    v = mean_effect(weak_effect, sesoi=Sesoi(0.05, "constructed"))
+    assert v.power > 0.99 and v.p_smaller < 0.05 and v.status == NOT_REPRODUCED and "SESOI" in v.reason
+    big = Sesoi(0.05, "constructed")
+    r = verdict_rule(n=8, p=0.3, p_opposite=0.7, power=0.99, sesoi=big)
+    assert r.status == INCONCLUSIVE and r.power == 0.99  # power reported, never the reason
+    noisy = mean_effect([0.05, -0.04, 0.01], sesoi=Sesoi(0.02, "constructed"))
+    assert noisy.power < 0.8 and noisy.status == INCONCLUSIVE
+
+
+def test_decide_corrects_over_the_whole_family_and_reports_power_at_the_corrected_level():
+    s = Sesoi(0.01, "constructed")
+    x = _pairs(0.02, 0.01, 5, seed=4)
+    one = mean_evidence(x, sesoi=s)
+    alone = decide({"a": one})["a"]
+    family = decide({"a": one, **{f"b{i}": Evidence(5, 0.5, 0.5) for i in range(9)}})["a"]
+    assert family.m == 10 and family.p == pytest.approx(min(1.0, one.p * 10))
+    assert alone.p == pytest.approx(one.p) and family.power < alone.power
+    # a p that passes alone fails after the correction over ten tests
+    borderline = Evidence(5, 0.02, 0.98)
+    assert decide({"a": borderline})["a"].status == REPRODUCED
+    assert decide({"a": borderline, **{f"b{i}": Evidence(5, 0.5, 0.5) for i in range(9)}})["a"].status == INCONCLUSIVE
+
+
+def test_equivalence_evidence_uses_the_sesoi_as_margin_and_refutes_outside_it():
+    s = Sesoi(0.01, "constructed")
+    inside = decide({"S2": equivalence_evidence(_pairs(0.0, 0.002, 10), s)})["S2"]
+    outside = decide({"S2": equivalence_evidence(_pairs(0.03, 0.002, 10), s)})["S2"]
+    tiny_but_nonzero = decide({"S2": equivalence_evidence(_pairs(0.004, 0.001, 10), s)})["S2"]
+    assert inside.status == REPRODUCED and outside.status == NOT_REPRODUCED
+    assert tiny_but_nonzero.status == REPRODUCED  # different from 0, but inside the SESOI
+
+
+def test_a_refuted_part_refutes_a_conjunctive_claim():
+    assert parts_status([REPRODUCED, NOT_REPRODUCED]) == NOT_REPRODUCED
+    assert parts_status([REPRODUCED, INCONCLUSIVE]) == "partly reproduced (1 of 2 parts, none refuted)"
+    assert parts_status([REPRODUCED, REPRODUCED]) == REPRODUCED
+    assert parts_status([INCONCLUSIVE, INCONCLUSIVE]) == INCONCLUSIVE
+    assert parts_count([REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE]) == "1 reproduced, 1 refuted of 3 parts"
+    with pytest.raises(ValueError):
+        parts_status([])
+
+
+def test_plan_n_grows_with_the_correction_and_shrinks_with_the_effect():
+    assert plan_n(0.5, 1.0) < plan_n(0.5, 1.0, m=10) and plan_n(1.0, 1.0) < plan_n(0.5, 1.0)
+    from statsmodels.stats.power import TTestPower
+
+    n = plan_n(0.5, 1.0, m=5)
+    assert TTestPower().power(effect_size=0.5, nobs=n, alpha=0.01, alternative="larger") >= 0.8
+    assert TTestPower().power(effect_size=0.5, nobs=n - 1, alpha=0.01, alternative="larger") < 0.8
+    with pytest.raises(ValueError):
+        Sesoi(0.0, "none")
 
 
 def test_one_encoder_pair_is_inconclusive_whatever_its_p_value():
@@ -103,3 +161,51 @@ def test_units_that_all_agree_exactly_get_the_sign_test():
     assert mean_effect([0.1] * 6).status == "reproduced"  # 1/64
     assert mean_effect([-0.1] * 6).status == "not reproduced"
     assert mean_effect([0.0, 0.0, 0.0]).p == 1.0
+
+
+# --- small-n p-values (memlib.stats) against scipy's exact modes ---------------------------------------------
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_kendall_without_ties_is_scipys_exact_test(alternative):
+    from memlib.stats import kendall_test
+
+    rng = np.random.default_rng(5)
+    for n in (4, 6, 9, 15):
+        x, y = rng.permutation(n).astype(float), rng.permutation(n).astype(float)
+        r = kendall_test(x, y, alternative)
+        ref = st.kendalltau(x, y, method="exact", alternative=alternative)
+        assert r["method"] == "exact" and r["p"] == pytest.approx(min(1.0, ref.pvalue)) and r["tau"] == ref.statistic
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_kendall_with_ties_is_scipys_exact_permutation_test(alternative):
+    from memlib.stats import kendall_test
+
+    x = np.array([0.0, 0.0, 0.2, 0.2, 0.4, 0.6, 0.6])  # λ levels with two encoders each, as in S22
+    y = np.array([0.31, 0.29, 0.2, 0.25, 0.1, 0.12, 0.05])
+    r = kendall_test(x, y, alternative)
+    ref = st.permutation_test(
+        (y,), lambda v: st.kendalltau(x, v).statistic, permutation_type="pairings", alternative=alternative,
+        n_resamples=np.inf,
+    )  # fmt: skip
+    assert r["method"] == "permutation (all)" and r["p"] == pytest.approx(ref.pvalue)
+    asymptotic = st.kendalltau(x, y, alternative=alternative).pvalue
+    assert r["p"] != pytest.approx(asymptotic)  # the asymptotic p is not what is reported
+
+
+def test_kendall_floor_says_when_a_design_cannot_reach_significance():
+    from memlib.stats import kendall_floor
+
+    assert kendall_floor([0.0, 0.0, 0.2, 0.2]) == pytest.approx(1 / 6)  # S22's SimCLR after the floor exclusion
+    assert kendall_floor(np.repeat([0.0, 0.2, 0.4], 3)) < 0.01
+
+
+def test_sign_test_is_scipys_binomtest_and_drops_ties_with_the_null():
+    from memlib.stats import sign_test
+
+    x = np.array([0.3, 0.1, -0.2, 0.4, 0.0, 0.5, 0.2])
+    for alt in ("greater", "less", "two-sided"):
+        assert sign_test(x, alt) == pytest.approx(st.binomtest(5, 6, 0.5, alternative=alt).pvalue)
+    assert sign_test(x, "greater", mu=0.25) == pytest.approx(st.binomtest(3, 7, 0.5, alternative="greater").pvalue)
+    assert sign_test([0.0, 0.0], "greater") == 1.0

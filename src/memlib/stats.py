@@ -92,9 +92,100 @@ def sslmem_tests(scores: dict[str, np.ndarray], alpha: float = 0.05) -> pd.DataF
 
 
 def kendall_tau(a, b) -> dict:
-    """Kendall's τ-b between two scorings of the same points."""
-    r = st.kendalltau(a, b)
-    return {"tau": float(r.statistic), "p": float(r.pvalue)}
+    """Kendall's τ-b between two scorings of the same points, two-sided p from :func:`kendall_test`."""
+    r = kendall_test(a, b, "two-sided")
+    return {"tau": r["tau"], "p": r["p"]}
+
+
+#: Below this many pairs a tied Kendall τ is tested on every permutation; above, on :data:`N_PERMUTATIONS` draws.
+EXACT_PERMUTATION_MAX_N = 8
+#: Random permutations of a Monte-Carlo permutation test (seeded, p = (1 + hits) / (1 + draws)).
+N_PERMUTATIONS = 20_000
+#: Above this many pairs, Kendall's τ uses scipy's asymptotic p-value (exact and permutation p agree there).
+ASYMPTOTIC_MIN_N = 60
+
+
+def _concordance(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Σ sign(xᵢ − xⱼ)·sign(yᵢ − yⱼ) over i < j, for each row of ``y`` (shape (B, n)): τ-b's numerator, whose
+    denominator (tie counts) every permutation of ``y`` shares."""
+    i, j = np.triu_indices(len(x), 1)
+    sx = np.sign(x[i] - x[j])
+    return (np.sign(y[:, i] - y[:, j]) * sx).sum(axis=1)
+
+
+def kendall_test(x, y, alternative: str = "two-sided", *, seed: int = 0) -> dict:
+    """Kendall's τ-b between ``x`` and ``y`` with a p-value that holds at small n.
+
+    Without ties: scipy's exact null (``kendalltau(method="exact")``). With ties: a permutation test of the
+    pairing (every permutation up to :data:`EXACT_PERMUTATION_MAX_N` pairs, else :data:`N_PERMUTATIONS` seeded
+    draws). Above :data:`ASYMPTOTIC_MIN_N` pairs, scipy's asymptotic p. ``alternative``: ``"greater"``
+    (τ > 0), ``"less"`` or ``"two-sided"``.
+
+    Returns
+    -------
+    dict
+        ``tau``, ``p``, ``n`` and ``method`` (``"exact"``, ``"permutation (all)"``, ``"permutation (k draws)"``
+        or ``"asymptotic"``); τ NaN and p 1 when either variable is constant or n < 2.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x {x.shape} and y {y.shape} must be 1-d and of one length")
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative={alternative!r} must be 'two-sided', 'greater' or 'less'")
+    n = len(x)
+    if n < 2 or not (np.ptp(x) > 0 and np.ptp(y) > 0):
+        return {"tau": float("nan"), "p": 1.0, "n": n, "method": "undefined"}
+    ties = len(np.unique(x)) < n or len(np.unique(y)) < n
+    if n > ASYMPTOTIC_MIN_N:
+        r = st.kendalltau(x, y, alternative=alternative)
+        return {"tau": float(r.statistic), "p": float(r.pvalue), "n": n, "method": "asymptotic"}
+    if not ties:
+        r = st.kendalltau(x, y, alternative=alternative, method="exact")
+        return {"tau": float(r.statistic), "p": float(min(1.0, r.pvalue)), "n": n, "method": "exact"}
+    tau = float(st.kendalltau(x, y).statistic)
+    s0 = _concordance(x, y[None])[0]
+    if n <= EXACT_PERMUTATION_MAX_N:
+        from itertools import permutations
+
+        perms = np.array(list(permutations(range(n))))
+        s = _concordance(x, y[perms])
+        hits = {"greater": s >= s0 - 1e-9, "less": s <= s0 + 1e-9, "two-sided": np.abs(s) >= abs(s0) - 1e-9}
+        p = float(hits[alternative].mean())
+        method = "permutation (all)"
+    else:
+        rng = np.random.default_rng(seed)
+        perms = np.argsort(rng.random((N_PERMUTATIONS, n)), axis=1)
+        s = _concordance(x, y[perms])
+        hits = {"greater": s >= s0 - 1e-9, "less": s <= s0 + 1e-9, "two-sided": np.abs(s) >= abs(s0) - 1e-9}
+        p = float((1 + hits[alternative].sum()) / (1 + N_PERMUTATIONS))
+        method = f"permutation ({N_PERMUTATIONS} draws)"
+    return {"tau": tau, "p": p, "n": n, "method": method}
+
+
+def kendall_floor(x, alternative: str = "greater") -> float:
+    """The smallest one-sided p :func:`kendall_test` can give for ``x`` (with its ties) against any ``y``: the p of
+    a perfect order. A claim whose floor exceeds its corrected level cannot be decided at this n."""
+    x = np.asarray(x, np.float64)
+    y = x if alternative == "greater" else -x
+    y = y + np.arange(len(y)) * 1e-12 * (np.ptp(y) or 1.0)  # break ties in y only (x keeps its own)
+    return kendall_test(x, y, alternative)["p"]
+
+
+def sign_test(x, alternative: str = "greater", mu: float = 0.0) -> float:
+    """Exact sign test (scipy ``binomtest``) of the median of ``x`` against ``mu``; values equal to ``mu`` are
+    dropped, and p is 1 when none is left. ``alternative``: ``"greater"``, ``"less"`` or ``"two-sided"``."""
+    d = np.asarray(x, np.float64) - mu
+    pos, k = int((d > 0).sum()), int((d != 0).sum())
+    if not k:
+        return 1.0
+    return float(st.binomtest(pos, k, 0.5, alternative=alternative).pvalue)
+
+
+def null_distribution(statistic, draw, *, draws: int = 2000, seed: int = 0) -> np.ndarray:
+    """``draws`` values of ``statistic(draw(rng))`` under a null: the reference a threshold is declared from at
+    the run's own n (e.g. the span of a random top tenth of the same candidates)."""
+    rng = np.random.default_rng(seed)
+    return np.array([statistic(draw(rng)) for _ in range(draws)], dtype=np.float64)
 
 
 def overlap_at_k(a, b, k: int) -> float:
