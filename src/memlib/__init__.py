@@ -12,13 +12,31 @@ LayerMem/UnitMem (Wang et al., NeurIPS 2024). Score your own encoders::
 from .data.augment import SimCLRAugment, build_augmentation
 from .data.datasets import ImageDataset, load_dataset
 from .data.splits import Splits, make_splits
-from .experiments import PRESETS, get_preset, run_sslmem
 from .memorization import SSLMemResult, alignment_loss, draw_views, sslmem, sslmem_from_views
 from .methods import METHODS, build_method
 from .models import ENCODERS, build_encoder
 from .training import TrainConfig, train
 
 __version__ = "0.1.0"
+
+#: Names served from :mod:`memlib.experiments` on first use (PEP 562), so ``import memlib``
+#: loads neither the experiment runners nor, through the DP runner, opacus.
+_LAZY = {"PRESETS": "experiments", "get_preset": "experiments", "run_sslmem": "experiments"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "ENCODERS",

@@ -31,8 +31,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from opacus.accountants import RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 from tqdm import tqdm
@@ -141,6 +139,8 @@ def noise_for(dp: DPConfig, sample_rate: float, steps: int, delta: float) -> flo
 @functools.lru_cache(maxsize=64)
 def _sigma(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
     # opacus' binary search takes seconds; f's and g's encoders of one ε ask for the same σ.
+    from opacus.accountants.utils import get_noise_multiplier  # opacus loads on first use
+
     return float(
         get_noise_multiplier(
             target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps, accountant="rdp"
@@ -226,6 +226,8 @@ def dp_train(
     params = {k: p for k, p in method.named_parameters() if p.requires_grad}
     opt = torch.optim.AdamW(params.values(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config.warmup_epochs * steps_per_epoch, total))
+    from opacus.accountants import RDPAccountant  # opacus loads on first use
+
     acct = RDPAccountant()
     data_gen = torch.Generator().manual_seed(config.seed)
     aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
