@@ -104,18 +104,6 @@ def test_impossible_split_sizes(tmp_path):
         run_sslmem("smoke", cache_dir=tmp_path / "c", shared=59000, candidate=1000, progress=False)
 
 
-def test_claim_status_rules():
-    from memlib.experiments.presets import PRESETS, claim_status
-
-    cpu, smoke = PRESETS["cpu"], PRESETS["smoke"]
-    assert claim_status(smoke, 0, True).startswith("not reproduced yet (smoke")  # smoke decides nothing
-    assert claim_status(cpu, 0, [True, True]) == "reproduced (cpu, seed 0)"
-    assert claim_status(cpu, 1, [True, False]) == "partly reproduced (cpu, seed 1)"
-    assert claim_status(cpu, 0, False, n=50) == "not reproduced (cpu, seed 0)"
-    assert claim_status(cpu, 0, False, n=4).startswith("inconclusive (n = 4 < 10)")  # too small to fail
-    assert claim_status(cpu, 0, True, n=4) == "reproduced (cpu, seed 0)"
-
-
 def test_null_family_and_calibrated_pair_scores(tmp_path):
     import os
 

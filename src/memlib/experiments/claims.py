@@ -3,8 +3,9 @@
 Each runner's ``claims()`` returns a table built by :func:`claims_table`
 from :class:`Claim` records; the chapters glue its ``status`` and
 ``statistic`` columns, and the scoreboard shows the test, its unit of
-replication and n beside them. The verdict comes from
-:func:`~memlib.experiments.presets.claim_status`, the one rule.
+replication and n beside them. The verdict comes from the one rule in
+:mod:`memlib.verdicts` (:func:`~memlib.verdicts.verdict_rule`, applied over a
+chapter's family by :func:`~memlib.verdicts.decide`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class Claim:
     id
         The scoreboard id (``"S1"``, ``"L4"``, …).
     status
-        The verdict, from :func:`~memlib.experiments.presets.claim_status`.
+        The verdict, from :mod:`memlib.verdicts` (labelled with the preset by
+        :func:`~memlib.verdicts.preset_status`).
     statistic
         The numbers the verdict rests on, as a sentence.
     test

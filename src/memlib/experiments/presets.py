@@ -103,24 +103,6 @@ def get_preset(preset: str | Preset, **overrides) -> Preset:
     return preset.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def claim_status(p: Preset, seed: int, oks, n: int | None = None, min_n: int = 10) -> str:
-    """A scoreboard status from the tests' outcomes ``oks`` (one bool, or one per part of the claim).
-
-    "reproduced" when every test rejects, "partly reproduced" when some do,
-    "not reproduced" when none does in a run of at least ``min_n``
-    observations (``n``; ``None`` = large enough), and "inconclusive" when
-    none does in a smaller run, too small to show the effect. A preset that is
-    not ``meaningful`` (``smoke``) decides nothing.
-    """
-    if not p.meaningful:
-        return f"not reproduced yet ({p.name} run only)"
-    oks = [bool(o) for o in (oks if isinstance(oks, (list, tuple)) else [oks])]
-    v = "reproduced" if all(oks) else "partly reproduced" if any(oks) else "not reproduced"
-    if v == "not reproduced" and n is not None and n < min_n:
-        v = f"inconclusive (n = {n} < {min_n})"
-    return f"{v} ({p.name}, seed {seed})"
-
-
 def preset_table():
     """All presets as a DataFrame (one row per preset), for the setup chapter."""
     import pandas as pd
