@@ -106,7 +106,8 @@ def test_the_null_family_is_the_per_point_null():
 
 def test_parts_are_counted_k_of_m():
     assert parts_status([REPRODUCED, REPRODUCED]) == REPRODUCED
-    assert parts_status([REPRODUCED, INCONCLUSIVE]) == "partly reproduced (1 of 2 parts)"
+    assert parts_status([REPRODUCED, INCONCLUSIVE]) == "partly reproduced (1 of 2 parts, none refuted)"
+    assert parts_status([REPRODUCED, NOT_REPRODUCED]) == NOT_REPRODUCED  # a refuted part refutes the claim
     assert parts_status([INCONCLUSIVE, NOT_REPRODUCED]) == NOT_REPRODUCED
     assert parts_status([INCONCLUSIVE, INCONCLUSIVE]) == INCONCLUSIVE
     with pytest.raises(ValueError, match="at least one part"):

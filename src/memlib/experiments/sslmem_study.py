@@ -25,27 +25,30 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from scipy import stats as st
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
 from ..data.splits import SUBSET_LABELS, SUBSETS
+from ..evidence import open_store
 from ..probing import beats_floor
-from ..stats import largest_step, significant_points, split_half_reliability
+from ..stats import largest_step, null_distribution, significant_points, split_half_reliability
 from ..verdicts import (
     INCONCLUSIVE,
     MIN_POWER,
     MIN_RELIABILITY,
+    Evidence,
+    Sesoi,
     Verdict,
-    equivalence_rule,
+    decide,
+    equivalence_evidence,
+    mean_evidence,
     mixed_effect,
-    one_sided_pair,
+    parts_count,
     parts_status,
     preset_status,
-    tost,
-    verdict_rule,
 )
 from .claims import Claim, claims_table
 from .settings import Settings
+from .sslmem_evidence import missing, run_design, stored_sslmem_run
 from .sslmem_experiment import SSLMemRun, run_sslmem
 
 #: The paper's mean normalised score per subset, from its §4.2 and Fig. 2c (MAE, ViT-tiny, CIFAR-10, 5,000
@@ -83,8 +86,9 @@ class StudySettings(Settings):
         Split-half Spearman ρ of the candidates' ranking below which every claim that uses a ranking
         (S9, S11) is inconclusive; declared here, before any run.
     margin
-        TOST margin for S2 ("m(S_S) ≈ 0"), in paper-normalised units; declared before any run (a sixth of the
-        paper's S_C mean).
+        TOST margin for S2 ("m(S_S) ≈ 0") at the paper's scale, in paper-normalised units; declared before any
+        run (a sixth of the paper's S_C mean). The run uses it scaled by its own core effect
+        (:meth:`SSLMemStudy.scale`).
     alpha
         Level of every test after Holm's correction over the chapter's tests.
     """
@@ -167,10 +171,34 @@ class SSLMemStudy:
         "S8": ("extra", "independent", 1),
     }
 
-    def contrasts(self) -> pd.DataFrame:
-        """Each directional contrast of S1–S8 over encoder pairs: per-pair values, one-sided t-tests in both
-        directions (Holm over the contrasts), power and minimum detectable effect at 80 % power, the paper's
-        effect, and the mixed model's estimate on the points (pair as random intercept)."""
+    #: The fraction of the paper's effect (at this run's scale) below which an effect is of no interest.
+    SESOI_FRACTION: ClassVar[float] = 0.5
+
+    def scale(self) -> tuple[float, str]:
+        """This run's core effect over the paper's: mean S_C − S_S over pairs (normalised) divided by the paper's
+        (0.309); NaN when the run's core effect is not positive (then SESOIs are standardised instead)."""
+        m = self.pair_means("normalised")
+        core = float((m["S_C"] - m["S_S"]).mean()) if len(m) else float("nan")
+        paper = PAPER_MEANS["candidate"] - PAPER_MEANS["shared"]
+        k = core / paper if core > 0 else float("nan")
+        return k, f"run S_C − S_S {core:+.3f} / paper {paper:.3f}"
+
+    def _sesoi(self, paper_effect: float, sd: float) -> Sesoi | None:
+        """A contrast's SESOI: half the paper's effect scaled by this run's core effect, or, when the run has no
+        positive core effect, half a standard deviation over pairs (d = 0.5)."""
+        k, why = self.scale()
+        f = self.SESOI_FRACTION
+        if np.isfinite(k) and paper_effect:
+            return Sesoi(f * abs(paper_effect) * k, f"{f:g} × paper {abs(paper_effect):.3f} × scale {k:.2f} ({why})")
+        if np.isfinite(sd) and sd > 0:
+            return Sesoi(f * sd, f"d = {f:g} (no positive core effect to scale the paper's by)")
+        return None
+
+    def _contrast_rows(self) -> pd.DataFrame:
+        """Each directional contrast of S1–S8 over encoder pairs, uncorrected: per-pair mean, spread, one-sided
+        p-values in both directions and below the SESOI, the paper's effect (with the power this run had for it
+        and the minimum detectable effect at 80 % power, both at the unadjusted α and shown only), and the mixed
+        model's estimate on the points (pair as random intercept)."""
         m = self.pair_means("normalised")
         t = self.pair_table_points()
         rows = []
@@ -180,7 +208,8 @@ class SSLMemStudy:
             paper = PAPER_MEANS[eff] - (PAPER_MEANS[base] if base else 0.0)
             n = len(x)
             sd = x.std(ddof=1) if n > 1 else float("nan")
-            p_claim, p_opp = one_sided_pair(x, direction=sign)
+            sesoi = self._sesoi(paper, sd)
+            e = mean_evidence(x, direction=sign, sesoi=sesoi)
             if n > 1 and sd > 0:
                 power = TTestPower().power(
                     effect_size=abs(paper) / sd, nobs=n, alpha=self.settings.alpha, alternative="larger"
@@ -203,37 +232,49 @@ class SSLMemStudy:
                     "pairs": n,
                     "mean": float(x.mean()),
                     "sd over pairs": float(sd),
-                    "p": float(p_claim),
-                    "p opposite": float(p_opp),
+                    "p": float(e.p),
+                    "p opposite": float(e.p_opposite),
+                    "p smaller": float(e.p_smaller) if e.p_smaller is not None else float("nan"),
+                    "SESOI": sesoi.value if sesoi else float("nan"),
+                    "SESOI reason": sesoi.reason if sesoi else "none: no spread over pairs",
                     "paper effect": paper,
                     "power for paper": float(power),
                     "MDE (80 %)": float(mde),
                     "mixed-model estimate": mixed["estimate"],
                     "mixed-model p (two-sided)": mixed["p"],
+                    "evidence": e,
                 }
             )
-        df = pd.DataFrame(rows).set_index("claim")
-        for col in ("p", "p opposite"):  # Holm over the chapter's directional tests
-            df[col + " (Holm)"] = multipletests(df[col], method="holm")[1]
+        return pd.DataFrame(rows).set_index("claim")
+
+    def contrasts(self) -> pd.DataFrame:
+        """:meth:`_contrast_rows` with the p-values corrected over the chapter's whole family (Holm over every
+        test of :meth:`verdicts`: the contrasts, S2, S9, S11 and S12) and the power for the SESOI at α/m."""
+        df = self._contrast_rows().drop(columns="evidence")
+        v = self.verdicts()
+        df["p (Holm)"] = [v[c].p for c in df.index]
+        df["p opposite (Holm)"] = [v[c].p_opposite for c in df.index]
+        df["p smaller (Holm)"] = [np.nan if v[c].p_smaller is None else v[c].p_smaller for c in df.index]
+        df["power for SESOI"] = [np.nan if v[c].power is None else v[c].power for c in df.index]
         return df
 
     def pair_table_points(self) -> pd.DataFrame:
         """Every pair's score of every point (long form): split, pair, group, subset, raw/normalised/calibrated."""
         return _points_table(self.runs)
 
+    def shared_sesoi(self) -> Sesoi:
+        """S2's margin at this run's scale: the declared paper-scale margin times :meth:`scale` (unscaled when
+        the run has no positive core effect)."""
+        k, why = self.scale()
+        mg = self.settings.margin
+        if np.isfinite(k):
+            return Sesoi(mg * k, f"margin {mg:g} at the paper's scale × scale {k:.2f} ({why})")
+        return Sesoi(mg, f"margin {mg:g} at the paper's scale (no positive core effect to scale it by)")
+
     def shared_equivalence(self) -> Verdict:
-        """S2, "m(S_S) ≈ 0": TOST over pairs on the mean normalised S_S score, margin declared in the settings."""
-        x = self.pair_means("normalised")["S_S"].to_numpy(dtype=np.float64)
-        n = len(x)
-        if n < 2 or not np.ptp(x) > 0:
-            return equivalence_rule(n=n, p_equivalent=1.0, p_different=1.0, estimate=float(x.mean()))
-        return equivalence_rule(
-            n=n,
-            p_equivalent=tost(x, self.settings.margin),
-            p_different=float(st.ttest_1samp(x, 0.0).pvalue),
-            alpha=self.settings.alpha,
-            estimate=float(x.mean()),
-        )
+        """S2, "m(S_S) ≈ 0": TOST over pairs on the mean normalised S_S score, margin :meth:`shared_sesoi`;
+        corrected over the chapter's family."""
+        return self.verdicts()["S2"]
 
     def reliability(self) -> pd.DataFrame:
         """Split-half reliability of the candidates' ranking per split: Spearman ρ between the mean calibrated
@@ -257,24 +298,39 @@ class SSLMemStudy:
 
     def per_pair_spectrum(self) -> pd.DataFrame:
         """Per encoder pair: Kendall τ between candidates' score and atypicality (S9), the share of f's loss
-        range the top tenth spans (S11) and the largest step of the fraction above a threshold (S12)."""
+        range the top tenth spans (S11) and the largest step of the fraction above a threshold (S12), each of
+        the last two also as a z-score against its null at the run's own n (``… z``): S11's against the top
+        tenth of a random ranking of the same candidates, S12's against as many independent normal scores
+        (a continuous spectrum)."""
         rows = []
+        step_null: dict[int, np.ndarray] = {}
         for run in self.runs:
             c = run.subset == "candidate"
             sc = pair_scores(run)["normalised"][:, c]
-            aty = run.atypicality()[c] if run.encoders.get("g") else None
+            aty = run.atypicality()[c] if run.has_atypicality() else None
             r = run.result
             for i in range(sc.shape[0]):
                 align_f = r.align_f_models[i, c]
                 top = sc[i] >= np.quantile(sc[i], 0.9)
                 span = np.ptp(align_f[top]) / np.ptp(align_f) if np.ptp(align_f) > 0 else float("nan")
+                k, n_c = int(top.sum()), len(align_f)
+                span_null = null_distribution(
+                    lambda idx, a=align_f: np.ptp(a[idx]) / np.ptp(a) if np.ptp(a) > 0 else np.nan,
+                    lambda rng, n_c=n_c, k=k: rng.choice(n_c, size=k, replace=False),
+                    seed=run.seed * 1000 + i,
+                )
+                if n_c not in step_null:
+                    step_null[n_c] = null_distribution(largest_step, lambda rng, n_c=n_c: rng.normal(size=n_c))
+                step = largest_step(sc[i])
                 rows.append(
                     {
                         "split": run.seed,
                         "pair": i,
                         "tau atypicality": float(st.kendalltau(sc[i], aty).statistic) if aty is not None else np.nan,
                         "top-10 % span": float(span),
-                        "largest step": largest_step(sc[i]),
+                        "top-10 % span z": _z(span, span_null),
+                        "largest step": step,
+                        "largest step z": _z(step, step_null[n_c]),
                     }
                 )
         return pd.DataFrame(rows).set_index(["split", "pair"])
@@ -392,80 +448,94 @@ class SSLMemStudy:
             )
         return table
 
+    #: S9, S11 and S12 on per-pair statistics: column, shift, direction, words, SESOI. S11 and S12 are
+    #: non-inferiority tests against their nulls at the run's n (z-scores, :meth:`per_pair_spectrum`): the
+    #: claim holds unless the statistic is worse than its null by more than one null standard deviation.
+    SPECTRUM: ClassVar[dict[str, tuple]] = {
+        "S9": ("tau atypicality", 0.0, 1, "mean Kendall τ(score, atypicality)",
+               Sesoi(0.1, "a small rank association (τ 0.1), standardised: the paper gives no τ")),
+        "S11": ("top-10 % span z", 1.0, 1, "mean z of the top tenth's share of f's loss range against random top "
+                "tenths of the same candidates", Sesoi(1.0, "one null sd: narrower than random by more than that "
+                "means memorisation sits in a band of f's losses")),
+        "S12": ("largest step z", -1.0, -1, "mean z of the largest step of the fraction above a threshold against "
+                "independent normal scores", Sesoi(1.0, "one null sd: a step larger than that means a cluster of "
+                "points on one score level")),
+    }  # fmt: skip
+
+    def evidence(self) -> dict[str, Evidence]:
+        """The chapter's family of tests, uncorrected: the contrasts (S1, S3a, S4–S8), S2, S9, S11 and S12."""
+        ev = {cid: r.evidence for cid, r in self._contrast_rows().iterrows()}
+        x = self.pair_means("normalised")["S_S"].to_numpy(dtype=np.float64)
+        ev["S2"] = equivalence_evidence(x, self.shared_sesoi())
+        spec = self.per_pair_spectrum()
+        for cid, (col, shift, sign, _, sesoi) in self.SPECTRUM.items():
+            x = spec[col].dropna().to_numpy(dtype=np.float64)
+            e = mean_evidence(x + shift, direction=sign, sesoi=None if shift else sesoi)
+            ev[cid] = dataclasses.replace(e, sesoi=sesoi, estimate=float(x.mean()) if len(x) else None)
+        return ev
+
+    def verdicts(self) -> dict[str, Verdict]:
+        """Every test of :meth:`evidence` decided by the one rule, Holm over the whole family."""
+        return decide(self.evidence(), alpha=self.settings.alpha)
+
     def _claims(self) -> pd.DataFrame:
         p = self.preset
         con = self.contrasts()
-        a = self.settings.alpha
+        ver = self.verdicts()
+        m = len(ver)
         unit = "encoder pair (split × pair)"
         recs = []
 
-        def verdict(cid):
-            r = con.loc[cid]
-            return verdict_rule(
-                n=int(r.pairs),
-                p=r["p (Holm)"],
-                p_opposite=r["p opposite (Holm)"],
-                power=r["power for paper"],
-                alpha=a,
-                estimate=r["mean"],
-            )
-
         def stat(cid, v):
             r = con.loc[cid]
+            ps = "" if v.p_smaller is None else f", smaller than the SESOI p = {v.p_smaller:.2g}"
+            pw = "" if v.power is None else f"; power {v.power:.0%} for the SESOI at α/{m}"
             return (
                 f"{r.contrast} = {r['mean']:+.3f} (sd over pairs {r['sd over pairs']:.3f}; paper "
-                f"{r['paper effect']:+.3f}); Holm p = {r['p (Holm)']:.2g}; power for the paper's effect "
-                f"{r['power for paper']:.0%}; MDE {r['MDE (80 %)']:.3f}: {v.reason}"
+                f"{r['paper effect']:+.3f}; SESOI {r['SESOI']:.3f}: {r['SESOI reason']}); Holm p = {v.p:.2g}{ps}"
+                f"{pw}: {v.reason}"
             )
 
-        test = f"one-sided one-sample t-test over pairs, Holm over {len(con)}"
+        test = f"one-sided one-sample t-test over pairs, against 0 and the SESOI; Holm over the chapter's {m} tests"
         for cid in ("S1", "S4", "S5", "S6", "S7", "S8"):
-            v = verdict(cid)
+            v = ver[cid]
             recs.append(Claim(cid, preset_status(p, v.status), stat(cid, v), test, unit, v.n))
-        v2 = self.shared_equivalence()
+        v2 = ver["S2"]
         recs.append(
             Claim(
                 "S2",
                 preset_status(p, v2.status),
-                f"mean S_S {v2.estimate:+.3f} (margin ±{self.settings.margin}); {v2.reason}",
-                f"TOST over pairs, margin ±{self.settings.margin} (normalised)",
+                f"mean S_S {v2.estimate:+.3f} (margin ±{v2.sesoi.value:.3f}: {v2.sesoi.reason}); {v2.reason}",
+                f"TOST over pairs, margin ±SESOI (normalised); Holm over the chapter's {m} tests",
                 unit,
                 v2.n,
             )
         )
-        va, vb = verdict("S3a"), verdict("S6")
-        status3 = parts_status([va.status, vb.status])
+        va, vb = ver["S3a"], ver["S6"]
+        parts = [va.status, vb.status]
         recs.append(
             Claim(
                 "S3",
-                preset_status(p, status3),
-                f"part 1 (S_E > 0): {stat('S3a', va)}. Part 2 (S_E < S_C, as S6): {stat('S6', vb)}",
+                preset_status(p, parts_status(parts)),
+                f"{parts_count(parts)}. Part 1 (S_E > 0): {stat('S3a', va)}. Part 2 (S_E < S_C, as S6): "
+                f"{stat('S6', vb)}",
                 test,
                 unit,
                 va.n,
             )
         )
-        recs.extend(self._spectrum_claims())
+        recs.extend(self._spectrum_claims(ver))
         order = {"S1": 0, "S2": 1, "S3": 2, "S4": 3, "S5": 4, "S6": 5, "S7": 6, "S8": 7, "S9": 8, "S11": 9, "S12": 10}
         return claims_table(sorted(recs, key=lambda c: order[c.id]))
 
-    def _spectrum_claims(self) -> list[Claim]:
-        p, a = self.preset, self.settings.alpha
-        spec = self.per_pair_spectrum()
-        n = len(spec)
+    def _spectrum_claims(self, ver: dict[str, Verdict]) -> list[Claim]:
+        p = self.preset
         rel = self.reliability()["rho halves"].mean()
         reliable = self.ranking_reliable()
         unit = "encoder pair (split × pair)"
         out = []
-
-        for cid, col, null, sign, words in (
-            ("S9", "tau atypicality", 0.0, 1, "mean Kendall τ(score, atypicality)"),
-            ("S11", "top-10 % span", 0.5, 1, "mean share of f's loss range spanned by the top tenth"),
-            ("S12", "largest step", 0.1, -1, "mean largest step of the fraction above a threshold"),
-        ):
-            x = spec[col].dropna()
-            pc, po = one_sided_pair(np.asarray(x, float) - null, direction=sign)
-            v = verdict_rule(n=len(x), p=pc, p_opposite=po, alpha=a, estimate=float(x.mean()) if len(x) else None)
+        for cid, (col, shift, sign, words, sesoi) in self.SPECTRUM.items():
+            v = ver[cid]
             status, why = v.status, v.reason
             if cid in ("S9", "S11") and not reliable:
                 status, why = (
@@ -476,18 +546,23 @@ class SSLMemStudy:
                         f"the test alone: {v.status}, {v.reason}"
                     ),
                 )
-            cmp = "≥" if sign > 0 else "≤"
-            out.append(
-                Claim(
-                    cid,
-                    preset_status(p, status),
-                    f"{words} {x.mean():+.3f} (null {null}); {why}" if len(x) else why,
-                    f"one-sided t-test over pairs ({cmp} {null} claimed)",
-                    unit,
-                    len(x) or n,
-                )
-            )
+            if cid == "S9":
+                test = "one-sided t-test over pairs (τ > 0 claimed, against 0 and the SESOI)"
+                null = "null 0"
+            else:
+                cmp = "above −1" if sign > 0 else "below +1"
+                test = f"one-sided t-test over pairs of the z against the null at the run's n ({cmp} claimed)"
+                null = f"claimed {cmp}"
+            est = f"{words} {v.estimate:+.3f} ({null}; {sesoi}); " if v.estimate is not None else ""
+            out.append(Claim(cid, preset_status(p, status), f"{est}{why}", f"{test}; Holm over the chapter", unit, v.n))
         return out
+
+
+def _z(value: float, null: np.ndarray) -> float:
+    """``value`` in standard deviations of its ``null`` from the null's mean (NaN where the null has no spread)."""
+    null = null[np.isfinite(null)]
+    sd = null.std(ddof=1) if len(null) > 1 else 0.0
+    return float((value - null.mean()) / sd) if sd > 0 and np.isfinite(value) else float("nan")
 
 
 def _points_table(runs: list[SSLMemRun]) -> pd.DataFrame:
@@ -523,14 +598,27 @@ def study_presets(preset="smoke", **overrides):
 
 
 def run_sslmem_study(
-    preset="smoke", *, device="cpu", seed=0, cache_dir=None, data_root=None, progress=True, **overrides
+    preset="smoke",
+    *,
+    device="cpu",
+    seed=0,
+    cache_dir=None,
+    data_root=None,
+    progress=True,
+    store=None,
+    train=True,
+    **overrides,
 ) -> SSLMemStudy:
     """Run chapter 01's study (see the module docstring) and return an :class:`SSLMemStudy`.
 
     ``overrides`` change preset fields (``epochs=``) or study settings (``seeds=(0, 1, 2)``); ``None`` is ignored.
     ``seed`` shifts every split seed of the settings (``seed=10`` runs seeds 10, 11, 12 where the preset has
-    0, 1, 2), so the notebook runner's ``seed`` gives a whole new study. Every encoder is trained (or found in
-    the cache) before any run is scored.
+    0, 1, 2), so the notebook runner's ``seed`` gives a whole new study.
+
+    Every run is read from the evidence store ``store`` (an :class:`~memlib.evidence.EvidenceStore`, a folder,
+    or ``None`` for :func:`~memlib.evidence.default_store_path`). Runs the store lacks are computed and appended
+    first, every missing encoder trained (or found in the cache) before any run is scored; ``train=False``
+    refuses to compute anything and names what the store lacks.
     """
     p, s = study_presets(preset, **overrides)
     if seed:
@@ -554,8 +642,12 @@ def run_sslmem_study(
         )
         for sh, c, e in s.scaling
     ]
-    for q, seed, _ in configs:  # train everything first: the pool stays busy across runs
-        run_sslmem(q, seed=seed, train_only=True, **kw)
-    runs = [run_sslmem(q, seed=seed, probe=probe, **kw) for q, seed, probe in configs]
+    store = open_store(store, p.name)
+    designs = [run_design(q, seed, probe, data_root) for q, seed, probe in configs]
+    todo = [d for d in designs if missing(store, d)]
+    if train:
+        for d in todo:  # train everything first: the pool stays busy across runs
+            run_sslmem(d.preset, seed=d.seed, train_only=True, **kw)
+    runs = [stored_sslmem_run(store, d, train=train, **kw) for d in designs]
     k, m = len(s.seeds), len(s.paired)
     return SSLMemStudy(s, runs[:k], runs[k : k + m], runs[k + m :])
