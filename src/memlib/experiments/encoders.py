@@ -31,9 +31,9 @@ import torch
 
 from ..data.augment import build_augmentation
 from ..data.datasets import ImageDataset
-from ..methods import SSLMethod, build_method
+from ..methods import METHODS, SSLMethod, build_method, check_method
 from ..methods.regularizer import AlignmentRegularized
-from ..models import build_encoder, channel_stats
+from ..models import build_encoder, channel_stats, vit_counterpart
 from ..training import TrainConfig, train
 from ..training.dp import DPConfig, DPResult, dp_train
 from ..training.loop import TrainResult, fingerprint
@@ -76,18 +76,15 @@ def train_config(p: Preset, threads: int = 1) -> TrainConfig:
 
 def vit_arch(p: Preset) -> str:
     """The ViT of preset ``p``: its own arch if a ViT, ``vit_tiny`` beside a full ResNet, else ``vit_micro``."""
-    return p.arch if p.arch.startswith("vit") else "vit_tiny" if p.arch in ("resnet18", "resnet50") else "vit_micro"
+    return vit_counterpart(p.arch)
 
 
 def method_setup(p: Preset, method: str) -> tuple[str, str]:
-    """Architecture and training augmentation of ``method`` at preset ``p``.
-
-    MAE needs a ViT (:func:`vit_arch`) and trains with crop + flip (MAE,
-    ViP); other methods use the preset's architecture and augmentation.
-    """
-    if method == "mae":
-        return vit_arch(p), "crop_flip"
-    return p.arch, p.augmentation
+    """Architecture and training augmentation of ``method`` at preset ``p``, as the method decides
+    (:meth:`~memlib.methods.base.SSLMethod.recipe`: MAE needs a ViT and trains with crop + flip; other
+    methods use the preset's architecture and augmentation)."""
+    check_method(method)
+    return METHODS[method].recipe(p.arch, p.augmentation)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from ..verdicts import INCONCLUSIVE, one_sided_pair, preset_status, verdict_rule
 from .artifacts import SETUPS as SETUPS_KIND
 from .claims import Claim, claims_table
 from .context import RunContext
-from .encoders import family_specs, fit, vit_arch
+from .encoders import family_specs, fit, method_setup, vit_arch
 from .inputs import load_with_splits, probe_rng, probe_sets
 from .presets import Preset
 from .probes import probe_encoder
@@ -140,8 +140,8 @@ setups_settings = SetupsSettings.for_preset
 def setup_preset(p: Preset, s: dict, name: str, **fields) -> Preset:
     """The SSLMem preset of setup ``name``: its method, architecture, augmentation and method arguments."""
     method, kind = SETUPS[name]
-    arch = p.arch if kind == "resnet" else vit_arch(p)
-    aug = "crop_flip" if method == "mae" else p.augmentation  # MAE (and ViP) train with crop + flip only
+    arch, aug = method_setup(p, method)  # as the method decides (MAE: a ViT, crop + flip)
+    arch = vit_arch(p) if kind == "vit" else arch
     # No null family: the setups compare pairs, and f′ would double the trainings.
     base = {
         "method": method,

@@ -21,6 +21,21 @@ class SSLMethod(nn.Module):
     name: str = "base"
     #: Encoder architectures (names in ``memlib.models.ENCODERS``) the method can train; ``None`` = any.
     archs: tuple[str, ...] | None = None
+    #: The augmentation (a name in :data:`~memlib.data.augment.AUGMENTATIONS`) the method trains with
+    #: whatever an experiment's default; ``None``: the experiment's.
+    default_augmentation: str | None = None
+
+    @classmethod
+    def arch_for(cls, arch: str) -> str:
+        """The architecture the method trains where an experiment asks for ``arch``: ``arch`` itself here;
+        a method restricted to :attr:`archs` overrides this to pick its stand-in."""
+        return arch
+
+    @classmethod
+    def recipe(cls, arch: str, augmentation: str) -> tuple[str, str]:
+        """``(architecture, training augmentation)`` of the method where an experiment's defaults are
+        ``arch`` and ``augmentation``: :meth:`arch_for` and :attr:`default_augmentation`, else the defaults."""
+        return cls.arch_for(arch), cls.default_augmentation or augmentation
 
     def __init__(self, encoder: Encoder):
         super().__init__()

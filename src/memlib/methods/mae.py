@@ -15,7 +15,7 @@ from torch import nn
 
 from ..data.augment import CropFlip
 from ..losses.mae import masked_patch_mse, patchify
-from ..models import ENCODERS
+from ..models import ENCODERS, vit_counterpart
 from ..models.vit import ViTEncoder
 from . import register
 from .base import SSLMethod
@@ -44,6 +44,12 @@ class MAE(SSLMethod):
 
     name = "mae"
     archs = tuple(n for n in ENCODERS if n.startswith("vit"))
+    default_augmentation = "crop_flip"  # MAE (and ViP) train with crop + flip only
+
+    @classmethod
+    def arch_for(cls, arch: str) -> str:
+        """A ViT: ``arch`` if it is one, else the ViT trained beside it (:func:`~memlib.models.vit_counterpart`)."""
+        return vit_counterpart(arch)
 
     def __init__(
         self,

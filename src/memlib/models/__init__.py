@@ -15,6 +15,12 @@ ENCODERS = {
 }
 
 
+def vit_counterpart(arch: str) -> str:
+    """The ViT trained beside ``arch``: ``arch`` itself if a ViT, ``vit_tiny`` beside a full ResNet
+    (``resnet18``, ``resnet50``), else ``vit_micro``."""
+    return arch if arch.startswith("vit") else "vit_tiny" if arch in ("resnet18", "resnet50") else "vit_micro"
+
+
 def build_encoder(name: str, in_chans: int, img_size: int, mean=None, std=None) -> Encoder:
     """Encoder by name (one of :data:`ENCODERS`) for images of ``in_chans`` × ``img_size``²."""
     if name not in ENCODERS:
@@ -35,5 +41,6 @@ __all__ = [
     "resnet50",
     "resnet_narrow",
     "vit_micro",
+    "vit_counterpart",
     "vit_tiny",
 ]
