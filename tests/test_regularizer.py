@@ -107,8 +107,8 @@ def test_smoke_sweep():
 
 
 def test_s22_is_decided_per_method_on_calibrated_memorisation():
-    """Each method is a declared part: a fall with λ for SimCLR only is 'partly (1 of 2 parts)'; the raw score
-    (which carries the families' offset) does not decide."""
+    """Each method is a declared part: a fall with λ for SimCLR only is "partly (1 of 2 parts, none refuted)"; the
+    raw score (which carries the families' offset) does not decide."""
     from pathlib import Path
 
     import numpy as np
@@ -136,7 +136,8 @@ def test_s22_is_decided_per_method_on_calibrated_memorisation():
                 )
     run = RegularizationRun(get_preset("cpu"), {}, 0, pd.DataFrame(rows), {}, {}, Path("."))
     claims = run.claims()
-    assert claims.loc["S22", "status"] == "partly reproduced (1 of 2 parts) (cpu)"
+    assert claims.loc["S22", "status"] == "partly reproduced (1 of 2 parts, none refuted) (cpu)"
+    assert "1 reproduced, 0 refuted of 2 parts" in claims.loc["S22", "statistic"]
     assert claims.loc["S23", "status"] == "reproduced (cpu)"
     assert claims.loc["S22", "unit"] == "f encoder" and claims.loc["S22", "n"] == 12
 

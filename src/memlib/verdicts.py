@@ -181,6 +181,20 @@ def equivalence_rule(
     return Verdict(INCONCLUSIVE, f"neither inside nor outside the SESOI (TOST p = {p_equivalent:.2g})", **args)
 
 
+#: The standardised effect (Cohen's d over units) used as SESOI where a claim has no effect at this run's scale.
+STANDARD_D = 0.5
+
+
+def standardised_sesoi(per_unit, *, d: float = STANDARD_D, why: str = "") -> Sesoi | None:
+    """A SESOI of ``d`` standard deviations over units (Cohen's d; ``None`` without spread), for claims whose
+    paper effect has no counterpart at this run's scale; ``why`` says so."""
+    x = np.asarray(per_unit, dtype=np.float64)
+    sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
+    if not sd > 0:
+        return None
+    return Sesoi(d * sd, f"d = {d:g} standardised" + (f": {why}" if why else ""))
+
+
 def _power(sesoi: Sesoi | None, sd: float | None, n: int, level: float) -> float | None:
     """Power of the one-sided one-sample t-test for the SESOI at ``level`` (``None`` where undefined)."""
     if sesoi is None or sd is None or not (np.isfinite(sd) and sd > 0) or n < 2:

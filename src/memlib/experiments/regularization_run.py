@@ -28,7 +28,6 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats as st
 from tqdm import tqdm
 
 from ..data.augment import build_augmentation
@@ -37,8 +36,8 @@ from ..memorization.sslmem import sslmem
 from ..methods import check_method
 from ..methods.regularizer import check_lambda
 from ..probing import beats_floor
-from ..stats import holm
-from ..verdicts import parts_status, preset_status, verdict_rule
+from ..stats import kendall_floor, kendall_test
+from ..verdicts import Evidence, Sesoi, decide, parts_count, parts_status, preset_status
 from .artifacts import REGULARIZATION
 from .claims import Claim, claims_table
 from .context import RunContext
@@ -48,6 +47,9 @@ from .presets import Preset
 from .probes import probe_all
 from .settings import Settings
 from .sslmem_experiment import random_floor_of
+
+#: S22's and S23's SESOI as Kendall |τ| (declared; reported beside the verdict).
+TREND_SESOI = 0.2
 
 # fmt: off
 #: Sweep settings per preset (training settings come from the SSLMem preset of the same name).
@@ -156,8 +158,8 @@ class RegularizationRun:
         for col in ("sslmem_raw", "sslmem_calibrated", "linear_acc"):
             for method, g in self._used(col).groupby("method"):
                 if len(g) >= 3 and np.ptp(g[col]) > 0:
-                    r = st.kendalltau(g.lam, g[col], alternative="less")
-                    tau, p = float(r.statistic), float(r.pvalue)
+                    r = kendall_test(g.lam, g[col], "less")
+                    tau, p = r["tau"], r["p"]
                 else:
                     tau = p = float("nan")
                 rows.append({"method": method, "quantity": col, "tau": tau, "p": p, "n": len(g)})
@@ -168,36 +170,51 @@ class RegularizationRun:
 
         The unit is the f encoder (one per λ and family member). Each method is a declared part of the claim
         ("for SimCLR and MAE"): per method, Kendall's τ between λ and the encoders' values is tested
-        one-sided in the claimed (τ < 0) and the opposite direction, Holm over the methods; the claim is
-        reproduced when every method is, partly (k of m parts) when some are. A preset that is not
+        one-sided in the claimed (τ < 0) and the opposite direction (exact, or a permutation test with tied λ),
+        Holm over every part of both claims (the chapter's family); the claim is reproduced when every method
+        is, refuted when any is, partly (k of m parts, none refuted) otherwise. The SESOI (|τ| 0.2) is declared
+        and reported; a permutation τ has no test against it, so only the opposite direction refutes. A part
+        whose best possible order cannot reach α at its n says so (undecidable by design). A preset that is not
         ``meaningful`` decides nothing.
         """
         t = self.trends()
         out = []
+        sesoi = Sesoi(TREND_SESOI, "a weak monotone trend, standardised: the paper gives a figure only")
+        ev, info = {}, {}
         # Declared: S22 is judged on calibrated SSLMem (S_C minus S_E per encoder), so an offset between the
         # families that changes with λ does not count; raw is shown beside it.
         for cid, col in (("S22", "sslmem_calibrated"), ("S23", "linear_acc")):
             tc = t[t.quantity == col].reset_index(drop=True)
-            p_less, p_greater = [], []
+            info[cid] = tc
             for r in tc.itertuples():
                 g = self._used(col)
                 g = g[g.method == r.method]
                 if r.n >= 3 and np.ptp(g[col]) > 0:
-                    p_less.append(float(st.kendalltau(g.lam, g[col], alternative="less").pvalue))
-                    p_greater.append(float(st.kendalltau(g.lam, g[col], alternative="greater").pvalue))
+                    p_less = kendall_test(g.lam, g[col], "less")["p"]
+                    p_greater = kendall_test(g.lam, g[col], "greater")["p"]
                 else:
-                    p_less.append(1.0)
-                    p_greater.append(1.0)
-            verdicts = [
-                verdict_rule(n=int(n), p=pl, p_opposite=pg, alpha=alpha)
-                for n, pl, pg in zip(tc.n, holm(p_less), holm(p_greater))
-            ]
+                    p_less = p_greater = 1.0
+                floor = kendall_floor(g.lam, "less") if r.n >= 2 and np.ptp(g.lam) > 0 else 1.0
+                ev[(cid, r.method)] = (Evidence(int(r.n), p_less, p_greater, None, r.tau, sesoi), floor)
+        ver = decide({k: e for k, (e, _) in ev.items()}, alpha=alpha)
+        for cid, col in (("S22", "sslmem_calibrated"), ("S23", "linear_acc")):
+            tc = info[cid]
+            verdicts = [ver[(cid, r.method)] for r in tc.itertuples()]
+            floors = [ev[(cid, r.method)][1] for r in tc.itertuples()]
+
+            def undecidable(floor):
+                return (
+                    f"; undecidable at this n: the best order gives p = {floor:.2g} ≥ {alpha}" if floor >= alpha else ""
+                )
+
             stat = "; ".join(
-                f"{r.method}: τ = {r.tau:+.2f}, Holm p = {v.p:.2g} (n = {r.n}): {v.status}"
+                f"{r.method}: τ = {r.tau:+.2f}, Holm p = {v.p:.2g} (n = {r.n}){undecidable(fl)}: {v.status}"
                 if np.isfinite(r.tau)
                 else f"{r.method}: {r.n} encoder(s), too few for a trend (3 needed): {v.status}"
-                for r, v in zip(tc.itertuples(), verdicts)
+                for r, v, fl in zip(tc.itertuples(), verdicts, floors)
             )
+            if verdicts:
+                stat = f"{parts_count([v.status for v in verdicts])}; {stat}; {sesoi}, reported only"
             n = int(tc.n.min()) if len(tc) else 0
             status = preset_status(
                 self.preset, parts_status([v.status for v in verdicts]) if verdicts else "inconclusive"
@@ -207,7 +224,7 @@ class RegularizationRun:
                 stat += "; left out (below the random floor): " + ", ".join(
                     f"{m} λ = {lam:g} (acc {r.acc:.3f} vs floor {r.floor_acc:.3f})" for (m, lam), r in below.iterrows()
                 )
-            test = "one-sided Kendall τ over λ per method (parts), Holm" + (
+            test = "one-sided Kendall τ over λ per method (parts; exact or permutation p), Holm over the chapter" + (
                 ", λ above the random floor" if cid == "S22" else ""
             )
             out.append(Claim(cid, status, stat, test, "f encoder", n))
