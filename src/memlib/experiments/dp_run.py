@@ -60,7 +60,6 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats as st
 from tqdm import tqdm
 
 from ..data.augment import build_augmentation
@@ -68,8 +67,9 @@ from ..data.datasets import test_point_ids
 from ..memorization.sslmem import sslmem
 from ..memorization.unitmem import unitmem
 from ..probing import beats_floor
+from ..stats import kendall_floor, kendall_test
 from ..training.dp import DPConfig
-from ..verdicts import INCONCLUSIVE, preset_status, verdict_rule
+from ..verdicts import INCONCLUSIVE, Evidence, Sesoi, decide, preset_status
 from .artifacts import DP
 from .claims import Claim, claims_table
 from .context import RunContext
@@ -109,15 +109,18 @@ PLAIN, CLIP = "MAE (no DP)", "clip only"
 #: The test and unit of replication behind each claim of :meth:`DPRun.claims`.
 DP_TESTS = {
     "S24": (
-        "one-sided Kendall τ(privacy level, calibrated SSLMem of S_C), informative levels, clip only not ranked",
+        "one-sided Kendall τ(privacy level, calibrated SSLMem of S_C), informative levels, clip only not ranked"
+        "; exact or permutation p, Holm over the chapter",
         "f encoder",
     ),
     "S25": (
-        "one-sided Kendall τ(privacy level, linear-probe accuracy), informative levels, clip only not ranked",
+        "one-sided Kendall τ(privacy level, linear-probe accuracy), informative levels, clip only not ranked"
+        "; exact or permutation p, Holm over the chapter",
         "f encoder",
     ),
     "L9": (
-        "one-sided Kendall τ(privacy level, mean UnitMem of the MLP units), informative levels, clip only not ranked",
+        "one-sided Kendall τ(privacy level, mean UnitMem of the MLP units), informative levels, clip only not ranked"
+        "; exact or permutation p, Holm over the chapter",
         "f encoder",
     ),
 }
@@ -289,6 +292,10 @@ class DPRun:
         return dp_claims(self.results, self.levels, self.preset, alpha)
 
 
+#: S24's, S25's and L9's SESOI as Kendall |τ| (declared; reported beside the verdict).
+DP_TREND_SESOI = 0.2
+
+
 def _eps_text(e: float) -> str:
     return "∞" if math.isinf(e) else f"{e:.2f}"
 
@@ -307,15 +314,32 @@ def dp_claims(results: pd.DataFrame, levels: pd.DataFrame, preset: Preset, alpha
 
     For each claim: one-sided Kendall τ between ``privacy_rank`` and the f encoders' value over the
     informative ranked levels, in the claimed (τ > 0: the value falls as ε shrinks) and the opposite
-    direction, into :func:`~memlib.verdicts.verdict_rule` with n = the fewest f encoders at any of those
-    levels, then :func:`~memlib.verdicts.preset_status`.
+    direction (exact, or a permutation test where settings tie), with n = the fewest f encoders at any of
+    those levels; Holm over the chapter's claims (:func:`~memlib.verdicts.decide`), then
+    :func:`~memlib.verdicts.preset_status`. The SESOI (|τ| :data:`DP_TREND_SESOI`) is declared and reported; a
+    permutation τ has no test against it, so only the opposite direction refutes.
     """
+    sesoi = Sesoi(DP_TREND_SESOI, "a weak monotone trend, standardised: the paper's ε levels are not this run's")
     ranked = levels[levels.ranked.astype(bool)]
     used = [s for s, lv in ranked.iterrows() if lv.informative]
     dropped = [s for s, lv in ranked.iterrows() if not lv.informative]
     why = "; ".join(f"{s}: {_floor_text(levels.loc[s])}" for s in dropped)
     r = results[results.setting.isin(used)]
-    out = []
+    out, ev, info = [], {}, {}
+    for cid, (col, name) in _CLAIM_VALUES.items():
+        if len(used) < 2:
+            continue
+        x = r.setting.map(levels.privacy_rank).to_numpy(dtype=float)
+        y = r[col].to_numpy(dtype=float)
+        reps = int(r.groupby("setting").size().min())
+        if len(r) >= 3 and np.ptp(y) > 0:
+            hi, lo = kendall_test(x, y, "greater"), kendall_test(x, y, "less")
+            tau, p, p_opp = hi["tau"], hi["p"], lo["p"]
+        else:
+            tau, p, p_opp = float("nan"), 1.0, 1.0
+        ev[cid] = Evidence(reps, p, p_opp, None, tau, sesoi)
+        info[cid] = (kendall_floor(x) if len(x) >= 2 and np.ptp(x) > 0 else 1.0, reps)
+    ver = decide(ev, alpha=alpha)
     for cid, (col, name) in _CLAIM_VALUES.items():
         test, unit = DP_TESTS[cid]
         if len(used) < 2:
@@ -324,21 +348,15 @@ def dp_claims(results: pd.DataFrame, levels: pd.DataFrame, preset: Preset, alpha
             stat = f"{below}{len(used)} informative ranked setting(s) of {len(ranked)}, 2 needed"
             out.append(Claim(cid, preset_status(preset, INCONCLUSIVE), stat, test, unit, len(r)))
             continue
-        x = r.setting.map(levels.privacy_rank).to_numpy(dtype=float)
-        y = r[col].to_numpy(dtype=float)
-        reps = int(r.groupby("setting").size().min())
-        if len(r) >= 3 and np.ptp(y) > 0:
-            hi = st.kendalltau(x, y, alternative="greater")
-            lo = st.kendalltau(x, y, alternative="less")
-            tau, p, p_opp = float(hi.statistic), float(hi.pvalue), float(lo.pvalue)
-        else:
-            tau, p, p_opp = float("nan"), 1.0, 1.0
-        v = verdict_rule(n=reps, p=p, p_opposite=p_opp, alpha=alpha, estimate=tau)
+        v, (floor, reps) = ver[cid], info[cid]
         means = ", ".join(f"{s} {r.loc[r.setting == s, col].mean():.4g}" for s in used)
         stat = (
-            f"Kendall τ(privacy level, {name}) = {tau:+.2f} over {len(r)} f encoders "
-            f"({reps} per setting at fewest); means {means}; {v.reason}"
+            f"Kendall τ(privacy level, {name}) = {v.estimate:+.2f} over {len(r)} f encoders "
+            f"({reps} per setting at fewest); means {means}; Holm p = {v.p:.2g} over {v.m}; {v.reason}; "
+            f"{sesoi}, reported only"
         )
+        if floor >= alpha:
+            stat += f"; undecidable at this n: the best order gives p = {floor:.2g}"
         if dropped:
             stat += f"; left out (below the random floor): {why}"
         out.append(Claim(cid, preset_status(preset, v.status), stat, test, unit, len(r)))
