@@ -59,8 +59,18 @@ from ..memorization.layermem import LayerMemResult, layermem
 from ..memorization.unitmem import ACTIVATIONS, UnitMemResult, unitmem
 from ..models import ENCODERS
 from ..probing import atypicality, embed, linear_probe, untrained_encoder
-from ..stats import holm
-from ..verdicts import mean_effect, one_sided_pair, parts_status, preset_status, verdict_rule
+from ..verdicts import (
+    Evidence,
+    Sesoi,
+    decide,
+    mean_effect,
+    mean_evidence,
+    one_sided_pair,
+    parts_count,
+    parts_status,
+    preset_status,
+    standardised_sesoi,
+)
 from .artifacts import LOCALIZATION
 from .claims import Claim, claims_table
 from .context import RunContext, members, named_families
@@ -77,11 +87,13 @@ TOP_UNITS = 0.1
 
 #: The test and unit of replication behind each claim of :meth:`LocalizationRun.claims`.
 LOCALIZATION_TESTS = {
-    "L1": ("one-sample t over pairs of Spearman ρ(depth, standardised LayerMem); Holm-corrected ΔLayerMem < 0",
+    "L1": ("one-sample t over pairs of Spearman ρ(depth, standardised LayerMem); some layer's ΔLayerMem < 0 "
+           "(Bonferroni over layers) against every layer's > 0 (intersection–union); Holm over the chapter",
            "ResNet encoder pair"),
     "L2": ("one-sample t over pairs of mean standardised LayerMem, MLP − attention", "ViT encoder pair"),
-    "L3": ("paired t over members of last-layer enrichment of top units, supervised − SSL", "encoder (member i)"),
-    "L4": ("paired t over members of mean UnitMem − ClassMem, SSL − supervised; supervised's own sign",
+    "L3": ("paired t over members of the top units' last-layer share: SSL − untrained below the SESOI "
+           "(non-inferiority), supervised − SSL > 0", "encoder (member i)"),
+    "L4": ("paired t over members of mean UnitMem − ClassMem, SSL − supervised; of mean ClassMem, supervised − SSL",
            "encoder (member i)"),
     "L5": ("one-sample t over pairs of mean Spearman ρ(independent atypicality, LayerMem)", "ResNet encoder pair"),
     "L6": ("one-sample t over encoders of Spearman ρ(point selectivity, SSLMem)", "ResNet encoder pair"),
@@ -284,6 +296,8 @@ class LocalizationRun:
                     "UnitMem unseen": float(np.concatenate([b.unitmem[t] for t in b.taps]).mean()),
                     "UnitMem − ClassMem": float((um - cmv).mean()),
                     "last-layer enrichment": float(pooled["enrichment"].iloc[-1]),
+                    "last-layer share": float(pooled["share"].iloc[-1]),
+                    "ClassMem": float(cmv.mean()),
                     "negative means": float(max(a.clamped.values())),
                     "ρ(selectivity, SSLMem)": _spearman(sel, mem) if mem is not None else np.nan,
                 }
@@ -327,80 +341,26 @@ class LocalizationRun:
         pandas.DataFrame
             Indexed by claim id: ``claim``, ``status``, ``statistic``, ``test``, ``unit``, ``n``.
         """
-        p, out = self.preset, []
-
-        def add(cid, text, status, stat, n):
-            test, unit = LOCALIZATION_TESTS.get(cid, ("", ""))
-            out.append(Claim(cid, preset_status(p, status), stat, test, unit, n, text=text))
-
-        def over_units(cid, text, values, what, spec="+.2f"):  # one value per encoder (pair): mean_effect
-            v = mean_effect(values, alpha=alpha)
-            add(cid, text, v.status, f"{what}: {_fmt(values, spec)} ({v.reason})", len(values))
-
-        # L1: LayerMem rises with depth (ρ per pair > 0), but not monotonically (some ΔLayerMem < 0 over pairs).
         pl = self.pair_layers("resnet")
         rho = pl.groupby("pair").apply(lambda d: _spearman(d["depth"], d["z"]), include_groups=False)
-        rise = mean_effect(rho.to_numpy(), alpha=alpha)
-        deltas = pl[pl["depth"] > 0].pivot(index="pair", columns="tap", values="delta_z")
-        p_drop = [one_sided_pair(deltas[c].to_numpy(), direction=-1)[0] for c in deltas]
-        p_holm = holm(p_drop)
-        drops = [c for c, q in zip(deltas, p_holm) if q < alpha]
-        drop = verdict_rule(n=len(deltas), p=min(p_holm, default=1.0), p_opposite=1.0, alpha=alpha)
-        add(
-            "L1",
-            "LayerMem rises with depth, but not monotonically",
-            parts_status([rise.status, drop.status]),
-            f"ρ(depth, z) per pair: {_fmt(rho)}, mean {rho.mean():+.2f} ({rise.reason}); layers where ΔLayerMem "
-            f"< 0 over pairs (Holm): {', '.join(drops) or 'none'}",
-            len(rho),
-        )
-        # L2: in ViTs the MLP sub-layers memorise more than attention.
-        over_units("L2", "ViT: MLP sub-layers memorise more than attention", self._vit_mlp_minus_attention(),
-                   "mean z(MLP) − z(attention) per pair")  # fmt: skip
-        # L3: supervised encoders gather top units in the last layer more than SSL ones (enrichment, paired).
-        ssl, sup = self.member_units("resnet"), self.member_units("supervised")
-        n = min(len(ssl), len(sup))
-        e = (sup["last-layer enrichment"] - ssl["last-layer enrichment"]).to_numpy()[:n]
-        v3 = mean_effect(e, alpha=alpha)
-        add(
-            "L3",
-            "Highly memorising units are spread over all layers in SSL, in the last layers in supervised learning",
-            v3.status,
-            f"last-layer enrichment of the top {TOP_UNITS:.0%} units: SSL {_fmt(ssl['last-layer enrichment'], '.2f')}, "
-            f"supervised {_fmt(sup['last-layer enrichment'], '.2f')}, untrained "
-            f"{_fmt(self.member_units('untrained')['last-layer enrichment'], '.2f')} (1 = as its size predicts); "
-            f"supervised − SSL: {v3.reason}",
-            n,
-        )
-        # L4: SSL units single out points more than supervised ones; supervised units single out classes.
-        d = (ssl["UnitMem − ClassMem"] - sup["UnitMem − ClassMem"]).to_numpy()[:n]
-        a4, b4 = mean_effect(d, alpha=alpha), mean_effect(sup["UnitMem − ClassMem"].to_numpy(), direction=-1)
-        add(
-            "L4",
-            "SSL has more units selective for single points, supervised more for classes",
-            parts_status([a4.status, b4.status]),
-            f"mean UnitMem − ClassMem per encoder: SSL {_fmt(ssl['UnitMem − ClassMem'])}, supervised "
-            f"{_fmt(sup['UnitMem − ClassMem'])}; SSL − supervised: {a4.reason}; supervised < 0: {b4.reason}",
-            n,
-        )
-        # L5: atypical candidates (independent measure) have higher LayerMem: mean ρ over layers, per pair.
-        over_units("L5", "Atypical points have higher LayerMem", self._atypicality_rho().mean(axis=0),
-                   "mean over layers of ρ(atypicality in g's embeddings, LayerMem) per pair")  # fmt: skip
-        # L6: UnitMem correlates with SSLMem (per f encoder: its units' selectivity against its pair's SSLMem).
-        over_units("L6", "UnitMem correlates with SSLMem", ssl["ρ(selectivity, SSLMem)"].dropna().to_numpy(),
-                   "Spearman ρ per encoder")  # fmt: skip
-        # L7: fine-tuning the most memorising layers beats fine-tuning the last layers (per f encoder).
+        ssl, sup, unt = (self.member_units(w) for w in ("resnet", "supervised", "untrained"))
         ft = self.finetune.pivot(index="member", columns="layers", values="accuracy")
-        over_units("L7", "Fine-tuning the most memorising layers beats fine-tuning the last layers",
-                   (ft["most memorising"] - ft["last"]).to_numpy(), "accuracy most memorising − last per encoder",
-                   "+.3f")  # fmt: skip
-        # L8: pruning the most memorising units hurts more than pruning random ones (per f encoder).
-        over_units("L8", "Pruning the most memorising units hurts more than random units", self.pruning_effect(),
-                   "drop after pruning top units − mean drop of random units, per encoder (mean over fractions)",
-                   "+.3f")  # fmt: skip
-        out.append(Claim("L9", "decided in chapter 04", "measured in the DP chapter (04), not here", "", "", None,
-                         text="DP training lowers UnitMem"))  # fmt: skip
-        return claims_table(out)
+        values = {
+            "L1 rho": rho.to_numpy(),
+            "L1 deltas": pl[pl["depth"] > 0].pivot(index="pair", columns="tap", values="delta_z"),
+            "L2": self._vit_mlp_minus_attention(),
+            "L3 share": {w: t["last-layer share"].to_numpy() for w, t in (("SSL", ssl), ("supervised", sup),
+                                                                          ("untrained", unt))},
+            "L4 UnitMem − ClassMem": {"SSL": ssl["UnitMem − ClassMem"].to_numpy(),
+                                      "supervised": sup["UnitMem − ClassMem"].to_numpy(),
+                                      "untrained": unt["UnitMem − ClassMem"].to_numpy()},
+            "L4 ClassMem": {"SSL": ssl["ClassMem"].to_numpy(), "supervised": sup["ClassMem"].to_numpy()},
+            "L5": self._atypicality_rho().mean(axis=0),
+            "L6": ssl["ρ(selectivity, SSLMem)"].dropna().to_numpy(),
+            "L7": (ft["most memorising"] - ft["last"]).to_numpy(),
+            "L8": self.pruning_effect(),
+        }  # fmt: skip
+        return localization_claims(values, self.preset, alpha)
 
     def _vit_mlp_minus_attention(self) -> np.ndarray:
         blocks = self.blocks("vit")
@@ -415,6 +375,122 @@ class LocalizationRun:
         top = pr[pr.strategy == "top"].groupby(["member", "fraction"])["drop"].mean()
         rnd = pr[pr.strategy == "random"].groupby(["member", "fraction"])["drop"].mean()
         return (top - rnd).groupby("member").mean().to_numpy()
+
+
+#: L3's SESOI: a tenth of the top units (about 3 of 26 at ``cpu``) moved into or out of the last layer.
+L3_SESOI = Sesoi(0.1, "a tenth of the top units in or out of the last layer (about 3 of 26 at cpu), declared")
+_STANDARD = "the paper's effects are at another scale (full training); standardised over encoders"
+
+
+def _paired(a, b) -> np.ndarray:
+    """``a − b`` member by member over the members both have."""
+    n = min(len(a), len(b))
+    return np.asarray(a, float)[:n] - np.asarray(b, float)[:n]
+
+
+def localization_claims(values: dict, preset: Preset, alpha: float = 0.05) -> pd.DataFrame:
+    """The verdicts on L1–L8 from their per-encoder values (as :meth:`LocalizationRun.claims` collects them):
+    every test and part, Holm over the chapter (:func:`~memlib.verdicts.decide`), each with its SESOI.
+
+    ``values``: ``"L1 rho"`` (ρ(depth, z) per pair), ``"L1 deltas"`` (pairs × layers ΔLayerMem), ``"L2"``,
+    ``"L5"``–``"L8"`` (one value per encoder or pair), ``"L3 share"`` (the top units' last-layer share per member,
+    for ``SSL``, ``supervised`` and ``untrained``), ``"L4 UnitMem − ClassMem"`` (per member, same keys) and
+    ``"L4 ClassMem"`` (per member, ``SSL`` and ``supervised``).
+    """
+    out = []
+
+    def add(cid, text, status, stat, n):
+        test, unit = LOCALIZATION_TESTS.get(cid, ("", ""))
+        out.append(Claim(cid, preset_status(preset, status), stat, test, unit, n, text=text))
+
+    def ev(x, direction=1):
+        return mean_evidence(x, direction=direction, sesoi=standardised_sesoi(x, why=_STANDARD))
+
+    # L1 part 2, "not monotonically": some layer's ΔLayerMem < 0 (union: Bonferroni over layers) against
+    # "every layer rises" (intersection–union: the largest of the layers' one-sided p).
+    deltas = values["L1 deltas"]
+    p_pairs = [one_sided_pair(deltas[c].to_numpy(), direction=-1) for c in deltas]
+    n_l = len(p_pairs)
+    p_drop = min(1.0, n_l * min((q[0] for q in p_pairs), default=1.0))
+    p_mono = max((q[1] for q in p_pairs), default=1.0)
+    share, um, cm = values["L3 share"], values["L4 UnitMem − ClassMem"], values["L4 ClassMem"]
+    l3a = _paired(share["SSL"], share["untrained"])
+    l3b = _paired(share["supervised"], share["SSL"])
+    l4a = _paired(um["SSL"], um["supervised"])
+    l4b = _paired(cm["supervised"], cm["SSL"])
+    evidence = {
+        "L1 rise": ev(values["L1 rho"]),
+        "L1 drop": Evidence(len(deltas), p_drop, p_mono, None, float(deltas.to_numpy().min()) if n_l else None),
+        "L2": ev(values["L2"]),
+        # non-inferiority: SSL's last-layer share exceeds untrained encoders' by less than the SESOI
+        "L3 spread": mean_evidence(L3_SESOI.value - l3a),
+        "L3 supervised": mean_evidence(l3b, sesoi=L3_SESOI),
+        "L4 points": ev(l4a),
+        "L4 classes": ev(l4b),
+        **{c: ev(values[c]) for c in ("L5", "L6", "L7", "L8")},
+    }
+    v = decide(evidence, alpha=alpha)
+    m = len(v)
+
+    def why(k):
+        x = v[k]
+        s = f"Holm p = {x.p:.2g} over {m}"
+        if x.sesoi is not None:
+            s += f", SESOI {x.sesoi.value:.3g}"
+        if x.p_smaller is not None:
+            s += f", smaller than it p = {x.p_smaller:.2g}"
+        if x.power is not None:
+            s += f", power {x.power:.0%} for it"
+        return f"{s}: {x.reason}"
+
+    def over_units(cid, text, what, spec="+.2f"):
+        x = values[cid]
+        add(cid, text, v[cid].status, f"{what}: {_fmt(x, spec)} ({why(cid)})", len(x))
+
+    rho = values["L1 rho"]
+    parts = [v["L1 rise"].status, v["L1 drop"].status]
+    add(
+        "L1",
+        "LayerMem rises with depth, but not monotonically",
+        parts_status(parts),
+        f"{parts_count(parts)}. ρ(depth, z) per pair: {_fmt(rho)}, mean {np.mean(rho):+.2f} ({why('L1 rise')}); "
+        f"some layer's ΔLayerMem < 0: Bonferroni p over {n_l} layers {p_drop:.2g}, every layer rising p "
+        f"{p_mono:.2g} ({why('L1 drop')})",
+        len(rho),
+    )
+    over_units("L2", "ViT: MLP sub-layers memorise more than attention", "mean z(MLP) − z(attention) per pair")
+    parts = [v["L3 spread"].status, v["L3 supervised"].status]
+    add(
+        "L3",
+        "Highly memorising units are spread over all layers in SSL, in the last layers in supervised learning",
+        parts_status(parts),
+        f"{parts_count(parts)}. Last-layer share of the top {TOP_UNITS:.0%} units: SSL {_fmt(share['SSL'], '.2f')}, "
+        f"supervised {_fmt(share['supervised'], '.2f')}, untrained {_fmt(share['untrained'], '.2f')}; "
+        f"SSL − untrained below {L3_SESOI.value:g} ({L3_SESOI.reason}): {why('L3 spread')}; "
+        f"supervised − SSL > 0: {why('L3 supervised')}",
+        len(l3a),
+    )
+    parts = [v["L4 points"].status, v["L4 classes"].status]
+    add(
+        "L4",
+        "SSL has more units selective for single points, supervised more for classes",
+        parts_status(parts),
+        f"{parts_count(parts)}. Mean UnitMem − ClassMem per encoder: SSL {_fmt(um['SSL'])}, supervised "
+        f"{_fmt(um['supervised'])}, untrained {_fmt(um.get('untrained', []))}; SSL − supervised: {why('L4 points')}; "
+        f"mean ClassMem, supervised {_fmt(cm['supervised'])} − SSL {_fmt(cm['SSL'])}: {why('L4 classes')}",
+        len(l4a),
+    )
+    over_units("L5", "Atypical points have higher LayerMem",
+               "mean over layers of ρ(atypicality in g's embeddings, LayerMem) per pair")  # fmt: skip
+    over_units("L6", "UnitMem correlates with SSLMem", "Spearman ρ per encoder")
+    over_units("L7", "Fine-tuning the most memorising layers beats fine-tuning the last layers",
+               "accuracy most memorising − last per encoder", "+.3f")  # fmt: skip
+    over_units("L8", "Pruning the most memorising units hurts more than random units",
+               "drop after pruning top units − mean drop of random units, per encoder (mean over fractions)",
+               "+.3f")  # fmt: skip
+    out.append(Claim("L9", "decided in chapter 04", "measured in the DP chapter (04), not here", "", "", None,
+                     text="DP training lowers UnitMem"))  # fmt: skip
+    return claims_table(out)
 
 
 def _fmt(x, spec: str = "+.2f") -> str:
