@@ -80,15 +80,18 @@ PRESETS: dict[str, Preset] = {
     ),
     "gpu": Preset(
         name="gpu", arch="resnet18", shared=50000, candidate=5000, extra=5000, epochs=100, batch_size=512,
-        lr=2e-3, warmup_epochs=10, views=5, models_per_family=1, probe_train=None, probe_test=None,
+        lr=2e-3, warmup_epochs=10, views=5, models_per_family=3, probe_train=None, probe_test=None,
         probe_epochs=100, eval_every=10, score_batch_size=2560,
-        description="One H100, full Fashion-MNIST with the paper's proportions (S_S 50k, S_C = S_I = S_E = 5k).",
+        # 3 encoders per family: with one, every claim over encoder pairs is inconclusive by construction.
+        description="One H100, full Fashion-MNIST with the paper's proportions (S_S 50k, S_C = S_I = S_E = 5k), "
+        "3 encoders per family.",
     ),
     "paper": Preset(
         name="paper", dataset="cifar10", arch="resnet18", shared=40000, candidate=5000, extra=5000, epochs=600,
-        batch_size=1024, lr=2e-3, warmup_epochs=10, views=5, models_per_family=1, probe_train=None,
+        batch_size=1024, lr=2e-3, warmup_epochs=10, views=5, models_per_family=3, probe_train=None,
         probe_test=None, probe_epochs=90, eval_every=50, score_batch_size=2560,
-        description="The paper's CIFAR-10 settings (Table 6): S_S 40k, S_C = S_I = S_E = 5k, 600 epochs, batch 1024.",
+        description="The paper's CIFAR-10 settings (Table 6): S_S 40k, S_C = S_I = S_E = 5k, 600 epochs, batch 1024; "
+        "3 encoders per family (the paper trains one), so that claims over encoder pairs can be decided.",
     ),
 }
 # fmt: on
