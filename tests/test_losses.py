@@ -2,8 +2,8 @@
 
 Each expected value is computed here by hand, or with numpy and explicit exp/log, from the loss's
 published definition, never by calling memlib. Whether each method's loss falls in training on
-real data is checked in tests/test_methods.py (test_method_trains_on_real_data: simclr, dino,
-mae, vicreg and supervised) and tests/test_training.py.
+real data is checked in tests/test_methods.py (test_method_trains_on_real_data: every method
+registered in memlib.methods.METHODS) and tests/test_training.py.
 """
 
 import math

@@ -1,8 +1,14 @@
-"""The SSL methods (SimCLR, DINO, MAE, VICReg, supervised): each trains through
-the one training loop on real data, and each loss has the property its paper
-relies on."""
+"""The SSL methods, every one registered in ``memlib.methods.METHODS`` (SimCLR, DINO, MAE, VICReg, supervised,
+and any method added later, with no list to edit): each trains through the one training loop on real data and
+keeps the conventions every method shares; each loss has the property its paper relies on. The steps of
+book/adding_a_method.md run as a test too: its toy method is registered as the guide says and trained at smoke."""
 
 import copy
+import importlib
+import inspect
+import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,21 +17,29 @@ import torch
 from memlib.data.augment import MultiCrop, SimCLRAugment
 from memlib.losses import covariance_term, masked_patch_mse, patchify, variance_term
 from memlib.methods import METHODS, build_method
-from memlib.models import build_encoder
+from memlib.models import ENCODERS, Encoder, build_encoder
 from memlib.training import TrainConfig, train
 
-# (test id, method, arch, method kwargs). DINO's target (teacher and centre) is frozen here:
-# with the default EMA its loss is not monotone over a few steps (it first rises while the
-# centre warms up and flattens the teacher's targets), so only a fixed target makes "the loss
-# falls" a property the optimisation must have. The default dynamics are checked for
-# finiteness below and the EMA itself in test_dino_teacher_is_ema_without_gradient.
+#: Method arguments for "the loss falls over a few steps", where a method's defaults do not make that a
+#: property of its optimisation; a method not listed trains with its defaults. DINO's target (teacher and
+#: centre) is frozen: with the default EMA its loss is not monotone over a few steps (it first rises while
+#: the centre warms up and flattens the teacher's targets). The default dynamics are checked for finiteness
+#: below and the EMA itself in test_dino_teacher_is_ema_without_gradient.
+TRAIN_KWARGS = {"dino": dict(teacher_momentum=1.0, center_momentum=1.0, n_local=1)}
+#: Architectures a method is also trained on, beside the one its recipe picks for a small ResNet.
+EXTRA_ARCHS = {"dino": ("vit_micro",)}  # Table 1's DINO-ViT
+
+
+def _arch(name: str) -> str:
+    """The architecture a method trains where an experiment asks for the small ResNet (its recipe)."""
+    return METHODS[name].arch_for("resnet_narrow")
+
+
+#: (method, arch) of every registered method: a method registered in memlib is tested without editing a list.
 CASES = [
-    ("simclr", "simclr", "resnet_narrow", {}),
-    ("dino-resnet", "dino", "resnet_narrow", dict(teacher_momentum=1.0, center_momentum=1.0, n_local=1)),
-    ("dino-vit", "dino", "vit_micro", dict(teacher_momentum=1.0, center_momentum=1.0, n_local=1)),
-    ("mae-vit", "mae", "vit_micro", {}),
-    ("vicreg", "vicreg", "resnet_narrow", {}),
-    ("supervised", "supervised", "resnet_narrow", {}),
+    pytest.param(name, arch, id=f"{name}-{arch}")
+    for name in sorted(METHODS)
+    for arch in dict.fromkeys((_arch(name), *EXTRA_ARCHS.get(name, ())))
 ]
 
 
@@ -34,20 +48,46 @@ def _method(name, arch="resnet_narrow", seed=0, **kw):
     return build_method(name, build_encoder(arch, 1, 28), **kw)
 
 
-@pytest.mark.parametrize("name,arch,kw", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_method_trains_on_real_data(fmnist_small, name, arch, kw):
-    # The first 128 real Fashion-MNIST images, 2 steps of 64 per epoch, through the shared loop.
-    m = _method(name, arch, **kw)
-    res = train(
-        m,
-        fmnist_small.images[:128],
-        fmnist_small.labels[:128],
-        TrainConfig(epochs=4, batch_size=64, warmup_epochs=1),
-        progress=False,
-    )
+def _check_trains(images, labels, name, arch, **kw):
+    """The first 128 real images, 2 steps of 64 per epoch through the shared loop: the loss is finite and falls."""
+    m = _method(name, arch, **{**TRAIN_KWARGS.get(name, {}), **kw})
+    res = train(m, images[:128], labels[:128], TrainConfig(epochs=4, batch_size=64, warmup_epochs=1), progress=False)
     losses = np.array([h["loss"] for h in res.history])
     assert np.isfinite(losses).all()
     assert losses[-2:].mean() < losses[0], f"{name}/{arch} loss did not fall: {losses.round(4)}"
+
+
+def _check_conventions(images, labels, name):
+    """What every method owes the rest of memlib (book/adding_a_method.md), at smoke's batch size."""
+    cls = METHODS[name]
+    arch = _arch(name)
+    assert cls.name == name, f"{cls.__name__}.name={cls.name!r}, registered as {name!r}"
+    assert arch in ENCODERS and (cls.archs is None or arch in cls.archs)  # its recipe picks an arch it trains
+    assert "augmentation" in inspect.signature(cls.__init__).parameters  # the runners pass augmentation=
+    from memlib.experiments.presets import PRESETS
+
+    x, y = images[: PRESETS["smoke"].batch_size], labels[: PRESETS["smoke"].batch_size]
+    a, b = _method(name, arch, seed=0), _method(name, arch, seed=1)
+    assert isinstance(a.encoder, Encoder)  # what SSLMem, LayerMem and the probes measure
+    b.load_state_dict(a.state_dict())  # the checkpoint holds every piece of state: resuming is exact
+    out = a.training_step(x, torch.arange(len(x)), y, torch.Generator().manual_seed(0))
+    again = b.training_step(x, torch.arange(len(x)), y, torch.Generator().manual_seed(0))
+    loss = out["loss"]
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    torch.testing.assert_close(again["loss"], loss)  # the generator draws every random choice of a step
+    loss.backward()
+    grads = [p.grad for p in a.encoder.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads), f"{name}: no gradient reaches the encoder"
+
+
+@pytest.mark.parametrize("name,arch", CASES)
+def test_method_trains_on_real_data(fmnist_small, name, arch):
+    _check_trains(fmnist_small.images, fmnist_small.labels, name, arch)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_keeps_the_shared_conventions(fmnist_small, name):
+    _check_conventions(fmnist_small.images, fmnist_small.labels, name)
 
 
 def test_dino_default_dynamics_stay_finite(fmnist_small):
@@ -213,3 +253,78 @@ def test_smoke_run_with_another_method(tmp_path):
         probe_epochs=1,
     )
     assert np.isfinite(r.result.raw).all() and np.all(np.abs(r.result.score) <= 1)
+
+
+GUIDE = Path(__file__).resolve().parents[1] / "book" / "adding_a_method.md"
+
+
+def _guide_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
+
+
+@pytest.fixture
+def guide_method(tmp_path, monkeypatch):
+    """The guide's first two steps: its method file, as written (relative imports and all), placed in
+    ``memlib.methods`` under the name the guide gives it and imported; unregistered afterwards."""
+    import memlib.methods
+
+    module = re.search(r"one file, `src/memlib/methods/(\w+)\.py`", GUIDE.read_text()).group(1)
+    (block,) = [b for b in _guide_blocks() if "@register(" in b]
+    name = re.search(r'@register\("(\w+)"\)', block).group(1)
+    assert name not in METHODS, f"the guide's method {name!r} is registered already"
+    (tmp_path / f"{module}.py").write_text(block)
+    monkeypatch.setattr(memlib.methods, "__path__", [*memlib.methods.__path__, str(tmp_path)])
+    try:
+        importlib.import_module(f"memlib.methods.{module}")
+        yield name, module
+    finally:
+        METHODS.pop(name, None)
+        sys.modules.pop(f"memlib.methods.{module}", None)
+        if hasattr(memlib.methods, module):
+            delattr(memlib.methods, module)
+
+
+def test_the_guide_adds_a_method(guide_method, fmnist_small, tmp_path, monkeypatch):
+    """book/adding_a_method.md, step by step: register its toy method, test it, select it by name, train it at
+    smoke through the §4.2 runner, and run the property test the guide writes."""
+    import memlib.methods
+
+    name, module = guide_method
+    blocks = _guide_blocks()
+    text = GUIDE.read_text()
+
+    # Registering: the guide's import line is the package's own, with the new module added.
+    def imported(line):
+        return set(re.match(r"from \. import ([\w, ]+)", line).group(1).replace(" ", "").split(","))
+
+    (line,) = [b.strip() for b in blocks if b.startswith("from . import")]
+    (own,) = re.findall(r"^from \. import .*$", Path(memlib.methods.__file__).read_text(), re.M)
+    assert module in imported(line) and imported(line) - {module} <= imported(own)
+
+    # The tests every registered method gets, with no list to edit.
+    _check_conventions(fmnist_small.images, fmnist_small.labels, name)
+    _check_trains(fmnist_small.images, fmnist_small.labels, name, _arch(name))
+
+    # Selecting it by name: the guide's block as written (data and cache in this test's folders).
+    monkeypatch.setenv("MEMLIB_DATA", str(tmp_path / "data"))
+    (select,) = [b for b in blocks if "build_method(" in b]
+    ns = {}
+    exec(compile(select, str(GUIDE), "exec"), ns)
+    assert ns["method"].name == name and ns["run"].preset.method == name
+    run = ns["run"]
+    assert np.isfinite(run.result.raw).all() and np.all(np.abs(run.result.score) <= 1)
+
+    # The error the guide shows for an unknown name.
+    shown = re.search(r"ValueError: (method='\w+' is unknown; choose one of )", text).group(1)
+    with pytest.raises(ValueError) as err:
+        build_method(shown.split("'")[1], build_encoder("resnet_narrow", 1, 28))
+    assert str(err.value).startswith(shown) and repr(name) in str(err.value)
+
+    # The property test the guide writes.
+    (prop,) = [b for b in blocks if "def test_" in b]
+    ns = {}
+    exec(compile(prop, str(GUIDE), "exec"), ns)
+    tests = [f for k, f in ns.items() if k.startswith("test_")]
+    assert tests
+    for t in tests:
+        t()
