@@ -1,6 +1,10 @@
 """The built book as a reader gets it: a real headless Chromium opens the landing page, a chapter and the
 scoreboard and checks that math rendered (no raw TeX), every image loaded, and no figure is a text stand-in.
 
+The layout tests read pages at 1366 × 900 CSS pixels (a common laptop screen): no table may be wider than the
+box that holds it, unless the page marks it as deliberately scrollable (class ``memlib-scroll`` on the table
+or a block around it), and the scoreboard's verdicts must be in view without scrolling sideways.
+
 Skipped with the reason when Chromium, ChromeDriver or selenium is absent, or the book is not built
 (`.ci/run` installs Chromium from Debian and builds the book before running this file again).
 """
@@ -26,6 +30,10 @@ PAGES = [
     "chapters/06_sslmem_setups.html",
     "scoreboard.html",
 ]
+#: Every page of the book whose tables the layout test measures (the API pages have no tables).
+LAYOUT_PAGES = [*PAGES, "reading.html", "architecture.html", "benchmarks.html", "adding_a_method.html"]
+#: The reader's screen for the layout tests, in CSS pixels.
+WIDTH, HEIGHT = 1366, 900
 
 selenium = pytest.importorskip("selenium", reason="selenium missing: pip install -e '.[dev]'")
 pytestmark = [
@@ -117,3 +125,68 @@ def test_chapter_tables_are_padded_and_show_no_nan(browser):
         "return [...document.querySelectorAll('.cell_output table td')].map(td => td.textContent.trim())"
     )
     assert "nan" not in {c.lower() for c in cells}
+
+
+def _at_laptop_size(browser):
+    metrics = {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+
+
+#: Per table: how far it runs past the box that shows it (the nearest block that clips or scrolls it, else
+#: the article), unless it or a block around it is marked deliberately scrollable.
+_OVERFLOWS = """
+const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+const out = [];
+for (const t of document.querySelectorAll('article table')) {
+    if (t.closest('.memlib-scroll') || !t.offsetParent) continue;
+    let box = t.parentElement;
+    while (box && box !== article && !['auto', 'scroll', 'hidden'].includes(getComputedStyle(box).overflowX)) {
+        box = box.parentElement;
+    }
+    box = box || article;
+    const over = Math.max(t.scrollWidth, t.getBoundingClientRect().width) - box.clientWidth;
+    if (over > 1) {
+        const head = [...t.querySelectorAll('th')].slice(0, 4).map(h => h.textContent.trim()).join(' | ');
+        out.push(`${Math.round(over)} px too wide (table ${Math.round(t.getBoundingClientRect().width)} px, `
+                 + `box ${box.clientWidth} px): ${head}`);
+    }
+}
+return out;
+"""
+
+
+@pytest.mark.parametrize("page", LAYOUT_PAGES)
+def test_every_table_fits_its_column_at_1366_px(browser, page):
+    _at_laptop_size(browser)
+    _open(browser, page)
+    overflows = browser.execute_script(_OVERFLOWS)
+    assert overflows == [], f"{page} at {WIDTH} px: tables run past their column: {overflows}"
+
+
+def test_the_scoreboard_shows_every_verdict_without_scrolling_sideways(browser):
+    _at_laptop_size(browser)
+    _open(browser, "scoreboard.html")
+    cells = browser.execute_script("""
+        const out = [];
+        for (const t of document.querySelectorAll('article table')) {
+            const heads = [...t.querySelectorAll('thead th')].map(h => h.textContent.trim().toLowerCase());
+            const col = heads.findIndex(h => h === 'verdict' || h === 'status');
+            if (col < 0) continue;
+            for (const row of t.querySelectorAll('tbody tr')) {
+                const cell = row.children[col];
+                let box = t.parentElement;
+                while (box && !['auto', 'scroll', 'hidden'].includes(getComputedStyle(box).overflowX)) {
+                    box = box.parentElement;
+                }
+                const right = Math.min(window.innerWidth, box ? box.getBoundingClientRect().right : Infinity);
+                const r = cell.getBoundingClientRect();
+                out.push({id: row.children[0].textContent.trim(), text: cell.textContent.trim(),
+                          visible: r.width > 0 && r.right <= right + 1});
+            }
+        }
+        return out;
+    """)
+    assert len(cells) >= 30, f"the scoreboard shows {len(cells)} verdicts"
+    hidden = [c["id"] for c in cells if not c["visible"]]
+    assert hidden == [], f"verdicts off screen at {WIDTH} px: {hidden}"
+    assert all(c["text"] for c in cells)

@@ -85,9 +85,14 @@ def provenance(
     }
 
 
+#: The address ``_config.yml`` holds until the book has a real home: nothing links to it.
+PLACEHOLDER_REPOSITORY = "https://github.com/memlib/memlib"
+
+
 def repository_url(start: str | Path | None = None) -> str | None:
     """The book's ``repository: url`` from the ``_config.yml`` at or above ``start`` (default: the working
-    folder), or ``None``: commits in provenance blocks link there."""
+    folder), or ``None`` when there is none or it is :data:`PLACEHOLDER_REPOSITORY`: commits in provenance
+    blocks link there, and stay plain code until the address is real."""
     try:
         import yaml
     except ImportError:  # a plain install (no [dev] extras) has no book to link to
@@ -101,14 +106,15 @@ def repository_url(start: str | Path | None = None) -> str | None:
                 url = (yaml.safe_load(cfg.read_text()) or {}).get("repository", {}).get("url")
             except (yaml.YAMLError, AttributeError):
                 return None
-            return str(url).rstrip("/") if url else None
+            url = str(url).rstrip("/") if url else None
+            return None if url == PLACEHOLDER_REPOSITORY else url
     return None
 
 
 def commit_link(commit: str, url: str | None) -> str:
     """``commit`` as inline code, linked to its page under the repository ``url`` when there is one (a
-    ``-dirty`` commit links to the commit it was based on)."""
-    if not url or not commit or commit == "unknown":
+    ``-dirty`` commit links to the commit it was based on); plain code for the placeholder address."""
+    if not url or url.rstrip("/") == PLACEHOLDER_REPOSITORY or not commit or commit == "unknown":
         return f"`{commit}`"
     return f"[`{commit}`]({url}/commit/{commit.removesuffix('-dirty')})"
 

@@ -144,7 +144,7 @@ def glance_markdown(chapters: str | Path) -> str:
         "",
         f"| chapter{' (preset)' if show_preset else ''} | claims | reproduced | partly | not reproduced | "
         "inconclusive | not attempted |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     earlier = []
     for r in rows:

@@ -1,9 +1,16 @@
-"""What every chapter notebook shows besides its own results: the smoke banner and its glued claims.
+"""What every chapter notebook shows besides its own results: the smoke banner, its glued claims, its tables
+and the verdict badges.
 
-Kept here so that the notebooks stay thin and say the same thing the same way.
+Kept here so that the notebooks stay thin and say the same thing the same way. :func:`verdict_badge` is the
+one renderer of a verdict: the chapters' claims tables (through :func:`table`, which shows a ``status``
+column as badges) and the scoreboard (:mod:`memlib.experiments.scoreboard`) both use it, and
+``book/_static/memlib.css`` gives each kind its colour.
 """
 
 from __future__ import annotations
+
+import html
+import re
 
 import numpy as np
 import pandas as pd
@@ -48,6 +55,44 @@ def evidence(row) -> str:
     return f"{test}; unit: {unit}{n_text}" if unit else test
 
 
+#: The kinds of verdict, in the order the book lists them, and the CSS class each badge carries.
+VERDICT_KINDS = {
+    "reproduced": "memlib-verdict-reproduced",
+    "partly reproduced": "memlib-verdict-partly",
+    "not reproduced": "memlib-verdict-not-reproduced",
+    "inconclusive": "memlib-verdict-inconclusive",
+    "not attempted": "memlib-verdict-not-attempted",
+    "not tested yet": "memlib-verdict-not-tested",
+    "decided in another chapter": "memlib-verdict-elsewhere",
+}
+
+
+def verdict_kind(status: str) -> str:
+    """The kind of a verdict (a key of :data:`VERDICT_KINDS`) from its text, e.g. ``"partly reproduced (1 of 2
+    parts) (cpu)"`` → ``"partly reproduced"``; ``"other"`` for text that names none."""
+    s = str(status).strip().lower()
+    if s.startswith("not reproduced yet"):
+        return "not tested yet"
+    if s.startswith("decided in"):
+        return "decided in another chapter"
+    for kind in VERDICT_KINDS:
+        if s.startswith(kind):
+            return kind
+    return "other"
+
+
+def verdict_badge(status: str, href: str | None = None) -> str:
+    """A verdict as an HTML badge coloured by its kind (a link to ``href`` when given); the text is the status
+    as the chapter glued it, so its preset stays visible."""
+    status = str(status)
+    cls = f"memlib-verdict {VERDICT_KINDS.get(verdict_kind(status), 'memlib-verdict-other')}"
+    # Keep short asides such as "(1 of 2 parts)" and "(cpu)" together when the badge wraps.
+    text = re.sub(r"\(([^()]{1,16})\)", lambda m: "(" + m.group(1).replace(" ", "\u00a0") + ")", html.escape(status))
+    if href:
+        return f'<a class="{cls}" href="{html.escape(href)}">{text}</a>'
+    return f'<span class="{cls}">{text}</span>'
+
+
 #: Cell padding and borders of every table a chapter shows (pandas' Styler sets none, so cells run together).
 TABLE_STYLES = [
     {"selector": "th, td", "props": "padding: 0.25em 0.7em; text-align: right; border-bottom: 1px solid #ddd;"},
@@ -70,7 +115,8 @@ def table(
     wrap=(),
 ):
     """A DataFrame as a readable table: padded cells, numbers to ``digits`` significant places, "—" for
-    missing values, ``percent`` columns as percentages, ``wrap`` columns left-aligned and wrapped."""
+    missing values, ``percent`` columns as percentages, ``wrap`` columns left-aligned and wrapped, a ``status``
+    column of text as verdict badges (:func:`verdict_badge`)."""
     df = df.copy()
     if isinstance(df.columns, pd.MultiIndex):
         df.columns = [" ".join(str(c) for c in col if str(c)) for col in df.columns]
@@ -95,6 +141,8 @@ def table(
     styler = df.style.format(fmt, na_rep="—").format_index(fmt, axis=0).set_table_styles(TABLE_STYLES)
     for col in percent:
         styler = styler.format(lambda v: "—" if pd.isna(v) else f"{v:.1%}", subset=[col])
+    if "status" in df.columns and not pd.api.types.is_numeric_dtype(df["status"]):
+        styler = styler.format(lambda v: "—" if pd.isna(v) else verdict_badge(v), subset=["status"])
     # Column styles (selector "td.colN") outrank the table's "td": text reads from the left, long text wraps.
     columns = {
         c: [{"selector": "td", "props": "text-align: left;"}]
