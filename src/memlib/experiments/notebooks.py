@@ -216,8 +216,10 @@ def run_all(
     print(f"[memlib] executed notebooks are in {out_dir}", flush=True)
     if out_dir == book_root / "book" / "chapters":  # the landing page's results at a glance follow the chapters
         from .glance import write_glance
+        from .scoreboard import write_scoreboard
 
         print(f"[memlib] results at a glance: {write_glance(book_root / 'book')}", flush=True)
+        print(f"[memlib] scoreboard: {write_scoreboard(book_root / 'book')}", flush=True)
     if build:
         subprocess.run(["jupyter-book", "build", "book/"], cwd=book_root, check=True)
         print(f"[memlib] book: {book_root / '_build' / 'html' / 'index.html'}", flush=True)
