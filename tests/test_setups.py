@@ -20,3 +20,38 @@ def test_plan_shares_candidates_across_table1_setups():
     # Same sizes and seed → the same splits, so every setup scores the same candidates (Table 13).
     assert len({(rp.shared, rp.candidate, rp.dataset) for rp, _ in t1}) == 1
     assert {rp.method for rp, _ in t1} == {"simclr", "dino", "mae", "vicreg", "supervised"}
+
+
+class _Started(Exception):
+    pass
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu"])
+def test_seed_shifts_every_seed_and_zero_is_the_presets_own(monkeypatch, preset):
+    """One seed convention (memlib.experiments.presets): run_setups adds ``seed`` to every seed of its settings,
+    as run_sslmem_study does; at seed 0 its settings are the preset's own, so it plans the same encoders."""
+    import dataclasses
+
+    import memlib.experiments.setups_run as sr
+
+    started = []
+
+    def start(kind, p, device, seed, key, *a, **k):
+        started.append((seed, key["settings"]))
+        raise _Started  # stop before anything loads or trains
+
+    monkeypatch.setattr(sr.RunContext, "start", start)
+
+    def settings(**kw):
+        with pytest.raises(_Started):
+            sr.run_setups(preset, data_root="unused", **kw)
+        seed, s = started.pop()
+        assert seed == s["seeds"][0]  # the run is recorded under its first seed
+        return s
+
+    p, own = setups_settings(preset)
+    assert settings() == dataclasses.replace(own, train_augmentation=p.augmentation).to_dict()
+    assert settings(seed=10)["seeds"] == tuple(x + 10 for x in own["seeds"])
+    assert settings(seed=10, seeds=(0, 1))["seeds"] == (10, 11)  # explicit seeds shift too
+    with pytest.raises(TypeError, match="seed='1' must be an int"):
+        sr.run_setups(preset, seed="1")

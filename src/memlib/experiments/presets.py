@@ -7,6 +7,18 @@
   small training sets, many epochs, several seeds per family).
 - ``gpu``: one H100, full Fashion-MNIST.
 - ``paper``: the paper's CIFAR-10 settings (Table 6).
+
+**Seeds.** Every runner takes one ``seed`` (default 0), and it means the same
+everywhere. A runner of one run (``run_sslmem``, ``run_removal``,
+``run_regularization``, ``run_dp``, ``run_localization``) uses it as the run's
+seed: its split, the seeds of its encoders (through
+:func:`~memlib.experiments.encoders.model_seed`) and every seed drawn within
+the run derive from it. A runner of several runs (``run_sslmem_study``,
+``run_setups``) adds it to every seed of its settings (:func:`shift_seeds`:
+``seed=10`` runs seeds 10, 11, 12 where the settings say 0, 1, 2), so a new
+``seed`` gives a whole new experiment and ``seed=0`` gives the preset's own.
+A notebook passes its ``seed`` parameter to its runner and never shifts
+seeds itself.
 """
 
 from __future__ import annotations
@@ -104,6 +116,16 @@ def get_preset(preset: str | Preset, **overrides) -> Preset:
     elif not isinstance(preset, Preset):
         raise TypeError(f"preset={preset!r} must be a preset name ({sorted(PRESETS)}) or a Preset")
     return preset.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def shift_seeds(settings, seed: int, fields: tuple[str, ...] = ("seeds",)):
+    """``settings`` (a dataclass) with every seed in ``fields`` shifted by ``seed``, as the runners of
+    several runs do (the convention in this module's docstring); ``settings`` itself at ``seed=0``."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed={seed!r} must be an int, e.g. seed=0 (the preset's own seeds)")
+    if not seed:
+        return settings
+    return dataclasses.replace(settings, **{f: tuple(x + seed for x in getattr(settings, f)) for f in fields})
 
 
 def preset_table():

@@ -59,7 +59,7 @@ from .claims import Claim, claims_table
 from .context import RunContext
 from .encoders import family_specs, fit, method_setup, vit_arch
 from .inputs import load_with_splits, probe_rng, probe_sets
-from .presets import Preset
+from .presets import Preset, shift_seeds
 from .probes import probe_encoder
 from .settings import Settings
 from .sslmem_experiment import SSLMemRun, random_floor_of, run_sslmem
@@ -557,18 +557,20 @@ def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None,
 
 
 def run_setups(
-    preset="smoke", *, device="cpu", cache_dir=None, data_root=None, progress=False, **overrides
+    preset="smoke", *, device="cpu", seed=0, cache_dir=None, data_root=None, progress=False, **overrides
 ) -> SetupsRun:
     """Run every comparison of the section (see the module docstring) at ``preset``.
 
     The settings are :data:`SETUPS_SETTINGS` at ``preset``; ``overrides`` change them (``seeds``, ``setups``,
     ``seed_setups`` (the setups that run every seed; the others run the first), ``overlaps``,
     ``train_augmentations``, ``measure_augmentations``, ``mask_ratios``, ``dejavu_k``, ``dejavu_centre``,
-    ``public``, ``top_k``, ``kwargs``) or preset fields (``epochs=50``); ``None`` is ignored. For ``device``,
-    ``cache_dir``, ``data_root`` and ``progress`` see :meth:`~memlib.experiments.context.RunContext.start`.
-    Returns a :class:`SetupsRun`.
+    ``public``, ``top_k``, ``kwargs``) or preset fields (``epochs=50``); ``None`` is ignored. ``seed`` shifts
+    every seed of the settings (``seed=10`` runs seeds 10, 11, 12 where they are 0, 1, 2; the convention of
+    :mod:`~memlib.experiments.presets`). For ``device``, ``cache_dir``, ``data_root`` and ``progress`` see
+    :meth:`~memlib.experiments.context.RunContext.start`. Returns a :class:`SetupsRun`.
     """
     p, s = setups_settings(preset, **overrides)
+    s = shift_seeds(s, seed)
     # Every run's preset is checked before anything is trained.
     runs = plan(p, s)
     for _, _, rp, seed in runs:
