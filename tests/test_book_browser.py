@@ -29,6 +29,7 @@ PAGES = [
     "chapters/05_localization.html",
     "chapters/06_sslmem_setups.html",
     "scoreboard.html",
+    "chapters/07_explorer.html",
 ]
 #: Every page of the book whose tables the layout test measures (the API pages have no tables).
 LAYOUT_PAGES = [*PAGES, "reading.html", "architecture.html", "benchmarks.html", "adding_a_method.html"]
@@ -190,3 +191,40 @@ def test_the_scoreboard_shows_every_verdict_without_scrolling_sideways(browser):
     hidden = [c["id"] for c in cells if not c["visible"]]
     assert hidden == [], f"verdicts off screen at {WIDTH} px: {hidden}"
     assert all(c["text"] for c in cells)
+
+
+def test_the_explorer_table_sorts_and_its_plot_draws_offline(browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _at_laptop_size(browser)
+    _open(browser, "chapters/07_explorer.html")
+    # DataTables (itables, bundled in the page) turns the table into a sortable one.
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.querySelectorAll('table.dataTable tbody tr').length") > 0
+    )
+    column = browser.execute_script("""
+        const heads = [...document.querySelectorAll('table.dataTable thead th')].map(h => h.textContent.trim());
+        return heads.indexOf('score');""")
+    assert column >= 0
+
+    def scores():
+        return browser.execute_script(
+            "return [...document.querySelectorAll('table.dataTable tbody tr')]"
+            ".map(r => parseFloat(r.children[arguments[0]].textContent))",
+            column,
+        )
+
+    browser.execute_script("document.querySelectorAll('table.dataTable thead th')[arguments[0]].click()", column)
+    WebDriverWait(browser, 10).until(lambda d: scores() == sorted(scores()))
+    browser.execute_script("document.querySelectorAll('table.dataTable thead th')[arguments[0]].click()", column)
+    WebDriverWait(browser, 10).until(lambda d: scores() == sorted(scores(), reverse=True))
+    # The scatter: plotly (copied into the site's _static, no CDN) drew its points.
+    WebDriverWait(browser, 30).until(
+        lambda d: (
+            d.execute_script("return document.querySelectorAll('#memlib-scatter .scatterlayer .point').length") > 0
+        )
+    )
+    srcs = browser.execute_script("return [...document.scripts].map(s => s.src).filter(s => s.includes('plotly'))")
+    assert srcs and all(s.startswith("file://") for s in srcs), srcs
+    # The gallery shows each class's most and least memorised candidates.
+    assert browser.execute_script("return document.querySelectorAll('.memlib-gallery-row img').length") > 0
