@@ -450,13 +450,13 @@ class SSLMemStudy:
 
     #: S9, S11 and S12 on per-pair statistics: column, shift, direction, words, SESOI. S11 and S12 are
     #: non-inferiority tests against their nulls at the run's n (z-scores, :meth:`per_pair_spectrum`): the
-    #: claim holds unless the statistic is worse than its null by more than one null standard deviation.
+    #: claim holds unless the statistic is worse than its null by more than the SESOI (in null sds).
     SPECTRUM: ClassVar[dict[str, tuple]] = {
         "S9": ("tau atypicality", 0.0, 1, "mean Kendall τ(score, atypicality)",
                Sesoi(0.1, "a small rank association (τ 0.1), standardised: the paper gives no τ")),
-        "S11": ("top-10 % span z", 1.0, 1, "mean z of the top tenth's share of f's loss range against random top "
-                "tenths of the same candidates", Sesoi(1.0, "one null sd: narrower than random by more than that "
-                "means memorisation sits in a band of f's losses")),
+        "S11": ("top-10 % span z", 0.5, 1, "mean z of the top tenth's share of f's loss range against random top "
+                "tenths of the same candidates", Sesoi(0.5, "half a null sd: the lowest-loss tenth of 25 uniform "
+                "losses lies about one null sd below random, so narrower by half of that is a band of f's losses")),
         "S12": ("largest step z", -1.0, -1, "mean z of the largest step of the fraction above a threshold against "
                 "independent normal scores", Sesoi(1.0, "one null sd: a step larger than that means a cluster of "
                 "points on one score level")),
