@@ -92,10 +92,18 @@ for name, value in {
 #   neither encoder trained on. Claims S1–S8 are judged on each pair's mean
 #   **normalised** score per subset, so they can be set beside the paper's
 #   means; per-point rankings (S9, S11) use **calibrated** scores.
-# - **Tests.** One-sided one-sample t-tests over encoder pairs, Holm's
-#   correction over the seven directional contrasts, α = 0.05; S2 ("≈ 0") by
-#   TOST with margin ±{glue:text}`margin`; verdicts by the one rule of
-#   `memlib.verdicts` (see [How to read a chapter](../reading.md)).
+# - **Tests.** One-sided one-sample t-tests over encoder pairs, α = 0.05,
+#   with Holm's correction over all eleven tests the chapter decides (the seven
+#   directional contrasts, S2, S9, S11 and S12); S2 ("≈ 0") by TOST with a
+#   margin of ±{glue:text}`margin` at the paper's scale, scaled by this run's
+#   own S_C − S_S; verdicts by the one rule of `memlib.verdicts` (see
+#   [How to read a chapter](../reading.md)).
+# - **Smallest effects of interest.** Each contrast's SESOI is half the
+#   paper's effect, scaled by this run's S_C − S_S over the paper's; a claim is
+#   refuted when its effect is significant in the opposite direction or
+#   significantly smaller than its SESOI. S11 and S12 are judged against their
+#   null at this run's n (random top tenths of the same candidates; as many
+#   independent normal scores), in null standard deviations.
 # - **Reliability.** A claim that uses a ranking of points is inconclusive when
 #   the split-half Spearman ρ of that ranking is below
 #   {glue:text}`rel_threshold`.
@@ -143,15 +151,18 @@ for k in SUBSETS:
 # {glue:text}`mean_independent:+.3f` (the paper: +0.307, +0.100, −0.001,
 # −0.312 for MAE with a ViT-tiny on CIFAR-10, 5,000 points per subset; here
 # SimCLR with a small ResNet on Fashion-MNIST. A range over 275 points instead
-# of 20,000 makes our normalised values larger for the same raw gap, so the
-# paper's numbers are a conservative yardstick for power).
+# of 20,000 changes what a normalised value means, so the paper's numbers are
+# not on this run's scale: each claim's SESOI rescales them by this run's own
+# S_C − S_S).
 #
 # ## The claims over encoder pairs (paper Tables 2 and 16)
 #
 # Each dot is one encoder pair's mean over the subset's points. The table gives,
 # per contrast, the mean over pairs and its spread, one-sided p-values in the
-# claimed and the opposite direction (Holm), the power this run had for the
-# paper's effect and its **minimum detectable effect** at 80 % power. The
+# claimed and the opposite direction (Holm over the chapter), the power this
+# run had for the paper's raw effect and its **minimum detectable effect** at
+# 80 % power; these two are shown for orientation and decide nothing (each
+# claim's row gives its SESOI and the power for it at the corrected level). The
 # mixed model (statsmodels `MixedLM`, a random intercept per pair) is a second
 # view from the points themselves; it does not decide the claims.
 
@@ -240,8 +251,9 @@ glue("rel_verdict", "reaches" if study.ranking_reliable() else "does not reach",
 # %% [markdown]
 # The mean split-half ρ is {glue:text}`rel_mean:.2f`: it
 # **{glue:text}`rel_verdict`** the declared threshold, so rankings of single
-# points are used accordingly (S9 and S11 above; chapters 02 and 06 measure
-# their own).
+# points are used accordingly (S9 and S11 above; chapter 02 measures its own;
+# chapter 06's rankings of single points come from one split and decide no
+# claim).
 #
 # ## Which points are significant, against the null family
 #

@@ -30,8 +30,9 @@
 #
 # Declared before the run: the unit is the retrained pair (top and random
 # removal from the same retraining seed); each downstream set is a part of the
-# claim; tests are one-sided in both directions with Holm's correction over
-# the sets, and verdicts follow the one rule of `memlib.verdicts`. The removed
+# claim; tests are one-sided in both directions and against a SESOI of half a
+# standard deviation over retrained pairs, with Holm's correction over the sets
+# (the chapter's whole family); a refuted set refutes the claim; verdicts follow the one rule of `memlib.verdicts`. The removed
 # points come from a ranking of f's half, so S19 is inconclusive unless that
 # ranking is reliable: two encoder pairs score the half, and their rankings must
 # agree with a Spearman ρ of at least 0.5 (the threshold of chapter 01).

@@ -143,12 +143,18 @@ glue("lam_max", f"{s['lambdas'][-1]:g}", display=False)
 # accuracy from {glue:text}`simclr_acc_lo:.3f` to {glue:text}`simclr_acc_hi:.3f`;
 # MAE's from {glue:text}`mae_mem_lo:+.4f` to {glue:text}`mae_mem_hi:+.4f`
 # and its accuracy from {glue:text}`mae_acc_lo:.3f` to {glue:text}`mae_acc_hi:.3f`.
+# An end of the sweep whose encoders do not beat the random floor (the table
+# below names them) has an SSLMem of encoders without a representation: it is
+# shown, but it is not evidence that memorisation fell, and it enters no claim.
 #
 # ## Verdicts on the claims
 #
 # One-sided Kendall's τ between λ and each f encoder's calibrated SSLMem (S22)
 # or accuracy (S23), per method (H1: it falls as λ grows), tested in both
-# directions with Holm's correction over the methods; raw SSLMem is shown for
+# directions (exact p, or a permutation test where λ ties) with Holm's
+# correction over every part of both claims; a method refuted refutes the
+# claim, and a part whose best possible order cannot reach α at its n says so;
+# raw SSLMem is shown for
 # comparison. SSLMem is tested over the λ above the random floor only. A
 # `smoke` run decides nothing.
 

@@ -49,8 +49,10 @@
 # claim. The public-pretrained encoders are a second floor, reported beside the
 # first: it tells whether the private training moved the accuracy at all, but it
 # excludes nothing, since an encoder that DP kept at its public start has a real
-# representation, and that the private points did not change it is the effect
-# under test.
+# representation. It is not read as the effect itself: the non-private setting
+# need not move beyond its public start either, and the settings differ in
+# their number of private steps, so "the private points did not change the
+# encoder" is reported beside the claims, not tested as one.
 #
 # **Declared score: calibrated SSLMem.** The candidates S_C and the extra points
 # S_E (test points no encoder trained on) are scored with the same views; per
@@ -217,8 +219,9 @@ glue("ranking_text", " > ".join(lv[lv.ranked].sort_values("privacy_rank", ascend
 # One-sided Kendall's τ between the privacy level ({glue:text}`ranking_text`)
 # and each f encoder's calibrated SSLMem (S24), linear-probe
 # accuracy (S25) or mean UnitMem of its MLP units (L9), in both directions, over
-# the informative settings only, decided by the one verdict rule of
-# `memlib.verdicts` (unit: f encoder). {glue:text}`clip_label` is not ranked:
+# the informative settings only (exact p, or a permutation test where settings
+# tie), with Holm's correction over the three claims, decided by the one
+# verdict rule of `memlib.verdicts` (unit: f encoder). {glue:text}`clip_label` is not ranked:
 # its ε is ∞ like the non-private baseline, so ranking it below that would
 # assert that clipping alone lowers memorisation, which no claim says. A
 # setting with one f encoder carries no estimate of training noise, so the rule

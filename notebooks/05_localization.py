@@ -234,7 +234,10 @@ display(table(us, 3))
 # ```
 #
 # The paper: highly memorising units are spread over all layers in SSL,
-# whereas supervised learning gathers them in the last layers. Here:
+# whereas supervised learning gathers them in the last layers. Judged on the
+# share of each encoder's top units that lie in the last layer: SSL's must not
+# exceed untrained encoders' (what the architecture alone gives) by more than a
+# tenth of the top units, and supervised's must exceed SSL's. Here:
 # {glue:text}`claim_L3_stat` (**{glue:text}`claim_L3_status`**).
 #
 # ### How the ViT's UnitMem depends on the handling of negative activations
@@ -279,7 +282,9 @@ display(table(mu.drop(columns=["negative means"]), 3))
 #
 # The table has one row per encoder (untrained ResNets as the reference). The paper: SSL has more units that single
 # out data points, supervised learning more units that single out classes.
-# Here: {glue:text}`claim_L4_stat` (**{glue:text}`claim_L4_status`**).
+# The second part is judged on mean ClassMem, supervised against SSL: untrained
+# encoders already give UnitMem − ClassMem well above 0, so that difference
+# alone cannot show class selectivity. Here: {glue:text}`claim_L4_stat` (**{glue:text}`claim_L4_status`**).
 #
 # ## Atypical points
 

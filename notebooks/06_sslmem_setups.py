@@ -274,7 +274,8 @@ plt.close(fig)
 #   best is the plateau; Wilcoxon test over the candidates, last snapshot
 #   against the plateau (one pair).
 # - **S13**: one-sided Kendall's τ between mean calibrated SSLMem and accuracy
-#   over the SSL runs (setup × seed) above the random floor, in both directions.
+#   over the SSL runs (setup × seed) above the random floor, in both directions
+#   (exact p); S13 and S17 share one Holm correction.
 # - **S15**: the candidates' mean score at 70, 80 and 85 % overlap (one pair each).
 # - **S16**: Kendall's τ between setups' rankings, among SSL setups and between
 #   SSL and supervised (one split).
