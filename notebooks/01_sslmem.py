@@ -52,13 +52,16 @@ from memlib import plots
 from memlib.data.splits import SUBSET_LABELS, SUBSETS
 from memlib.experiments.notebooks import refuse_unknown_parameters
 from memlib.experiments.page import glue_claims, smoke_banner, table
-from memlib.experiments.sslmem_study import PAPER_MEANS, pair_scores, run_sslmem_study
+from memlib.experiments.evidence_report import store_markdown
+from memlib.experiments.registry import run_experiment
+from memlib.experiments.sslmem_study import PAPER_MEANS, pair_scores
 from memlib.provenance import provenance_markdown
 
 refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
 
-study = run_sslmem_study(preset, device=device, seed=seed, seeds=seeds, epochs=epochs, models_per_family=models_per_family,
-                         progress=progress)
+# Every number below is computed from the evidence store's rows; runs the store lacks are trained and appended first.
+study = run_experiment("sslmem", preset, device=device, seed=seed, seeds=seeds, epochs=epochs,
+                       models_per_family=models_per_family, progress=progress)
 s, p, first = study.settings, study.preset, study.runs[0]
 smoke_banner(p)
 sizes = first.splits.sizes()
@@ -395,10 +398,9 @@ glue("fig_curves", plots.training_curves(first.histories), display=False)
 # ## Provenance
 
 # %% tags=["remove-input"]
-display(Markdown(provenance_markdown(first.provenance)))
-runtime = sum(r.timings["total_s"] for r in [*study.runs, *study.paired, *study.scaling_runs])
-display(Markdown(f"All {len(study.runs) + len(study.paired) + len(study.scaling_runs)} runs of this page "
-                 f"(splits, paired seeds, scaling) took {runtime / 60:.1f} min to score and probe here, with "
-                 "training found in the cache where an earlier run had trained it. Per-point scores, splits and "
-                 "summaries are in each run's folder under the cache, named by its cache key: "
-                 + ", ".join(f"`sslmem/{r.run_dir.name}`" for r in study.runs) + "."))
+display(Markdown(provenance_markdown(study.provenance)))
+display(Markdown(f"This page's analysis (above) read every run from the evidence store: the "
+                 f"{len(study.designs)} runs (splits, paired seeds, scaling) need the encoders below, and every "
+                 "verdict, table and figure comes from their stored rows. Load them with "
+                 "`memlib.evidence.EvidenceStore('results').load('alignments')`."))
+display(Markdown(store_markdown(study.store, study.encoder_keys())))

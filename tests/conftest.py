@@ -24,6 +24,8 @@ def fmnist_small(tmp_path_factory):
 def _isolated_cache(tmp_path, monkeypatch):
     # No test writes into the user's real cache.
     monkeypatch.setenv("MEMLIB_CACHE", str(tmp_path / "cache"))
+    # … nor into the committed evidence store (results/) or the user's smoke store.
+    monkeypatch.setenv("MEMLIB_RESULTS", str(tmp_path / "results"))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import memlib
 SRC = Path(memlib.__file__).parent
 #: Layers, lowest first; a module may import from its own layer or lower ones only.
 LAYERS = [
-    {"atomic", "device", "provenance", "stats", "verdicts"},
+    {"atomic", "device", "evidence", "provenance", "stats", "verdicts"},
     {"data"},
     {"models"},
     {"losses", "methods", "training"},

@@ -57,6 +57,8 @@ class SSLMemRun:
     null: SSLMemResult | None = None  # SSLMem of the null family f′ against f (``null_models`` > 0)
     #: Probe accuracies of untrained encoders of the same architecture (the random floor; empty without probes).
     floor: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Each scored point's atypicality in g's representation, when read from the evidence store (no weights).
+    atypicality_values: np.ndarray | None = None
 
     def pair_scores(self, kind: str = "raw") -> np.ndarray:
         """Raw SSLMem per encoder pair (f_i, g_i), shape (pairs, N); ``kind="calibrated"`` subtracts each pair's
@@ -102,9 +104,18 @@ class SSLMemRun:
         decide the claims."""
         return sslmem_tests(self.scores())
 
+    def has_atypicality(self) -> bool:
+        """Whether :meth:`atypicality` can be computed (g's encoders, or stored values, are at hand)."""
+        return self.atypicality_values is not None or bool(self.encoders.get("g"))
+
     def atypicality(self, k: int = 5) -> np.ndarray:
         """Each scored point's atypicality in g's representation (mean over g's family, see
-        :func:`~memlib.probing.knn.atypicality`; among all scored points)."""
+        :func:`~memlib.probing.knn.atypicality`; among all scored points); the stored values when the run was
+        read from the evidence store (computed there with k = 5)."""
+        if self.atypicality_values is not None:
+            if k != 5:
+                raise ValueError(f"k={k}: this run was read from the evidence store, which holds atypicality at k=5")
+            return self.atypicality_values
         return np.mean(
             [
                 atypicality(embed(enc, self.images), torch.as_tensor(self.labels), k).cpu().numpy()
@@ -233,11 +244,21 @@ def run_sslmem(
     return run
 
 
+def floor_seeds(seed: int) -> list[int]:
+    """Seeds of the run's untrained floor encoders: seeds no trained encoder of the run uses."""
+    return [seed * 1000 + 900 + i for i in range(3)]
+
+
 def _floor(p: Preset, seed: int, train_set, probe_tr, probe_te, device) -> pd.DataFrame:
-    # Untrained encoders of the run's architecture on the run's probe sets; seeds no trained encoder uses.
-    seeds = [seed * 1000 + 900 + i for i in range(3)]
+    # Untrained encoders of the run's architecture on the run's probe sets.
     return random_floor(
-        p.arch, probe_tr, probe_te, seeds=seeds, probe_epochs=p.probe_epochs, device=device, stats_set=train_set
+        p.arch,
+        probe_tr,
+        probe_te,
+        seeds=floor_seeds(seed),
+        probe_epochs=p.probe_epochs,
+        device=device,
+        stats_set=train_set,
     )
 
 

@@ -19,7 +19,9 @@ Scores of one pair
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import difflib
+import time
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -28,8 +30,9 @@ from scipy import stats as st
 from statsmodels.stats.power import TTestPower
 
 from ..data.splits import SUBSET_LABELS, SUBSETS
-from ..evidence import open_store
+from ..evidence import EvidenceStore, open_store
 from ..probing import beats_floor
+from ..provenance import provenance
 from ..stats import largest_step, null_distribution, significant_points, split_half_reliability
 from ..verdicts import (
     INCONCLUSIVE,
@@ -47,6 +50,8 @@ from ..verdicts import (
     preset_status,
 )
 from .claims import Claim, claims_table
+from .presets import Preset
+from .registry import Experiment, register_experiment
 from .settings import Settings
 from .sslmem_evidence import missing, run_design, stored_sslmem_run
 from .sslmem_experiment import SSLMemRun, run_sslmem
@@ -140,6 +145,9 @@ class SSLMemStudy:
     runs: list[SSLMemRun]  # one per split seed
     paired: list[SSLMemRun]  # the paired-seed variants (settings.paired)
     scaling_runs: list[SSLMemRun]  # settings.scaling, in order
+    provenance: dict = field(default_factory=dict)  # of the analysis (commit, date, hardware, wall time)
+    store: EvidenceStore | None = None  # the evidence store the runs were read from
+    designs: list = field(default_factory=list)  # the RunDesign of each run, in order
 
     @property
     def preset(self):
@@ -155,6 +163,10 @@ class SSLMemStudy:
         return t.pivot_table(index=["split", "pair"], columns="subset", values=kind)[
             [SUBSET_LABELS[s] for s in SUBSETS]
         ]
+
+    def encoder_keys(self) -> list[str]:
+        """Every encoder key the study's runs read from the evidence store (each once, in order)."""
+        return list(dict.fromkeys(k for d in self.designs for k in d.keys()))
 
     def n_pairs(self) -> int:
         return len(self.pair_means())
@@ -597,6 +609,84 @@ def study_presets(preset="smoke", **overrides):
     return StudySettings.for_preset(preset, **overrides)
 
 
+@dataclass(frozen=True)
+class StudyConfig:
+    """Chapter 01's resolved config: the preset, the study settings (split seeds already shifted by ``seed``)."""
+
+    preset: Preset
+    settings: StudySettings
+    seed: int = 0
+
+    def runs(self) -> list[tuple[Preset, int, bool]]:
+        """(preset, split seed, probe?) of every run: the splits, the paired-seed variants, the scaling sweep."""
+        p, s = self.preset, self.settings
+        out = [(p, seed, True) for seed in s.seeds]
+        out += [(p.replace(paired_seeds=True), seed, False) for seed in s.paired]
+        out += [
+            (
+                p.replace(
+                    shared=sh,
+                    candidate=c,
+                    extra=None,
+                    epochs=e,
+                    models_per_family=s.scaling_models,
+                    null_models=0,
+                    eval_every=min(p.eval_every, e),
+                ),
+                s.seeds[0],
+                False,
+            )
+            for sh, c, e in s.scaling
+        ]
+        return out
+
+
+def study_config(preset="smoke", *, seed: int = 0, **overrides) -> StudyConfig:
+    """Resolve chapter 01's config once: ``overrides`` change preset fields (``epochs=``) or study settings
+    (``seeds=(0, 1, 2)``), ``None`` ignored, anything else refused with the closest name; ``seed`` shifts every
+    split seed (``seed=10`` runs seeds 10, 11, 12 where the preset has 0, 1, 2)."""
+    known = {f.name for f in dataclasses.fields(StudySettings)} | {f.name for f in dataclasses.fields(Preset)}
+    unknown = sorted(k for k in overrides if k not in known)
+    if unknown:
+        hints = [
+            f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, sorted(known), n=1)) else repr(u)
+            for u in unknown
+        ]
+        raise TypeError(f"unknown parameter(s) {', '.join(hints)} for the sslmem experiment")
+    p, s = study_presets(preset, **overrides)
+    if seed:
+        s = dataclasses.replace(s, seeds=tuple(x + seed for x in s.seeds), paired=tuple(x + seed for x in s.paired))
+    return StudyConfig(p, s, int(seed))
+
+
+def study_designs(cfg: StudyConfig, data_root=None) -> list:
+    """The :class:`~memlib.experiments.sslmem_evidence.RunDesign` of every run of ``cfg`` (trains nothing)."""
+    return [run_design(q, seed, probe, data_root) for q, seed, probe in cfg.runs()]
+
+
+def run_study(
+    cfg: StudyConfig, *, store=None, train=True, device="cpu", cache_dir=None, data_root=None, progress=True
+) -> SSLMemStudy:
+    """Compute what the evidence store lacks for ``cfg`` (with ``train=True``), then the study from stored rows."""
+    t0 = time.perf_counter()
+    s = cfg.settings
+    kw = dict(device=device, cache_dir=cache_dir, data_root=data_root, progress=progress)
+    store = open_store(store, cfg.preset.name)
+    designs = study_designs(cfg, data_root)
+    todo = [d for d in designs if missing(store, d)]
+    if train:
+        for d in todo:  # train everything first: the pool stays busy across runs
+            run_sslmem(d.preset, seed=d.seed, train_only=True, **kw)
+    runs = [stored_sslmem_run(store, d, train=train, **kw) for d in designs]
+    k, m = len(s.seeds), len(s.paired)
+    prov = provenance(
+        {"preset": cfg.preset.name, "seed": cfg.seed, "experiment": "sslmem"},
+        device,
+        time.perf_counter() - t0,
+    )
+    return SSLMemStudy(s, runs[:k], runs[k : k + m], runs[k + m :], provenance=prov, store=store, designs=designs)
+
+
 def run_sslmem_study(
     preset="smoke",
     *,
@@ -618,36 +708,26 @@ def run_sslmem_study(
     Every run is read from the evidence store ``store`` (an :class:`~memlib.evidence.EvidenceStore`, a folder,
     or ``None`` for :func:`~memlib.evidence.default_store_path`). Runs the store lacks are computed and appended
     first, every missing encoder trained (or found in the cache) before any run is scored; ``train=False``
-    refuses to compute anything and names what the store lacks.
+    refuses to compute anything and names what the store lacks. The same as
+    ``run_experiment("sslmem", preset, ...)``.
     """
-    p, s = study_presets(preset, **overrides)
-    if seed:
-        s = dataclasses.replace(s, seeds=tuple(x + seed for x in s.seeds), paired=tuple(x + seed for x in s.paired))
-    kw = dict(device=device, cache_dir=cache_dir, data_root=data_root, progress=progress)
-    configs = [(p, seed, True) for seed in s.seeds]
-    configs += [(p.replace(paired_seeds=True), seed, False) for seed in s.paired]
-    configs += [
-        (
-            p.replace(
-                shared=sh,
-                candidate=c,
-                extra=None,
-                epochs=e,
-                models_per_family=s.scaling_models,
-                null_models=0,
-                eval_every=min(p.eval_every, e),
-            ),
-            s.seeds[0],
-            False,
-        )
-        for sh, c, e in s.scaling
-    ]
-    store = open_store(store, p.name)
-    designs = [run_design(q, seed, probe, data_root) for q, seed, probe in configs]
-    todo = [d for d in designs if missing(store, d)]
-    if train:
-        for d in todo:  # train everything first: the pool stays busy across runs
-            run_sslmem(d.preset, seed=d.seed, train_only=True, **kw)
-    runs = [stored_sslmem_run(store, d, train=train, **kw) for d in designs]
-    k, m = len(s.seeds), len(s.paired)
-    return SSLMemStudy(s, runs[:k], runs[k : k + m], runs[k + m :])
+    cfg = study_config(preset, seed=seed, **overrides)
+    return run_study(
+        cfg, store=store, train=train, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress
+    )
+
+
+register_experiment(
+    Experiment(
+        name="sslmem",
+        chapter="01",
+        notebook="01_sslmem",
+        title="SSLMem: do encoders memorise their training points? (splits, null family, paired seeds, scaling)",
+        claims=("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S11", "S12"),
+        config=study_config,
+        design=study_designs,
+        run=run_study,
+        fill=lambda d, *, store, **kw: stored_sslmem_run(open_store(store, d.preset.name), d, **kw),
+        minutes_per_encoder=3.3,
+    )
+)
