@@ -12,7 +12,7 @@ LayerMem/UnitMem (Wang et al., NeurIPS 2024). Score your own encoders::
 from .data.augment import SimCLRAugment, build_augmentation
 from .data.datasets import ImageDataset, load_dataset
 from .data.splits import Splits, make_splits
-from .memorization import SSLMemResult, alignment_loss, draw_views, sslmem, sslmem_from_views
+from .memorization import ScoringOptions, SSLMemResult, alignment_loss, draw_views, sslmem, sslmem_from_views
 from .methods import METHODS, build_method
 from .models import ENCODERS, build_encoder
 from .training import TrainConfig, train
@@ -44,6 +44,7 @@ __all__ = [
     "PRESETS",
     "ImageDataset",
     "SSLMemResult",
+    "ScoringOptions",
     "SimCLRAugment",
     "Splits",
     "TrainConfig",

@@ -20,12 +20,21 @@ import pandas as pd
 import torch
 
 from ..atomic import mark_complete, save_json, start_run, write_csv
+from ..memorization.options import ScoringOptions
 from ..provenance import git_commit, provenance
 from ..training.loop import fingerprint
 from .artifacts import ArtifactKind
 from .encoders import EncoderSpec, Fitted, family_specs, fit
 from .presets import Preset
 from .validate import check_run_folders, validate_run_parameters
+
+
+def scoring_options(p: Preset, seed: int, device, progress: bool = False) -> ScoringOptions:
+    """How a run scores at preset ``p``: its views, mode and scoring batch size, with the run's seed, device
+    and progress bar (pass it to a metric as ``options=``)."""
+    return ScoringOptions(
+        views=p.views, mode=p.mode, batch_size=p.score_batch_size, seed=seed, device=device, progress=progress
+    )
 
 
 @dataclass
@@ -92,16 +101,8 @@ class RunContext:
         return {fam: members(fitted, fam) for fam in families}
 
     def scoring(self, p: Preset | None = None) -> dict:
-        """Keyword arguments for scoring at preset ``p`` (default the run's): views, mode, batch size, seed, device."""
-        p = p or self.preset
-        return dict(
-            views=p.views,
-            mode=p.mode,
-            batch_size=p.score_batch_size,
-            seed=self.seed,
-            device=self.device,
-            progress=self.progress,
-        )
+        """Keyword arguments for scoring at preset ``p`` (default the run's): :func:`scoring_options` of the run."""
+        return scoring_options(p or self.preset, self.seed, self.device, self.progress).given()
 
     def elapsed(self) -> float:
         """Seconds since the run started."""

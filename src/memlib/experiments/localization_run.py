@@ -689,7 +689,7 @@ def run_localization(
     images = torch.cat([train_set.images[splits.candidate], test_set.images[splits.extra]])
     ids = np.concatenate([splits.candidate, test_point_ids(splits.extra, train_set)])
     t = time.perf_counter()
-    kw = dict(views=p.views, mode=p.mode, batch_size=p.score_batch_size, seed=seed, device=dev, progress=progress)
+    kw = ctx.scoring()
     layer = {
         "resnet": layermem(fams["f"], fams["g"], images, aug, ids=ids, **kw),
         "vit": layermem(vit_fams["f"], vit_fams["g"], images, aug, ids=ids, **kw),

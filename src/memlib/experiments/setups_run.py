@@ -56,7 +56,7 @@ from ..verdicts import (
 )
 from .artifacts import SETUPS as SETUPS_KIND
 from .claims import Claim, claims_table
-from .context import RunContext
+from .context import RunContext, scoring_options
 from .encoders import family_specs, fit, method_setup, vit_arch
 from .inputs import load_with_splits, probe_rng, probe_sets
 from .presets import Preset, shift_seeds
@@ -532,12 +532,12 @@ def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None,
             f"them: delete {folders['f'].parent} and rerun"
         )
     loss = {h["epoch"]: h["loss"] for h in f0.history}
-    scoring = dict(views=p1.views, mode=p1.mode, batch_size=p1.score_batch_size, seed=seed, device=device)
+    scoring = scoring_options(p1, seed, device)
     stats = channel_stats(train_set.images)
     rows, points = [], {}
     for e in epochs:
         f, g = (_load_snapshot(p1, train_set, stats, folders[fam] / f"epoch{e:04d}.pt") for fam in ("f", "g"))
-        res = sslmem([f.to(device)], [g.to(device)], images, aug, ids=ids, **scoring)
+        res = sslmem([f.to(device)], [g.to(device)], images, aug, ids=ids, options=scoring)
         c = res.raw[: len(cand)]
         points[e] = c
         pr = probe_encoder(f, probe_tr, probe_te, p1.probe_epochs, seed, device)

@@ -5,6 +5,7 @@ from .dejavu import DejaVuResult, dejavu, periphery_crop
 from .enrichment import layer_enrichment
 from .feldman import label_probability, supervised_memorization
 from .layermem import LayerMemResult, layer_alignment, layermem, layermem_from_views
+from .options import ScoringOptions
 from .sslmem import SSLMemResult, alignment_loss, normalize_scores, sslmem, sslmem_from_views
 from .unitmem import (
     ACTIVATIONS,
@@ -39,6 +40,7 @@ __all__ = [
     "periphery_crop",
     "supervised_memorization",
     "SSLMemResult",
+    "ScoringOptions",
     "UnitMemResult",
     "alignment_loss",
     "layer_alignment",

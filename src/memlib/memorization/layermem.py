@@ -30,6 +30,7 @@ from torch import nn
 
 from ..data.augment import Augmentation
 from ..models.encoder import tapped
+from .options import accepts_options
 from .scoring import as_list, family_names
 from .sslmem import normalize_scores, source_alignments
 from .views import (
@@ -149,6 +150,7 @@ def source_layer_alignment(
     return taps, out
 
 
+@accepts_options
 def layer_alignment(
     encoders: nn.Module | Sequence[nn.Module],
     images: torch.Tensor,
@@ -173,7 +175,7 @@ def layer_alignment(
     taps
         Module names to read (see :func:`~memlib.models.encoder.tapped`);
         default: the first encoder's ``tap_names``.
-    images, augmentation, views, mode, ids, batch_size, seed, device, amp, progress
+    images, augmentation, views, mode, ids, batch_size, seed, device, amp, progress, options
         As in :func:`~memlib.memorization.sslmem.alignment_loss`.
 
     Returns
@@ -193,6 +195,7 @@ def layer_alignment(
     )
 
 
+@accepts_options
 def layermem(
     f: nn.Module | Sequence[nn.Module],
     g: nn.Module | Sequence[nn.Module],

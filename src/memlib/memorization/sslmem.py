@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ..data.augment import Augmentation
+from .options import accepts_options
 from .scoring import as_list, eval_mode, family_names, forward, require_finite, scoring_device, view_distances
 from .views import (
     AugmentedViews,
@@ -157,6 +158,7 @@ def source_alignments(
     return require_finite(out, names or [str(j) for j in range(len(models))], what, getattr(source, "ids", None))
 
 
+@accepts_options
 def alignment_loss(
     encoders: nn.Module | Sequence[nn.Module],
     images: torch.Tensor,
@@ -203,6 +205,9 @@ def alignment_loss(
         every device; see :mod:`memlib.memorization.scoring` for its measured effect).
     progress
         Show a progress bar.
+    options
+        A :class:`~memlib.memorization.options.ScoringOptions` holding the settings above, in place of
+        the keywords (its ``None`` fields keep these defaults).
 
     Returns
     -------
@@ -260,6 +265,7 @@ def sslmem_from_alignment(af: np.ndarray, ag: np.ndarray, views: int, mode: str,
     )
 
 
+@accepts_options
 def sslmem(
     f: nn.Module | Sequence[nn.Module],
     g: nn.Module | Sequence[nn.Module],

@@ -75,6 +75,7 @@ from tqdm import tqdm
 from ..data.augment import Augmentation
 from ..models.encoder import tapped
 from ..training.distributed import rank_and_world, shard_bounds
+from .options import accepts_options
 from .scoring import autocast, eval_mode, require_finite, scoring_device
 from .views import AugmentedViews, FixedViews, ViewSource, check_batch_size, gather_points
 
@@ -404,6 +405,7 @@ def source_unit_means(
     return means
 
 
+@accepts_options
 def unit_means(
     encoder: nn.Module,
     images: torch.Tensor,
@@ -441,8 +443,8 @@ def unit_means(
         memory of a pass does not depend on K. It never changes a result.
     seed
         Seeds the view draws: view k of point i is the view SSLMem scores with the same seed and ids.
-    device, amp, progress
-        As in :func:`~memlib.memorization.sslmem.alignment_loss`.
+    device, amp, progress, options
+        As in :func:`~memlib.memorization.sslmem.alignment_loss` (UnitMem has no ``mode``).
     activation
         One of :data:`ACTIVATIONS` (module docstring): ``"positive_part"``
         (default) averages max(a, 0), ``"shift_min"`` averages a − floor, both
@@ -472,6 +474,7 @@ def unit_means(
     )
 
 
+@accepts_options
 def unitmem(
     encoder: nn.Module,
     images: torch.Tensor,
@@ -499,7 +502,7 @@ def unitmem(
         How negative activations are handled, one of :data:`ACTIVATIONS`;
         default ``"positive_part"`` (max(a, 0) per position/token before
         averaging). ``"clamp_mean"`` is memlib's earlier default.
-    encoder, images, augmentation, taps, views, ids, batch_size, seed, device, amp, progress, shift
+    encoder, images, augmentation, taps, views, ids, batch_size, seed, device, amp, progress, shift, options
         As in :func:`unit_means`.
 
     Returns
