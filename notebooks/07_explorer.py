@@ -109,9 +109,10 @@ fig.update_layout(
 )
 plot = fig.to_html(include_plotlyjs=False, full_html=False, div_id="memlib-scatter",
                    config={"displaylogo": False, "responsive": True})
+top = points.sort_values("score", ascending=False).iloc[0]
 display(HTML(f"""<div class="memlib-scatter-box">{plot}
-<figure class="memlib-hover"><img id="memlib-hover-img" alt="" width="84" height="84">
-<figcaption id="memlib-hover-text">hover over a point</figcaption></figure></div>
+<figure class="memlib-hover"><img id="memlib-hover-img" alt="" width="84" height="84" src="{top.image}">
+<figcaption id="memlib-hover-text">{html.escape(top["class"])}, rank 1; hover over a point</figcaption></figure></div>
 <script>
 (function hook() {{
   const gd = document.getElementById('memlib-scatter');

@@ -204,10 +204,10 @@ def test_the_explorer_table_sorts_and_its_plot_draws_offline(browser):
     )
     column = browser.execute_script("""
         const heads = [...document.querySelectorAll('table.dataTable thead th')].map(h => h.textContent.trim());
-        return heads.indexOf('score');""")
+        return heads.indexOf('point');""")  # a column the table is not sorted by at first
     assert column >= 0
 
-    def scores():
+    def values():
         return browser.execute_script(
             "return [...document.querySelectorAll('table.dataTable tbody tr')]"
             ".map(r => parseFloat(r.children[arguments[0]].textContent))",
@@ -215,9 +215,9 @@ def test_the_explorer_table_sorts_and_its_plot_draws_offline(browser):
         )
 
     browser.execute_script("document.querySelectorAll('table.dataTable thead th')[arguments[0]].click()", column)
-    WebDriverWait(browser, 10).until(lambda d: scores() == sorted(scores()))
+    WebDriverWait(browser, 10).until(lambda d: values() == sorted(values()) != sorted(values(), reverse=True))
     browser.execute_script("document.querySelectorAll('table.dataTable thead th')[arguments[0]].click()", column)
-    WebDriverWait(browser, 10).until(lambda d: scores() == sorted(scores(), reverse=True))
+    WebDriverWait(browser, 10).until(lambda d: values() == sorted(values(), reverse=True) != sorted(values()))
     # The scatter: plotly (copied into the site's _static, no CDN) drew its points.
     WebDriverWait(browser, 30).until(
         lambda d: (

@@ -2,7 +2,7 @@
 
 :func:`point_table` turns a study (:class:`~memlib.experiments.sslmem_study.SSLMemStudy`, whatever it was read
 from) into the table the explorer page shows; :func:`load_points` gets that study the way chapter 01 does
-(:func:`~memlib.experiments.registry.run_experiment`, which reads the evidence store and, with
+(``memlib.experiments.registry.run_experiment``, which reads the evidence store and, with
 ``train=True``, computes what it lacks), so the page's numbers are the chapter's. A point's score is its
 **calibrated** SSLMem averaged over the study's encoder pairs (the score chapter 01 ranks points by), with
 the standard error over pairs; ``rank`` is 1 for the most memorised point of its split.
@@ -88,7 +88,7 @@ def point_table(study) -> pd.DataFrame:
 
 def load_points(preset: str = "cpu", **params) -> pd.DataFrame:
     """:func:`point_table` of chapter 01's study at ``preset``, read as the chapter reads it (``params`` go to
-    :func:`~memlib.experiments.registry.run_experiment`: ``store=``, ``train=``, ``device=``, ``seed=`` …)."""
+    ``memlib.experiments.registry.run_experiment``: ``store=``, ``train=``, ``device=``, ``seed=`` …)."""
     from .registry import run_experiment
 
     return point_table(run_experiment("sslmem", preset, **params))

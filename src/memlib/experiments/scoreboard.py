@@ -28,7 +28,7 @@ from .page import VERDICT_KINDS, verdict_badge
 
 #: Where the chapters' claims tables are (the heading every chapter gives its verdicts).
 VERDICT_SECTION = "verdicts-on-the-claims"
-#: The two papers, in the order the scoreboard shows them: catalogue key → heading and what its sources mean.
+#: The two papers in the order the scoreboard shows them (catalogue key → heading, what its sources mean).
 PAPERS = {
     "SSLMem": (
         "SSLMem (ICLR 2024)",
