@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 #: Modules whose import registers an experiment (imported on first lookup, so ``import memlib`` stays light).
-_MODULES = ("memlib.experiments.sslmem_study",)
+_MODULES = ("memlib.experiments.sslmem_study", "memlib.experiments.subset_study")
 
 EXPERIMENTS: dict[str, "Experiment"] = {}
 

@@ -111,7 +111,7 @@ def run_design(p: Preset, seed: int, probe: bool, data_root=None) -> RunDesign:
 
 
 # ----- run → rows ----------------------------------------------------------------------------------------------
-def _encoder_row(spec: EncoderSpec, cache: Path) -> dict:
+def encoder_row(spec: EncoderSpec, cache: Path) -> dict:
     ckpt = torch.load(spec.checkpoint(cache), map_location="cpu", weights_only=False, mmap=True)
     prov = ckpt.get("provenance", {})
     hist = ckpt.get("history", [])
@@ -165,7 +165,7 @@ def run_rows(run: SSLMemRun, d: RunDesign, cache: Path) -> dict[str, pd.DataFram
     align = {"f": run.result.align_f_models, "g": run.result.align_g_models}
     if run.null is not None:
         align["f'"] = run.null.align_f_models
-    enc = [_encoder_row(s, cache) for _, _, s in specs]
+    enc = [encoder_row(s, cache) for _, _, s in specs]
     roles = [
         {"experiment": EXPERIMENT, "design": d.name, "encoder": s.key(), "role": fam, "member": i}
         for fam, i, s in specs

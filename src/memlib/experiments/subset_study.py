@@ -1,0 +1,430 @@
+"""The random-subset (in/out) design for chapter 01: per-point scores that rank reliably, and per-encoder
+memorisation without family offsets (:mod:`memlib.memorization.subset`).
+
+A pool of ``pool`` training points (split 0's S_C and S_I first, so the paper's design and this one score
+some points in common, then other training points drawn from the seed) and ``encoders`` encoders, each
+trained on a random half of the pool with the preset's recipe (so each trains on as many points, for as many
+epochs, as one encoder of the paper's design: equal compute per encoder). The design is balanced within
+blocks of four encoders (:func:`~memlib.memorization.subset.balanced_inclusion`), so any union of blocks is
+balanced: the reliability curve uses the first 2k blocks, split k against k.
+
+Everything goes through the evidence store: the run's rows are ``encoders``, ``roles`` (role ``subset``,
+member i), ``alignments`` (every encoder × pool point), ``point_stats`` (``included`` 1/0 per encoder ×
+point, the design; ``atypicality`` per encoder among the pool), ``probes`` and ``history``. The analysis
+(:class:`SubsetStudy`) reads only those rows.
+
+Declared before the run: the adopted per-point design is the one whose full-set Spearman–Brown reliability is
+higher; the reliability threshold is :data:`~memlib.verdicts.MIN_RELIABILITY`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+from statsmodels.stats.power import TTestPower
+
+from ..data.augment import build_augmentation
+from ..evidence import EvidenceStore, batch_provenance, open_store
+from ..memorization.sslmem import alignment_loss
+from ..memorization.subset import SubsetSSLMemResult, balanced_inclusion, subset_sslmem_from_alignment
+from ..probing import atypicality, embed
+from ..training.loop import fingerprint
+from .artifacts import SSLMEM
+from .context import RunContext
+from .encoders import EncoderSpec
+from .inputs import load_with_splits, probe_rng, probe_sets
+from .presets import Preset
+from .probes import probe_encoder
+from .settings import Settings
+from .sslmem_evidence import encoder_row
+
+EXPERIMENT = "sslmem-subset"
+_PROBES = ("linear_acc", "linear_train_acc", "knn_acc")
+
+# fmt: off
+SUBSET_SETTINGS = {
+    "smoke": {"pool": 48, "encoders": 8},
+    # 2 cores: 24 encoders of 150 points × 400 epochs (the compute of 24 encoders of the paper's design).
+    "cpu": {"pool": 300, "encoders": 24},
+    "gpu": {"pool": 10000, "encoders": 32},
+    "paper": {"pool": 10000, "encoders": 32},
+}
+# fmt: on
+
+
+@dataclass(frozen=True)
+class SubsetSettings(Settings):
+    """The in/out design at a preset.
+
+    Attributes
+    ----------
+    pool
+        Points in the pool (even); each encoder trains on half of them, so ``pool / 2`` should match the
+        paper design's points per encoder for equal compute.
+    encoders
+        Encoders (a multiple of ``block``).
+    block
+        The design is balanced within each block of this many encoders.
+    """
+
+    TABLE: ClassVar[dict[str, dict]] = SUBSET_SETTINGS
+
+    pool: int
+    encoders: int
+    block: int = 4
+
+    def __post_init__(self):
+        if self.pool < 4 or self.pool % 2:
+            raise ValueError(f"pool={self.pool!r} must be an even number ≥ 4: each encoder trains on half of it")
+        if self.block < 2 or self.block % 2 or self.encoders % self.block or self.encoders < 2 * self.block:
+            raise ValueError(
+                f"encoders={self.encoders!r} must be a multiple of block={self.block!r} (even), at least two blocks"
+            )
+
+
+def subset_seed(seed: int, i: int) -> int:
+    """Model seed of encoder ``i`` of the subset design of split seed ``seed`` (seeds f, g, f′ and the floor never
+    use: f/g < 100, f′ 700+, floor 900+)."""
+    return seed * 1000 + 300 + i
+
+
+@dataclass(frozen=True)
+class SubsetDesign:
+    """The encoders, pool and inclusion of one subset design (trains nothing)."""
+
+    preset: Preset
+    settings: SubsetSettings
+    seed: int
+    ids: np.ndarray  # pool point ids (training-split indices)
+    inclusion: np.ndarray  # bool (encoders, pool)
+    specs: list[EncoderSpec]
+    common: np.ndarray  # positions in the pool of split `seed`'s candidates (scored by both designs)
+
+    @property
+    def name(self) -> str:
+        s = self.settings
+        return (
+            f"subset design seed {self.seed}: pool {s.pool}, {s.encoders} encoders in blocks of {s.block}, "
+            f"{self.preset.epochs} epochs"
+        )
+
+    @property
+    def members(self) -> dict[str, list[EncoderSpec]]:
+        return {"subset": self.specs}
+
+    def keys(self) -> list[str]:
+        return [s.key() for s in self.specs]
+
+    @property
+    def scoring(self) -> dict:
+        p = self.preset
+        return {"augmentation": p.augmentation, "views": p.views, "mode": p.mode, "view_seed": self.seed}
+
+    @property
+    def context(self) -> str:
+        return f"{self.name} {fingerprint(self.ids.tolist())}"
+
+    @property
+    def probe_context(self) -> str:
+        p = self.preset
+        return (
+            f"{p.dataset} probe sets of seed {self.seed}: train {p.probe_train}, test {p.probe_test}; "
+            f"linear probe {p.probe_epochs} epochs"
+        )
+
+
+def subset_design(p: Preset, s: SubsetSettings, seed: int = 0, data_root=None) -> SubsetDesign:
+    """The :class:`SubsetDesign` at ``p`` and ``s`` for split seed ``seed`` (loads the data set, trains nothing)."""
+    train_set, _, splits = load_with_splits(p, seed, data_root)
+    head = np.concatenate([splits.candidate, splits.independent]).astype(np.int64)
+    rng = np.random.default_rng(seed + 4242)
+    rest = np.setdiff1d(np.arange(len(train_set)), head)
+    ids = np.concatenate([head, rng.permutation(rest)])[: s.pool]
+    inc = balanced_inclusion(s.pool, s.encoders, seed, block=s.block)
+    specs = [EncoderSpec.from_preset(p, np.sort(ids[inc[i]]), subset_seed(seed, i)) for i in range(s.encoders)]
+    common = np.flatnonzero(np.isin(ids, splits.candidate))
+    return SubsetDesign(p, s, seed, ids, inc, specs, common)
+
+
+def missing(store: EvidenceStore, d: SubsetDesign) -> list[str]:
+    """What the store lacks for ``d`` (empty: analyse from the store)."""
+    out = []
+    held = set(store.load("encoders").encoder)
+    lack = [k for k in d.keys() if k not in held]
+    if lack:
+        out.append(f"{len(lack)} of {len(d.keys())} encoders")
+    al = store.load("alignments")
+    sel = al.encoder.isin(d.keys()) & al.point_id.isin(d.ids) & (al.tap == "")
+    for k, v in d.scoring.items():
+        sel &= al[k] == v
+    if sel.sum() < len(d.keys()) * len(d.ids):
+        out.append("alignments")
+    ps = store.load("point_stats")
+    if ((ps.context == d.context) & ps.encoder.isin(d.keys())).sum() < 2 * len(d.keys()) * len(d.ids):
+        out.append("inclusion and atypicality")
+    return out
+
+
+def fill(d: SubsetDesign, *, store, device="cpu", cache_dir=None, data_root=None, progress=True) -> None:
+    """Train (or load) the design's encoders, score them, and append the rows as one batch."""
+    store = open_store(store, d.preset.name)
+    if not missing(store, d):
+        return
+    p = d.preset
+    ctx = RunContext.start(SSLMEM, p, device, d.seed, {"subset": d.context}, cache_dir, data_root, progress)
+    train_set, test_set, _ = load_with_splits(p, d.seed, data_root)
+    fitted = ctx.fit(d.specs, train_set)
+    encs = [f.encoder for f in fitted]
+    images = train_set.images[d.ids]
+    labels = train_set.labels[d.ids]
+    aug = build_augmentation(p.augmentation, train_set.image_size)
+    y = alignment_loss(encs, images, aug, ids=d.ids, **ctx.scoring(p))
+    probe_tr, probe_te = probe_sets(p, train_set, test_set, probe_rng(d.seed))
+    rows = {k: [] for k in ("encoders", "roles", "alignments", "point_stats", "probes", "history")}
+    for i, (spec, f, enc) in enumerate(zip(d.specs, fitted, encs)):
+        key = spec.key()
+        rows["encoders"].append(pd.DataFrame([encoder_row(spec, ctx.cache)]))
+        rows["roles"].append(
+            pd.DataFrame([{"experiment": EXPERIMENT, "design": d.name, "encoder": key, "role": "subset", "member": i}])
+        )
+        rows["alignments"].append(
+            pd.DataFrame(
+                {"encoder": key, "dataset": p.dataset, "point_id": d.ids, "tap": "", **d.scoring, "alignment": y[i]}
+            )
+        )
+        aty = atypicality(embed(enc, images), labels, 5).cpu().numpy().astype(np.float64)
+        for stat, v in (("included", d.inclusion[i].astype(np.float64)), ("atypicality", aty)):
+            rows["point_stats"].append(
+                pd.DataFrame(
+                    {
+                        "encoder": key,
+                        "dataset": p.dataset,
+                        "point_id": d.ids,
+                        "stat": stat,
+                        "context": d.context,
+                        "value": v,
+                    }
+                )
+            )
+        acc = probe_encoder(enc, probe_tr, probe_te, p.probe_epochs, d.seed, ctx.device)
+        rows["probes"].append(
+            pd.DataFrame([{"encoder": key, "probe": k, "context": d.probe_context, "value": acc[k]} for k in _PROBES])
+        )
+        rows["history"].append(
+            pd.DataFrame(
+                [
+                    {"encoder": key, "epoch": int(e["epoch"]), "metric": k, "value": float(v)}
+                    for e in f.history
+                    for k, v in e.items()
+                    if k != "epoch" and v is not None and np.isfinite(v)
+                ],
+                columns=["encoder", "epoch", "metric", "value"],
+            )
+        )
+    prov = batch_provenance(EXPERIMENT, d.name, p.name, d.seed, ctx.device, ctx.elapsed(), commit=ctx.commit)
+    store.append({k: pd.concat(v, ignore_index=True) for k, v in rows.items()}, prov)
+
+
+@dataclass
+class SubsetStudy:
+    """The in/out design's analysis, from store rows only."""
+
+    design: SubsetDesign
+    result: SubsetSSLMemResult
+    atypicality: np.ndarray  # per pool point: mean over the encoders that did not train on it
+    probe: pd.DataFrame  # per encoder: linear_acc, linear_train_acc, knn_acc
+    provenance: dict
+
+    @property
+    def blocks(self) -> int:
+        return self.design.settings.encoders // self.design.settings.block
+
+    def block_scores(self, blocks) -> np.ndarray:
+        """Per-point offset-removed scores from the encoders of ``blocks`` only."""
+        b = self.design.settings.block
+        rows = np.concatenate([np.arange(k * b, (k + 1) * b) for k in blocks])
+        return subset_sslmem_from_alignment(self.result.alignment[rows], self.result.inclusion[rows]).score
+
+    def reliability_curve(self, points=None, repeats: int = 20) -> pd.DataFrame:
+        """Split-half Spearman ρ of the per-point ranking against the number of encoders: for k = 1 … blocks/2,
+        2k blocks drawn at random (``repeats`` times, seeded), split k against k; the Spearman–Brown value is
+        the reliability of all 2k blocks' encoders. ``points``: positions in the pool to rank (default all)."""
+        rng = np.random.default_rng(self.design.seed)
+        idx = np.arange(len(self.design.ids)) if points is None else np.asarray(points)
+        rows = []
+        for k in range(1, self.blocks // 2 + 1):
+            rhos = []
+            for _ in range(repeats if 2 * k < self.blocks else 1):
+                order = rng.permutation(self.blocks)[: 2 * k]
+                a, b = self.block_scores(order[:k])[idx], self.block_scores(order[k:])[idx]
+                rhos.append(st.spearmanr(a, b).statistic)
+            rho = float(np.mean(rhos))
+            b = self.design.settings.block
+            rows.append(
+                {
+                    "design": "subset (in/out)",
+                    "encoders": 2 * k * b,
+                    "rho halves": rho,
+                    "reliability (Spearman–Brown)": 2 * rho / (1 + rho),
+                    "measured": True,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def rank_reliability(self) -> tuple[float, float]:
+        """(full-set Spearman–Brown reliability, split-half ρ) of the pool's ranking with all encoders."""
+        row = self.reliability_curve().iloc[-1]
+        return float(row["reliability (Spearman–Brown)"]), float(row["rho halves"])
+
+    def encoder_table(self) -> pd.DataFrame:
+        """Per encoder: its memorisation estimate (in vs out after point effects), offset and probe accuracy."""
+        keys = self.design.keys()
+        df = pd.DataFrame(
+            {
+                "encoder": [f"s{i}" for i in range(len(keys))],
+                "memorisation": self.result.encoder_memorization,
+                "offset": self.result.encoder_offset,
+            }
+        ).set_index("encoder")
+        return df.join(self.probe) if len(self.probe) else df
+
+    def encoder_power(self, alpha: float = 0.05, power: float = 0.8) -> dict:
+        """Mean and sd over encoders of the per-encoder memorisation, its one-sided t-test against 0, and the
+        number of encoders (trainings) for ``power`` at its own standardised effect."""
+        x = self.result.encoder_memorization
+        sd = float(x.std(ddof=1))
+        d = float(x.mean() / sd) if sd > 0 else float("nan")
+        n80 = (
+            TTestPower().solve_power(effect_size=d, alpha=alpha, power=power, alternative="larger") if d > 0 else np.nan
+        )
+        mde = TTestPower().solve_power(nobs=len(x), alpha=alpha, power=power, alternative="larger") * sd
+        return {
+            "design": "subset (in/out)",
+            "unit": "encoder",
+            "n": len(x),
+            "trainings": len(x),
+            "mean": float(x.mean()),
+            "sd": sd,
+            "p (one-sided)": float(st.ttest_1samp(x, 0.0, alternative="greater").pvalue),
+            "MDE (80 %)": float(mde),
+            "trainings for 80 % power": float(n80),
+        }
+
+    def point_table(self) -> pd.DataFrame:
+        """Every pool point: id, score, standard error, rank, raw, normalised, atypicality, in split 0's S_C."""
+        t = self.result.table()
+        t["atypicality"] = self.atypicality
+        t["in both designs"] = np.isin(np.arange(len(t)), self.design.common)
+        return t
+
+
+def subset_from_store(store: EvidenceStore, d: SubsetDesign) -> SubsetStudy:
+    """The :class:`SubsetStudy` of design ``d`` from stored rows (weights never loaded)."""
+    keys = d.keys()
+    al = store.load("alignments")
+    sel = al.encoder.isin(keys) & al.point_id.isin(d.ids) & (al.tap == "")
+    for k, v in d.scoring.items():
+        sel &= al[k] == v
+    y = al[sel].pivot(index="encoder", columns="point_id", values="alignment").loc[keys, d.ids].to_numpy()
+    ps = store.load("point_stats")
+    ps = ps[(ps.context == d.context) & ps.encoder.isin(keys)]
+    inc = ps[ps.stat == "included"].pivot(index="encoder", columns="point_id", values="value").loc[keys, d.ids]
+    inc = inc.to_numpy() > 0.5
+    if not np.array_equal(inc, d.inclusion):
+        raise ValueError(f"the stored inclusion of {d.name} differs from the design's; the store or the design changed")
+    aty = ps[ps.stat == "atypicality"].pivot(index="encoder", columns="point_id", values="value").loc[keys, d.ids]
+    aty = np.where(~inc, aty.to_numpy(), np.nan)
+    pr = store.load("probes")
+    pr = pr[(pr.context == d.probe_context) & pr.encoder.isin(keys)].pivot(
+        index="encoder", columns="probe", values="value"
+    )
+    probe = pd.DataFrame(
+        {k: pr.loc[keys, k].to_numpy() for k in _PROBES if k in pr}, index=[f"s{i}" for i in range(len(keys))]
+    )
+    batches = sorted(set(store.load("roles").query("design == @d.name").batch))
+    prov = store.batches().set_index("batch").loc[batches] if batches else pd.DataFrame()
+    return SubsetStudy(
+        d,
+        subset_sslmem_from_alignment(y, inc, d.ids),
+        np.nanmean(aty, axis=0),
+        probe,
+        {"batches": batches, "commit": sorted(set(prov.commit)) if len(prov) else []},
+    )
+
+
+def run_subset_study(
+    preset="smoke",
+    *,
+    device="cpu",
+    seed=0,
+    store=None,
+    train=True,
+    cache_dir=None,
+    data_root=None,
+    progress=True,
+    **overrides,
+) -> SubsetStudy:
+    """The in/out design of chapter 01 at ``preset`` from the evidence store, computing (``train=True``) what it
+    lacks first. ``overrides``: ``pool=``, ``encoders=``, ``block=`` or preset fields; ``seed`` is the split seed
+    whose candidates the pool includes."""
+    p, s = SubsetSettings.for_preset(preset, **overrides)
+    store = open_store(store, p.name)
+    d = subset_design(p, s, seed, data_root)
+    lack = missing(store, d)
+    if lack:
+        if not train:
+            raise LookupError(
+                f"the evidence store {store.path} lacks {', '.join(lack)} of {d.name}; run with train=True"
+            )
+        fill(d, store=store, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress)
+    return subset_from_store(store, d)
+
+
+def _subset_config(preset="smoke", *, seed: int = 0, **overrides):
+    p, s = SubsetSettings.for_preset(preset, **overrides)
+    return {"preset": p, "settings": s, "seed": seed}
+
+
+def _subset_run(cfg, *, store=None, train=True, device="cpu", cache_dir=None, data_root=None, progress=True):
+    t0 = time.perf_counter()
+    out = run_subset_study(
+        cfg["preset"],
+        device=device,
+        seed=cfg["seed"],
+        store=store,
+        train=train,
+        cache_dir=cache_dir,
+        data_root=data_root,
+        progress=progress,
+        **dataclasses.asdict(cfg["settings"]),
+    )
+    out.provenance["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def _register():
+    from .registry import Experiment, register_experiment
+
+    register_experiment(
+        Experiment(
+            name=EXPERIMENT,
+            chapter="01b",
+            notebook="01_sslmem",
+            title="SSLMem from random-subset encoders (in/out design): per-point reliability, per-encoder memorisation",
+            claims=(),
+            config=_subset_config,
+            design=lambda cfg, data_root=None: [subset_design(cfg["preset"], cfg["settings"], cfg["seed"], data_root)],
+            run=_subset_run,
+            fill=fill,
+            minutes_per_encoder=3.3,
+        )
+    )
+
+
+_register()
