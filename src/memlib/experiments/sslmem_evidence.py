@@ -44,18 +44,9 @@ _PROBES = ("linear_acc", "linear_train_acc", "knn_acc")
 _FLOOR = ("linear_acc", "linear_train_acc", "knn_acc")
 
 
-@dataclass(frozen=True)
-class RunDesign:
-    """What one SSLMem run needs from the store: its members, scored points and scoring and probe contexts."""
-
-    preset: Preset
-    seed: int
-    probe: bool
-    members: dict[str, list[EncoderSpec]]  # family → specs, in member order
-    floor: list[str]  # keys of the untrained floor encoders (empty without probes)
-    ids: np.ndarray  # point ids of the scored points, in the run's order
-    subset: np.ndarray  # subset of each scored point
-    name: str  # the design's name in the store ("split=0 paired …")
+class StoredContexts:
+    """The store contexts of a design with a ``preset`` and a ``seed``: how its alignments were scored (the
+    key columns of the ``alignments`` table) and which probe sets its probes used."""
 
     @property
     def scoring(self) -> dict:
@@ -69,6 +60,20 @@ class RunDesign:
             f"{p.dataset} probe sets of seed {self.seed}: train {p.probe_train}, test {p.probe_test}; "
             f"linear probe {p.probe_epochs} epochs"
         )
+
+
+@dataclass(frozen=True)
+class RunDesign(StoredContexts):
+    """What one SSLMem run needs from the store: its members, scored points and scoring and probe contexts."""
+
+    preset: Preset
+    seed: int
+    probe: bool
+    members: dict[str, list[EncoderSpec]]  # family → specs, in member order
+    floor: list[str]  # keys of the untrained floor encoders (empty without probes)
+    ids: np.ndarray  # point ids of the scored points, in the run's order
+    subset: np.ndarray  # subset of each scored point
+    name: str  # the design's name in the store ("split=0 paired …")
 
     @property
     def atypicality_context(self) -> str:

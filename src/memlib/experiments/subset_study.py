@@ -42,7 +42,7 @@ from .inputs import load_with_splits, probe_rng, probe_sets
 from .presets import Preset
 from .probes import probe_encoder
 from .settings import Settings
-from .sslmem_evidence import encoder_row
+from .sslmem_evidence import StoredContexts, encoder_row
 
 EXPERIMENT = "sslmem-subset"
 _PROBES = ("linear_acc", "linear_train_acc", "knn_acc")
@@ -95,7 +95,7 @@ def subset_seed(seed: int, i: int) -> int:
 
 
 @dataclass(frozen=True)
-class SubsetDesign:
+class SubsetDesign(StoredContexts):
     """The encoders, pool and inclusion of one subset design (trains nothing)."""
 
     preset: Preset
@@ -122,21 +122,8 @@ class SubsetDesign:
         return [s.key() for s in self.specs]
 
     @property
-    def scoring(self) -> dict:
-        p = self.preset
-        return {"augmentation": p.augmentation, "views": p.views, "mode": p.mode, "view_seed": self.seed}
-
-    @property
     def context(self) -> str:
         return f"{self.name} {fingerprint(self.ids.tolist())}"
-
-    @property
-    def probe_context(self) -> str:
-        p = self.preset
-        return (
-            f"{p.dataset} probe sets of seed {self.seed}: train {p.probe_train}, test {p.probe_test}; "
-            f"linear probe {p.probe_epochs} epochs"
-        )
 
 
 def subset_design(p: Preset, s: SubsetSettings, seed: int = 0, data_root=None) -> SubsetDesign:
