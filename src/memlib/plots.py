@@ -245,3 +245,36 @@ def scaling_gap(table, y: str = "gap normalised", mark: dict | None = None, titl
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
+
+
+@_closed
+def reliability_curves(curve, threshold: float | None = None, declared: float | None = None, title: str = ""):
+    """Per-point ranking reliability (Spearman–Brown) against encoders trained, one line per design and point
+    set; hollow markers and dashed lines are projections (Spearman–Brown from the measured point), not runs."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    styles = {"subset (in/out)": "tab:red", "paper (fixed split)": "tab:blue"}
+    for (design, points), g in curve.groupby(["design", "points"], sort=False):
+        g = g.sort_values("encoders")
+        color = styles.get(design, "k")
+        ls = "-" if points == "pool" else "--"
+        ax.plot(g["encoders"], g["reliability (Spearman–Brown)"], ls, color=color, lw=1, label=f"{design}, {points}")
+        m = g["measured"].astype(bool)
+        ax.scatter(g.loc[m, "encoders"], g.loc[m, "reliability (Spearman–Brown)"], color=color, s=18, zorder=3)
+        ax.scatter(
+            g.loc[~m, "encoders"],
+            g.loc[~m, "reliability (Spearman–Brown)"],
+            facecolors="none",
+            edgecolors=color,
+            s=30,
+            zorder=3,
+        )
+    for y, name in ((threshold, "target"), (declared, "declared threshold")):
+        if y is not None:
+            ax.axhline(y, color="gray", ls=":", lw=1)
+            ax.annotate(name, (ax.get_xlim()[0], y), textcoords="offset points", xytext=(2, 2), fontsize=7)
+    ax.set_xlabel("encoders trained")
+    ax.set_ylabel("reliability of the per-point ranking")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig

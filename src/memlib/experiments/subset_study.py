@@ -415,3 +415,81 @@ def _register():
 
 
 _register()
+
+
+def compare_designs(study, sub: SubsetStudy, alpha: float = 0.05) -> dict[str, object]:
+    """Chapter 01's paper design (``study``, an :class:`~memlib.experiments.sslmem_study.SSLMemStudy`) against
+    the subset design ``sub`` at equal compute (encoders trained).
+
+    Returns ``reliability`` (per-point split-half ρ and Spearman–Brown reliability against encoders: measured
+    points, and the paper design's Spearman–Brown projection to the subset design's encoder count, marked
+    ``measured = False``), ``agreement`` (Spearman ρ of the two designs' scores on the points both score,
+    split ``sub.design.seed``'s candidates) and ``encoder_level`` (the spread over units of each design's
+    memorisation estimate: S_C − S_S per pair, raw; per-encoder in-vs-out memorisation; with the trainings each
+    needs for 80 % power at its own standardised effect)."""
+    rel = study.reliability()
+    r_pairs = float(rel["rho all pairs (Spearman–Brown)"].mean())
+    pairs = int(rel["pairs"].iloc[0])
+    m_sub = sub.design.settings.encoders
+    k = m_sub / (2 * pairs)  # how many times the paper design's encoders the subset design trains
+    proj = k * r_pairs / (1 + (k - 1) * r_pairs)
+    paper_rows = pd.DataFrame(
+        [
+            {
+                "design": "paper (fixed split)",
+                "encoders": 2 * pairs,
+                "rho halves": float(rel["rho halves"].mean()),
+                "reliability (Spearman–Brown)": r_pairs,
+                "measured": True,
+            },
+            {
+                "design": "paper (fixed split)",
+                "encoders": m_sub,
+                "rho halves": np.nan,
+                "reliability (Spearman–Brown)": proj,
+                "measured": False,
+            },
+        ]
+    )
+    curve = pd.concat(
+        [
+            sub.reliability_curve().assign(points="pool"),
+            sub.reliability_curve(points=sub.design.common).assign(points="split's candidates"),
+            paper_rows.assign(points="split's candidates"),
+        ],
+        ignore_index=True,
+    )
+    run = next(r for r in study.runs if r.seed == sub.design.seed)
+    c = run.subset == "candidate"
+    paper_score = run.pair_scores("calibrated")[:, c].mean(0)
+    cand_ids = np.asarray(run.result.ids)[c]
+    pos = {int(i): j for j, i in enumerate(sub.design.ids)}
+    sub_score = sub.result.score[[pos[int(i)] for i in cand_ids]]
+    agree = st.spearmanr(paper_score, sub_score)
+    x = study.pair_means("raw")
+    x = (x["S_C"] - x["S_S"]).to_numpy(dtype=np.float64)
+    sd = float(x.std(ddof=1))
+    d = float(x.mean() / sd) if sd > 0 else float("nan")
+    n80 = TTestPower().solve_power(effect_size=d, alpha=alpha, power=0.8, alternative="larger") if d > 0 else np.nan
+    mde = TTestPower().solve_power(nobs=len(x), alpha=alpha, power=0.8, alternative="larger") * sd
+    enc = pd.DataFrame(
+        [
+            {
+                "design": "paper (fixed split)",
+                "unit": "encoder pair (S_C − S_S, raw)",
+                "n": len(x),
+                "trainings": 2 * len(x),
+                "mean": float(x.mean()),
+                "sd": sd,
+                "p (one-sided)": float(st.ttest_1samp(x, 0.0, alternative="greater").pvalue),
+                "MDE (80 %)": float(mde),
+                "trainings for 80 % power": 2 * float(n80),
+            },
+            sub.encoder_power(alpha),
+        ]
+    ).set_index("design")
+    return {
+        "reliability": curve,
+        "agreement": {"rho": float(agree.statistic), "p": float(agree.pvalue), "n": int(c.sum())},
+        "encoder_level": enc,
+    }
