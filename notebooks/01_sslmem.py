@@ -50,9 +50,9 @@ from myst_nb import glue
 
 from memlib import plots
 from memlib.data.splits import SUBSET_LABELS, SUBSETS
+from memlib.experiments.evidence_report import store_markdown
 from memlib.experiments.notebooks import refuse_unknown_parameters
 from memlib.experiments.page import glue_claims, smoke_banner, table
-from memlib.experiments.evidence_report import store_markdown
 from memlib.experiments.registry import run_experiment
 from memlib.experiments.sslmem_study import PAPER_MEANS, pair_scores
 from memlib.experiments.subset_study import compare_designs
@@ -61,16 +61,33 @@ from memlib.provenance import provenance_markdown
 refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
 
 # Every number below is computed from the evidence store's rows; runs the store lacks are trained and appended first.
-study = run_experiment("sslmem", preset, device=device, seed=seed, seeds=seeds, epochs=epochs,
-                       models_per_family=models_per_family, progress=progress)
+study = run_experiment(
+    "sslmem",
+    preset,
+    device=device,
+    seed=seed,
+    seeds=seeds,
+    epochs=epochs,
+    models_per_family=models_per_family,
+    progress=progress,
+)
 s, p, first = study.settings, study.preset, study.runs[0]
 smoke_banner(p)
 sizes = first.splits.sizes()
 for name, value in {
-    "preset": p.name, "arch": p.arch, "epochs": p.epochs, "n_models": p.models_per_family, "n_null": p.null_models,
-    "views": p.views, "n_train_f": len(first.splits.f_train), "n_splits": len(s.seeds), "n_pairs": study.n_pairs(),
-    "overlap": f"{sizes['shared'] / len(first.splits.f_train):.0%}", "margin": s.margin,
-    "rel_threshold": s.reliability_threshold, **{f"n_{k}": v for k, v in sizes.items()},
+    "preset": p.name,
+    "arch": p.arch,
+    "epochs": p.epochs,
+    "n_models": p.models_per_family,
+    "n_null": p.null_models,
+    "views": p.views,
+    "n_train_f": len(first.splits.f_train),
+    "n_splits": len(s.seeds),
+    "n_pairs": study.n_pairs(),
+    "overlap": f"{sizes['shared'] / len(first.splits.f_train):.0%}",
+    "margin": s.margin,
+    "rel_threshold": s.reliability_threshold,
+    **{f"n_{k}": v for k, v in sizes.items()},
 }.items():
     glue(name, value, display=False)
 
@@ -131,13 +148,19 @@ if len(null):
     display(table(nt, digits=4, index_name="subset (mean raw score over splits)"))
     glue("null_shared", float(nt.loc["S_S", "f′ vs f (null)"]), display=False)
     glue("null_candidate", float(nt.loc["S_C", "f′ vs f (null)"]), display=False)
-norm = {k: np.concatenate([pair_scores(r)["normalised"][:, r.subset == k].ravel() for r in study.runs])
-        for k in SUBSETS}
+norm = {
+    k: np.concatenate([pair_scores(r)["normalised"][:, r.subset == k].ravel() for r in study.runs]) for k in SUBSETS
+}
 null_norm = None
 if first.null is not None:  # the null family's scores, normalised by the same pairs' ranges
     null_norm = np.concatenate([r.null.raw / np.ptp(pair_scores(r)["raw"], axis=1).mean() for r in study.runs])
-glue("fig_dist", plots.score_distributions(norm, null=null_norm, title=f"every pair's score of every point "
-                                           f"({study.n_pairs()} pairs, preset {p.name})"), display=False)
+glue(
+    "fig_dist",
+    plots.score_distributions(
+        norm, null=null_norm, title=f"every pair's score of every point ({study.n_pairs()} pairs, preset {p.name})"
+    ),
+    display=False,
+)
 means = summary["normalised mean"]
 for k in SUBSETS:
     glue(f"mean_{k}", float(means[SUBSET_LABELS[k]]), display=False)
@@ -173,22 +196,39 @@ for k in SUBSETS:
 # %% tags=["remove-input"]
 con = study.contrasts()
 cm = study.pair_means("normalised")
-per_pair = pd.DataFrame({
-    "S_C": cm["S_C"], "S_E": cm["S_E"], "S_S": cm["S_S"], "S_I": cm["S_I"],
-    "S_C − S_S": cm["S_C"] - cm["S_S"], "S_C − S_E": cm["S_C"] - cm["S_E"],
-    "S_S − S_I": cm["S_S"] - cm["S_I"], "S_E − S_I": cm["S_E"] - cm["S_I"],
-})
-paper = {**{SUBSET_LABELS[k]: v for k, v in PAPER_MEANS.items()},
-         **dict(zip(con["contrast"], con["paper effect"]))}
-glue("fig_pairs", plots.pair_contrasts(per_pair, paper, title="per-pair mean normalised score and contrasts"),
-     display=False)
-shown = pd.DataFrame({
-    "contrast": con["contrast"] + " " + con["direction"], "pairs": con["pairs"], "mean": con["mean"],
-    "sd": con["sd over pairs"], "paper": con["paper effect"], "Holm p": con["p (Holm)"],
-    "Holm p, opposite": con["p opposite (Holm)"], "power for paper": con["power for paper"],
-    "MDE (80 % power)": con["MDE (80 %)"], "mixed model": con["mixed-model estimate"],
-    "mixed-model p": con["mixed-model p (two-sided)"],
-})
+per_pair = pd.DataFrame(
+    {
+        "S_C": cm["S_C"],
+        "S_E": cm["S_E"],
+        "S_S": cm["S_S"],
+        "S_I": cm["S_I"],
+        "S_C − S_S": cm["S_C"] - cm["S_S"],
+        "S_C − S_E": cm["S_C"] - cm["S_E"],
+        "S_S − S_I": cm["S_S"] - cm["S_I"],
+        "S_E − S_I": cm["S_E"] - cm["S_I"],
+    }
+)
+paper = {**{SUBSET_LABELS[k]: v for k, v in PAPER_MEANS.items()}, **dict(zip(con["contrast"], con["paper effect"]))}
+glue(
+    "fig_pairs",
+    plots.pair_contrasts(per_pair, paper, title="per-pair mean normalised score and contrasts"),
+    display=False,
+)
+shown = pd.DataFrame(
+    {
+        "contrast": con["contrast"] + " " + con["direction"],
+        "pairs": con["pairs"],
+        "mean": con["mean"],
+        "sd": con["sd over pairs"],
+        "paper": con["paper effect"],
+        "Holm p": con["p (Holm)"],
+        "Holm p, opposite": con["p opposite (Holm)"],
+        "power for paper": con["power for paper"],
+        "MDE (80 % power)": con["MDE (80 %)"],
+        "mixed model": con["mixed-model estimate"],
+        "mixed-model p": con["mixed-model p (two-sided)"],
+    }
+)
 display(table(shown, digits=3, index_name="claim"))
 glue("mde_cs", float(con.loc["S5", "MDE (80 %)"]), display=False)
 glue("paper_cs", float(con.loc["S5", "paper effect"]), display=False)
@@ -216,7 +256,8 @@ glue("est_cs", float(con.loc["S5", "mean"]), display=False)
 # %% tags=["remove-input"]
 pointwise = pd.concat([r.tests().assign(split=r.seed) for r in study.runs])
 pointwise = pointwise[["split", "null hypothesis", "t", "p", "cohens_d"]].rename(
-    columns={"null hypothesis": "null hypothesis (points as replicates)", "cohens_d": "Cohen's d"})
+    columns={"null hypothesis": "null hypothesis (points as replicates)", "cohens_d": "Cohen's d"}
+)
 display(table(pointwise, digits=3, hide_index=True))
 
 # %% [markdown]
@@ -285,14 +326,23 @@ rank_reliability, rank_reliability_halves = sub.rank_reliability()
 paper_full = float(curve[curve.design.str.startswith("paper") & curve.measured]["reliability (Spearman–Brown)"].iloc[0])
 adopted = "the in/out design" if rank_reliability > paper_full else "the paper's design"
 for name, value in {
-    "sub_encoders": sub.design.settings.encoders, "sub_pool": sub.design.settings.pool, "sub_seed": sub.design.seed,
-    "rank_reliability": rank_reliability, "rank_reliability_halves": rank_reliability_halves,
-    "paper_reliability": paper_full, "adopted_design": adopted,
-    "agree_rho": cmp["agreement"]["rho"], "agree_p": cmp["agreement"]["p"], "agree_n": cmp["agreement"]["n"],
+    "sub_encoders": sub.design.settings.encoders,
+    "sub_pool": sub.design.settings.pool,
+    "sub_seed": sub.design.seed,
+    "rank_reliability": rank_reliability,
+    "rank_reliability_halves": rank_reliability_halves,
+    "paper_reliability": paper_full,
+    "adopted_design": adopted,
+    "agree_rho": cmp["agreement"]["rho"],
+    "agree_p": cmp["agreement"]["p"],
+    "agree_n": cmp["agreement"]["n"],
 }.items():
     glue(name, value, display=False)
-glue("fig_subset_reliability", plots.reliability_curves(curve, threshold=0.8, declared=0.5,
-                                                       title=f"preset {p.name}"), display=False)
+glue(
+    "fig_subset_reliability",
+    plots.reliability_curves(curve, threshold=0.8, declared=0.5, title=f"preset {p.name}"),
+    display=False,
+)
 shown = curve.assign(measured=curve.measured.map({True: "measured", False: "projected"}))
 display(table(shown.set_index(["design", "points", "encoders"]), digits=3))
 
@@ -350,11 +400,14 @@ if len(spread) == 2 and spread["pairs"].min() >= 2:
     display(table(spread, digits=4, index_name="design"))
     ratio = spread.loc["paired seeds", "sd of S_C − S_S"] / spread.loc["independent seeds", "sd of S_C − S_S"]
     glue("paired_ratio", float(ratio), display=False)
-    display(Markdown(
-        f"Paired seeds change the spread of S_C − S_S over pairs by a factor of {ratio:.2f} "
-        f"(S_S offset: {spread.loc['paired seeds', 'sd of S_S offset'] / spread.loc['independent seeds', 'sd of S_S offset']:.2f}), "
-        f"from {int(spread.loc['paired seeds', 'pairs'])} pairs each way. The claims above use independent seeds, "
-        "the paper's design; `Preset.paired_seeds=True` switches a run to paired seeds."))
+    display(
+        Markdown(
+            f"Paired seeds change the spread of S_C − S_S over pairs by a factor of {ratio:.2f} "
+            f"(S_S offset: {spread.loc['paired seeds', 'sd of S_S offset'] / spread.loc['independent seeds', 'sd of S_S offset']:.2f}), "
+            f"from {int(spread.loc['paired seeds', 'pairs'])} pairs each way. The claims above use independent seeds, "
+            "the paper's design; `Preset.paired_seeds=True` switches a run to paired seeds."
+        )
+    )
 else:
     display(Markdown("(Needs at least 2 pairs each way; not run at this preset.)"))
 
@@ -368,10 +421,18 @@ else:
 
 # %% tags=["remove-input"]
 sc_tab = study.scaling()
-glue("fig_scaling", plots.scaling_gap(sc_tab, mark={"gpu preset (not run)": 55000},
-                                      title=f"S_C − S_I gap per encoder pair (preset {p.name})"), display=False)
-display(table(sc_tab.groupby(["train size", "epochs"])[["gap raw", "gap normalised"]].agg(["mean", "std", "count"]),
-              digits=4))
+glue(
+    "fig_scaling",
+    plots.scaling_gap(
+        sc_tab, mark={"gpu preset (not run)": 55000}, title=f"S_C − S_I gap per encoder pair (preset {p.name})"
+    ),
+    display=False,
+)
+display(
+    table(
+        sc_tab.groupby(["train size", "epochs"])[["gap raw", "gap normalised"]].agg(["mean", "std", "count"]), digits=4
+    )
+)
 
 # %% [markdown]
 # ```{glue:figure} fig_scaling
@@ -389,8 +450,11 @@ display(table(sc_tab.groupby(["train size", "epochs"])[["gap raw", "gap normalis
 # %% tags=["remove-input"]
 glue("fig_fraction_above", plots.fraction_above_curves(first.scores(), title=f"split {first.seed}"), display=False)
 cand = first.result.subset(np.flatnonzero(first.subset == "candidate"))
-glue("fig_scatter", plots.alignment_scatter(cand.align_f, cand.align_g, cand.score, title=f"S_C, split {first.seed}"),
-     display=False)
+glue(
+    "fig_scatter",
+    plots.alignment_scatter(cand.align_f, cand.align_g, cand.score, title=f"S_C, split {first.seed}"),
+    display=False,
+)
 glue("corr_f_score", float(np.corrcoef(cand.align_f, cand.score)[0, 1]), display=False)
 
 # %% [markdown]
@@ -414,8 +478,11 @@ glue("corr_f_score", float(np.corrcoef(cand.align_f, cand.score)[0, 1]), display
 
 # %% tags=["remove-input"]
 ci = np.flatnonzero(first.subset == "candidate")
-glue("fig_gallery", plots.gallery(first.images[ci], first.result.score[ci], first.labels[ci], first.classes,
-                                  k=min(8, len(ci))), display=False)
+glue(
+    "fig_gallery",
+    plots.gallery(first.images[ci], first.result.score[ci], first.labels[ci], first.classes, k=min(8, len(ci))),
+    display=False,
+)
 
 # %% [markdown]
 # ```{glue:figure} fig_gallery
@@ -434,8 +501,9 @@ acc.columns = [f"{'linear probe' if k == 'linear_acc' else 'kNN'} {a}" for k, a 
 display(table(acc, digits=3, index_name="encoders"))
 fc = study.floor_check()
 glue("floor_acc", float(floor["linear_acc"].mean()), display=False)
-glue("floor_verdict", ("beat" if fc["informative"] else "do not beat") if fc else "were not compared with",
-     display=False)
+glue(
+    "floor_verdict", ("beat" if fc["informative"] else "do not beat") if fc else "were not compared with", display=False
+)
 glue("floor_p", float(fc.get("p", float("nan"))), display=False)
 glue("f_linear_acc", float(probe.loc[probe.family == "f", "linear_acc"].mean()), display=False)
 glue("f_linear_sd", float(probe.loc[probe.family == "f", "linear_acc"].std(ddof=1)), display=False)
@@ -463,8 +531,12 @@ glue("fig_curves", plots.training_curves(first.histories), display=False)
 
 # %% tags=["remove-input"]
 display(Markdown(provenance_markdown(study.provenance)))
-display(Markdown(f"This page's analysis (above) read every run from the evidence store: the "
-                 f"{len(study.designs)} runs (splits, paired seeds, scaling) need the encoders below, and every "
-                 "verdict, table and figure comes from their stored rows. Load them with "
-                 "`memlib.evidence.EvidenceStore('results').load('alignments')`."))
+display(
+    Markdown(
+        f"This page's analysis (above) read every run from the evidence store: the "
+        f"{len(study.designs)} runs (splits, paired seeds, scaling) need the encoders below, and every "
+        "verdict, table and figure comes from their stored rows. Load them with "
+        "`memlib.evidence.EvidenceStore('results').load('alignments')`."
+    )
+)
 display(Markdown(store_markdown(study.store, study.encoder_keys())))
