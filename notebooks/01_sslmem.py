@@ -279,6 +279,22 @@ display(table(claims, index_name="claim", wrap=["statistic"]))
 glue_claims(claims)
 
 # %% [markdown]
+# ### Planned n for the next run
+#
+# Per claim, the encoder pairs a one-sided test needs for 80 % power to detect
+# its SESOI at the chapter's corrected level, with this run's spread over pairs
+# as the pilot (`memlib.verdicts.plan_n`). A claim whose planned n exceeds the
+# pairs above stays undecided until the store holds that many
+# (`memlib-evidence status` lists both).
+
+# %% tags=["remove-input"]
+plan = study.planned_n()
+display(table(plan, digits=4, index_name="claim"))
+for cid, row in plan.iterrows():
+    if np.isfinite(row["planned pairs"]):
+        glue(f"claim_{cid}_planned_n", int(row["planned pairs"]), display=False)
+
+# %% [markdown]
 # ## How stable is a point's score? (test–retest)
 #
 # Per split, the encoder pairs are divided into two disjoint halves; each half

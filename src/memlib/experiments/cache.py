@@ -377,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     epilog = "kinds of artifact:\n" + "\n".join(f"  {k.name:<15} {k.description}" for k in KINDS.values())
     parser = argparse.ArgumentParser(
         prog="memlib-cache",
-        description="List or clear memlib's artifact cache.",
+        description="List or clear memlib's artifact cache. The cache holds weights (trained encoders and run "
+        "folders); the evidence store (memlib-evidence, results/) holds the results chapters analyse.",
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

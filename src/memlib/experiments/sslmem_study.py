@@ -47,6 +47,7 @@ from ..verdicts import (
     mixed_effect,
     parts_count,
     parts_status,
+    plan_n,
     preset_status,
 )
 from .claims import Claim, claims_table
@@ -485,6 +486,32 @@ class SSLMemStudy:
             e = mean_evidence(x + shift, direction=sign, sesoi=None if shift else sesoi)
             ev[cid] = dataclasses.replace(e, sesoi=sesoi, estimate=float(x.mean()) if len(x) else None)
         return ev
+
+    def planned_n(self) -> pd.DataFrame:
+        """Per claim, the encoder pairs a one-sided test needs for 80 % power to detect its SESOI at α/m (m: the
+        chapter's whole Holm family), with this run's spread over pairs as the pilot
+        (:func:`~memlib.verdicts.plan_n`); S3 takes the larger of its two parts (S3a and S6)."""
+        ev = self.evidence()
+        sd = {cid: float(r["sd over pairs"]) for cid, r in self._contrast_rows().iterrows()}
+        sd["S2"] = float(self.pair_means("normalised")["S_S"].std(ddof=1))
+        spec = self.per_pair_spectrum()
+        for cid, (col, *_) in self.SPECTRUM.items():
+            sd[cid] = float(spec[col].dropna().std(ddof=1))
+        rows = {}
+        for cid, e in ev.items():
+            ok = e.sesoi is not None and np.isfinite(sd[cid]) and sd[cid] > 0
+            n = plan_n(e.sesoi.value, sd[cid], alpha=self.settings.alpha, m=len(ev)) if ok else np.nan
+            rows[cid] = {
+                "pairs now": e.n,
+                "pilot sd over pairs": sd[cid],
+                "SESOI": e.sesoi.value if e.sesoi else np.nan,
+                "planned pairs": n,
+            }
+        rows["S3"] = max((rows.pop("S3a"), rows["S6"]), key=lambda r: np.nan_to_num(r["planned pairs"], nan=np.inf))
+        order = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S11", "S12"]
+        df = pd.DataFrame.from_dict(rows, orient="index").loc[[c for c in order if c in rows]]
+        df.index.name = "claim"
+        return df
 
     def verdicts(self) -> dict[str, Verdict]:
         """Every test of :meth:`evidence` decided by the one rule, Holm over the whole family."""
