@@ -31,10 +31,13 @@
 # through `itables`) is stored in the page, and plotly's is copied into the
 # built site.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 device = "cpu"  # "cpu", "cuda" or "auto"
 preset = "smoke"  # smoke | cpu | gpu | paper
 seed = 0  # added to every split seed (0: the preset's seeds)
+seeds = None  # split seeds, e.g. (0, 1, 2); None = preset default, as in chapter 01
+epochs = None  # training epochs; None = preset default, as in chapter 01
+models_per_family = None  # encoders per family (f and g); None = preset default, as in chapter 01
 progress = False  # progress bars (off for papermill runs)
 
 # %% tags=["remove-input"]
@@ -50,7 +53,10 @@ from memlib.experiments.presets import get_preset
 
 refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
 smoke_banner(get_preset(preset))
-points = load_points(preset, device=device, seed=seed, progress=progress)
+# Read only: the page never trains. Every point comes from the evidence store that chapter 01 was run
+# from (MEMLIB_RESULTS, else results/), with chapter 01's parameters; a missing row is an error.
+points = load_points(preset, device=device, seed=seed, seeds=seeds, epochs=epochs,
+                     models_per_family=models_per_family, progress=progress, train=False)
 init_notebook_mode(connected=False)  # the DataTables bundle goes into the page: no CDN
 
 # %% [markdown]
@@ -60,15 +66,19 @@ init_notebook_mode(connected=False)  # the DataTables bundle goes into the page:
 # column (try a class name or `S_C`).
 
 # %% tags=["remove-input"]
-shown = points.assign(image=[f'<img src="{u}" width="28" height="28" alt="">' for u in points["image"]])
+# "pairs" (the same for every point of a split) is said under the gallery, so that the table fits the column.
+shown = points.drop(columns="pairs").assign(
+    image=[f'<img src="{u}" width="28" height="28" alt="">' for u in points["image"]])
 show(
     shown.round({"score": 4, "se": 4, "normalised": 4, "atypicality": 3}),
     allow_html=True,
     showIndex=False,
     pageLength=10,
     lengthMenu=[10, 25, 100, -1],
-    order=[[points.columns.get_loc("score"), "desc"]],
+    order=[[shown.columns.get_loc("score"), "desc"]],
     classes="display compact memlib-explorer-table",
+    maxBytes=0,  # every point, never a downsampled table
+    text_in_header_can_be_selected=False,  # a click on a header sorts by it
 )
 
 # %% [markdown]

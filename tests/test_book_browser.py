@@ -3,7 +3,9 @@ scoreboard and checks that math rendered (no raw TeX), every image loaded, and n
 
 The layout tests read pages at 1366 × 900 CSS pixels (a common laptop screen): no table may be wider than the
 box that holds it, unless the page marks it as deliberately scrollable (class ``memlib-scroll`` on the table
-or a block around it), and the scoreboard's verdicts must be in view without scrolling sideways.
+or a block around it), no table cell may run to more than 3 lines, and the scoreboard's verdicts must be in view
+without scrolling sideways. No page may raise a JavaScript error, and the explorer's table sorts on a reader's
+click on a column header.
 
 Skipped with the reason when Chromium, ChromeDriver or selenium is absent, or the book is not built
 (`.ci/run` installs Chromium from Debian and builds the book before running this file again).
@@ -67,6 +69,7 @@ def browser():
         "--disable-sync",
     ):
         opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page console, for the JavaScript errors test
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
     driver.set_page_load_timeout(60)
     yield driver
@@ -98,6 +101,14 @@ def test_page_renders_math_images_and_figures(browser, page):
         "return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
     )
     assert broken == [], f"images that did not load on {page}: {broken}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_raise_no_javascript_errors(browser, page):
+    browser.get_log("browser")  # drop what earlier pages logged
+    _open(browser, page)
+    errors = [e["message"] for e in browser.get_log("browser") if "Uncaught" in e["message"]]
+    assert errors == [], f"JavaScript errors on {page}: {errors}"  # e.g. a script declared twice
 
 
 def test_math_is_typeset_by_the_bundled_mathjax(browser):
@@ -164,6 +175,53 @@ def test_every_table_fits_its_column_at_1366_px(browser, page):
     assert overflows == [], f"{page} at {WIDTH} px: tables run past their column: {overflows}"
 
 
+#: Per visible table cell with text: how many lines its text takes (the height of its line boxes over the
+#: cell's line height), for cells of more than 3.
+_TALL_CELLS = """
+const out = [];
+for (const t of document.querySelectorAll('article table')) {
+    if (!t.offsetParent) continue;
+    for (const c of t.querySelectorAll('td, th')) {
+        if (!c.offsetParent || !c.textContent.trim()) continue;
+        const range = document.createRange();
+        range.selectNodeContents(c);
+        const rects = [...range.getClientRects()].filter(r => r.width > 0 && r.height > 0);
+        if (!rects.length) continue;
+        const cs = getComputedStyle(c);
+        const lh = cs.lineHeight === 'normal' ? 1.2 * parseFloat(cs.fontSize) : parseFloat(cs.lineHeight);
+        const lines = Math.round((Math.max(...rects.map(r => r.bottom)) - Math.min(...rects.map(r => r.top))) / lh);
+        if (lines > 3) {
+            out.push(`${lines} lines at ${Math.round(c.getBoundingClientRect().width)} px: `
+                     + c.textContent.trim().slice(0, 50));
+        }
+    }
+}
+return out;
+"""
+#: Pages whose tables hold long text in cells (the chapters' claims tables with their full statistics and tests,
+#: stored in the executed notebooks; the benchmark record): known to break the 3-line rule until their tables
+#: move that text out of the cells and the chapters are executed again.
+TALL_CELLS_KNOWN = {*(p for p in PAGES if p.startswith("chapters/0") and "07_explorer" not in p), "benchmarks.html"}
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param(
+            p, marks=pytest.mark.xfail(reason="stored outputs with long text in cells (TALL_CELLS_KNOWN)", strict=False)
+        )
+        if p in TALL_CELLS_KNOWN
+        else p
+        for p in LAYOUT_PAGES
+    ],
+)
+def test_no_table_cell_wraps_to_more_than_three_lines_at_1366_px(browser, page):
+    _at_laptop_size(browser)
+    _open(browser, page)
+    tall = browser.execute_script(_TALL_CELLS)
+    assert tall == [], f"{page} at {WIDTH} px: cells of more than 3 lines: {tall}"
+
+
 def test_the_scoreboard_shows_every_verdict_without_scrolling_sideways(browser):
     _at_laptop_size(browser)
     _open(browser, "scoreboard.html")
@@ -202,10 +260,19 @@ def test_the_explorer_table_sorts_and_its_plot_draws_offline(browser):
     WebDriverWait(browser, 30).until(
         lambda d: d.execute_script("return document.querySelectorAll('table.dataTable tbody tr').length") > 0
     )
+    # Readers see no parameters cell (the notebook's own nor the one papermill injects).
+    assert (
+        browser.execute_script("return document.querySelectorAll('.tag_parameters, .tag_injected-parameters').length")
+        == 0
+    )
+    # Every point is in the table: itables did not downsample it ("… of N entries (downsampled from M rows …)").
+    info = browser.execute_script("return document.querySelector('.dt-info').textContent")
+    assert "entries" in info and "downsampled" not in info, info
     column = browser.execute_script("""
         const heads = [...document.querySelectorAll('table.dataTable thead th')].map(h => h.textContent.trim());
         return heads.indexOf('point');""")  # a column the table is not sorted by at first
     assert column >= 0
+    header = browser.find_elements("css selector", "table.dataTable thead th")[column]
 
     def values():
         return browser.execute_script(
@@ -214,9 +281,10 @@ def test_the_explorer_table_sorts_and_its_plot_draws_offline(browser):
             column,
         )
 
-    browser.execute_script("document.querySelectorAll('table.dataTable thead th')[arguments[0]].click()", column)
+    # A reader's click on the header's text (a real mouse click, not a script's): ascending, then descending.
+    header.click()
     WebDriverWait(browser, 10).until(lambda d: values() == sorted(values()) != sorted(values(), reverse=True))
-    browser.execute_script("document.querySelectorAll('table.dataTable thead th')[arguments[0]].click()", column)
+    header.click()
     WebDriverWait(browser, 10).until(lambda d: values() == sorted(values(), reverse=True) != sorted(values()))
     # The scatter: plotly (copied into the site's _static, no CDN) drew its points.
     WebDriverWait(browser, 30).until(

@@ -7,6 +7,11 @@
   chapters keep the address they were run with) point to it instead.
 - **Plotly offline.** Pages that draw a plotly figure get ``plotly.min.js`` from the installed plotly package,
   copied into the site's ``_static``: the explorer's figures draw from ``file://`` with no network.
+- **Each script once.** sphinx-thebe and sphinx-togglebutton register their inline configuration scripts
+  twice under jupyter-book (as file ``None`` and as file ``""``), so every page declared ``const THEBE_JS_URL`` twice
+  and the browser console showed a SyntaxError; a page keeps the first copy of each script.
+- **Parameters cells.** A notebook that hides its ``parameters`` cell (tag ``remove-cell``) also hides the
+  cell papermill injects after it (tag ``injected-parameters``), which papermill cannot tag itself.
 """
 
 from __future__ import annotations
@@ -57,6 +62,35 @@ class CommitLinks(SphinxPostTransform):
                 raw.replace_self(nodes.raw("", text, format=raw["format"]))
 
 
+class InjectedParameters(SphinxPostTransform):
+    """Remove papermill's injected-parameters cell from a page whose own parameters cell is removed."""
+
+    default_priority = 900
+
+    def run(self, **kwargs) -> None:
+        def tagged(tag):
+            return [n for n in self.document.findall(nodes.container) if f"tag_{tag}" in n.get("classes", [])]
+
+        if not tagged("parameters"):
+            for cell in tagged("injected-parameters"):
+                cell.parent.remove(cell)
+
+
+def unique_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Keep the first of scripts that are the same file or the same inline body (an inline script is registered
+    once with filename ``None`` and once with ``""``, so Sphinx keeps both)."""
+    scripts = context.get("script_files")
+    if not isinstance(scripts, list):
+        return
+    seen, keep = set(), []
+    for js in scripts:
+        key = (str(getattr(js, "filename", js) or ""), tuple(sorted((getattr(js, "attributes", None) or {}).items())))
+        if key not in seen:
+            seen.add(key)
+            keep.append(js)
+    scripts[:] = keep
+
+
 def warn_placeholder(app) -> None:
     if repository(app) is None:
         # Said at info level in red: -W would turn a warning into a failed build, and the placeholder is
@@ -88,7 +122,9 @@ def copy_plotly(app, exception) -> None:
 
 def setup(app):
     app.add_post_transform(CommitLinks)
+    app.add_post_transform(InjectedParameters)
     app.connect("builder-inited", warn_placeholder)
     app.connect("html-page-context", add_plotly)
+    app.connect("html-page-context", unique_scripts, priority=900)
     app.connect("build-finished", copy_plotly)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -2,8 +2,8 @@
 
 :func:`point_table` turns a study (:class:`~memlib.experiments.sslmem_study.SSLMemStudy`, whatever it was read
 from) into the table the explorer page shows; :func:`load_points` gets that study the way chapter 01 does
-(``memlib.experiments.registry.run_experiment``, which reads the evidence store and, with
-``train=True``, computes what it lacks), so the page's numbers are the chapter's. A point's score is its
+(``memlib.experiments.registry.run_experiment``, which reads the evidence store; :func:`load_points` never
+trains unless asked to), so the page's numbers are the chapter's. A point's score is its
 **calibrated** SSLMem averaged over the study's encoder pairs (the score chapter 01 ranks points by), with
 the standard error over pairs; ``rank`` is 1 for the most memorised point of its split.
 
@@ -86,12 +86,16 @@ def point_table(study) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
-def load_points(preset: str = "cpu", **params) -> pd.DataFrame:
+def load_points(preset: str = "cpu", *, train: bool = False, **params) -> pd.DataFrame:
     """:func:`point_table` of chapter 01's study at ``preset``, read as the chapter reads it (``params`` go to
-    ``memlib.experiments.registry.run_experiment``: ``store=``, ``train=``, ``device=``, ``seed=`` …)."""
+    ``memlib.experiments.registry.run_experiment``: ``store=``, ``device=``, ``seed=``, ``seeds=``,
+    ``epochs=`` …).
+
+    Read only by default: with ``train=False`` nothing is trained or scored, and a row the store lacks is a
+    ``LookupError`` naming it (run chapter 01, or ``memlib-evidence add``, first)."""
     from .registry import run_experiment
 
-    return point_table(run_experiment("sslmem", preset, **params))
+    return point_table(run_experiment("sslmem", preset, train=train, **params))
 
 
 def gallery(points: pd.DataFrame, k: int = 4, subset: str = "S_C") -> pd.DataFrame:

@@ -43,7 +43,7 @@ PAPERS = {
     ),
 }
 #: How long "ours" may be in the top table before it is cut (the full statistic is in the details).
-HEADLINE_CHARS = 64
+HEADLINE_CHARS = 56
 
 
 def load_claims(path: str | Path) -> list[dict]:
