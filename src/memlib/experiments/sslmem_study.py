@@ -149,6 +149,16 @@ class SSLMemStudy:
     provenance: dict = field(default_factory=dict)  # of the analysis (commit, date, hardware, wall time)
     store: EvidenceStore | None = None  # the evidence store the runs were read from
     designs: list = field(default_factory=list)  # the RunDesign of each run, in order
+    #: The in/out design adopted for per-point claims (:meth:`adopt_per_point`); ``None``: the pairs' rankings.
+    per_point: object | None = None
+
+    def adopt_per_point(self, sub, paper_reliability: float) -> bool:
+        """Use the in/out study ``sub`` (:class:`~memlib.experiments.subset_study.SubsetStudy`) for S9 when its
+        full-set ranking reliability exceeds ``paper_reliability`` (the rule declared in chapter 01 before the
+        run); returns whether it was adopted."""
+        adopted = bool(sub.rank_reliability()[0] > paper_reliability)
+        self.per_point = sub if adopted else None
+        return adopted
 
     @property
     def preset(self):
@@ -483,6 +493,8 @@ class SSLMemStudy:
         spec = self.per_pair_spectrum()
         for cid, (col, shift, sign, _, sesoi) in self.SPECTRUM.items():
             x = spec[col].dropna().to_numpy(dtype=np.float64)
+            if cid == "S9" and self.per_point is not None:  # the in/out design: one τ per block of encoders
+                x = self.per_point.block_taus()
             e = mean_evidence(x + shift, direction=sign, sesoi=None if shift else sesoi)
             ev[cid] = dataclasses.replace(e, sesoi=sesoi, estimate=float(x.mean()) if len(x) else None)
         return ev
@@ -571,21 +583,31 @@ class SSLMemStudy:
         p = self.preset
         rel = self.reliability()["rho halves"].mean()
         reliable = self.ranking_reliable()
-        unit = "encoder pair (split × pair)"
         out = []
         for cid, (col, shift, sign, words, sesoi) in self.SPECTRUM.items():
             v = ver[cid]
             status, why = v.status, v.reason
-            if cid in ("S9", "S11") and not reliable:
+            unit = "encoder pair (split × pair)"
+            in_out = cid == "S9" and self.per_point is not None
+            if in_out:
+                unit = f"block of {self.per_point.design.settings.block} in/out encoders"
+                rel_c = self.per_point.rank_reliability()[1]
+                ok, what = rel_c >= self.settings.reliability_threshold, "the in/out design's split-half ρ"
+            else:
+                ok, what, rel_c = reliable, "split-half ρ", rel
+            if cid in ("S9", "S11") and not ok:
                 status, why = (
                     INCONCLUSIVE,
                     (
-                        f"ranking unreliable: split-half ρ = {rel:.2f} < "
+                        f"ranking unreliable: {what} = {rel_c:.2f} < "
                         f"{self.settings.reliability_threshold} (declared threshold); "
                         f"the test alone: {v.status}, {v.reason}"
                     ),
                 )
-            if cid == "S9":
+            if in_out:
+                test = "one-sided t-test over blocks of the in/out design (τ > 0 claimed, against 0 and the SESOI)"
+                null = "null 0"
+            elif cid == "S9":
                 test = "one-sided t-test over pairs (τ > 0 claimed, against 0 and the SESOI)"
                 null = "null 0"
             else:

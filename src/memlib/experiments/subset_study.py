@@ -269,6 +269,11 @@ class SubsetStudy:
         row = self.reliability_curve().iloc[-1]
         return float(row["reliability (Spearman–Brown)"]), float(row["rho halves"])
 
+    def block_taus(self) -> np.ndarray:
+        """Per block of encoders: Kendall τ between the block's own per-point scores and the points'
+        atypicality over the pool (S9 with the block as unit: blocks share no encoder)."""
+        return np.array([st.kendalltau(self.block_scores([k]), self.atypicality).statistic for k in range(self.blocks)])
+
     def encoder_table(self) -> pd.DataFrame:
         """Per encoder: its memorisation estimate (in vs out after point effects), offset and probe accuracy."""
         keys = self.design.keys()
