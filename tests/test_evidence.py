@@ -246,3 +246,16 @@ def test_chapter_01_from_the_committed_test_store_trains_nothing_and_glues_the_s
     got = glued_values(out)
     assert {k: got.get(k) for k in want} == want
     assert time.perf_counter() - t0 < 600
+
+
+def test_add_respects_its_budget_and_names_what_it_skips(tmp_path, capsys):
+    from memlib.experiments.evidence_cli import _parse_budget, main
+
+    assert _parse_budget("45m") == 45 and _parse_budget("2h") == 120 and _parse_budget("1h30m") == 90
+    with pytest.raises(SystemExit, match="not a duration"):
+        _parse_budget("soon")
+    rc = main(["--store", str(tmp_path / "s"), "add", "--chapter", "01", "--preset", "smoke", "--budget", "0m"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "past the budget" in out
+    assert not (tmp_path / "s" / "encoders").exists()  # nothing trained, nothing appended
+    assert main(["--store", str(tmp_path / "s"), "add", "--chapter", "99", "--preset", "smoke"]) == 2
