@@ -34,7 +34,7 @@ class Table:
 
     @property
     def columns(self) -> dict[str, str]:
-        """Every column and its dtype: keys, values, then ``batch``."""
+        """Every column with its dtype (keys, values, then ``batch``)."""
         return {**self.keys, **self.values, "batch": STR}
 
 

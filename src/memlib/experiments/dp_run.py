@@ -292,7 +292,7 @@ class DPRun:
         return dp_claims(self.results, self.levels, self.preset, alpha)
 
 
-#: S24's, S25's and L9's SESOI as Kendall |τ| (declared; reported beside the verdict).
+#: S24's, S25's and L9's SESOI as Kendall ``|τ|`` (declared; reported beside the verdict).
 DP_TREND_SESOI = 0.2
 
 
@@ -316,7 +316,7 @@ def dp_claims(results: pd.DataFrame, levels: pd.DataFrame, preset: Preset, alpha
     informative ranked levels, in the claimed (τ > 0: the value falls as ε shrinks) and the opposite
     direction (exact, or a permutation test where settings tie), with n = the fewest f encoders at any of
     those levels; Holm over the chapter's claims (:func:`~memlib.verdicts.decide`), then
-    :func:`~memlib.verdicts.preset_status`. The SESOI (|τ| :data:`DP_TREND_SESOI`) is declared and reported; a
+    :func:`~memlib.verdicts.preset_status`. The SESOI (``|τ|`` :data:`DP_TREND_SESOI`) is declared and reported; a
     permutation τ has no test against it, so only the opposite direction refutes.
     """
     sesoi = Sesoi(DP_TREND_SESOI, "a weak monotone trend, standardised: the paper's ε levels are not this run's")

@@ -377,7 +377,7 @@ class LocalizationRun:
         return (top - rnd).groupby("member").mean().to_numpy()
 
 
-#: L3's SESOI: a tenth of the top units (about 3 of 26 at ``cpu``) moved into or out of the last layer.
+#: L3's SESOI, a tenth of the top units (about 3 of 26 at ``cpu``) moved into or out of the last layer.
 L3_SESOI = Sesoi(0.1, "a tenth of the top units in or out of the last layer (about 3 of 26 at cpu), declared")
 _STANDARD = "the paper's effects are at another scale (full training); standardised over encoders"
 

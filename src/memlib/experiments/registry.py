@@ -7,7 +7,7 @@ store answers) and how to run it (:attr:`Experiment.run`: train what the
 store lacks, append, analyse from stored rows). :func:`run_experiment` is
 the one entry point; the notebooks, ``memlib-evidence`` and scripts reach
 the same parameters through it. A section registers itself with
-:func:`register_experiment` in its own module, listed in :data:`_MODULES`.
+:func:`register_experiment` in its own module, listed in ``_MODULES``.
 
 Seeds, for every experiment: ``seed`` shifts every split seed of the
 config (``seed=10`` runs splits 10, 11, 12 where the preset has 0, 1, 2);
@@ -25,6 +25,7 @@ from typing import Callable
 #: Modules whose import registers an experiment (imported on first lookup, so ``import memlib`` stays light).
 _MODULES = ("memlib.experiments.sslmem_study", "memlib.experiments.subset_study")
 
+#: Registered experiments by name (filled by :func:`register_experiment`).
 EXPERIMENTS: dict[str, "Experiment"] = {}
 
 

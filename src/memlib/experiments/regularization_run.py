@@ -48,7 +48,7 @@ from .probes import probe_all
 from .settings import Settings
 from .sslmem_experiment import random_floor_of
 
-#: S22's and S23's SESOI as Kendall |τ| (declared; reported beside the verdict).
+#: S22's and S23's SESOI as Kendall ``|τ|`` (declared; reported beside the verdict).
 TREND_SESOI = 0.2
 
 # fmt: off
@@ -172,7 +172,7 @@ class RegularizationRun:
         ("for SimCLR and MAE"): per method, Kendall's τ between λ and the encoders' values is tested
         one-sided in the claimed (τ < 0) and the opposite direction (exact, or a permutation test with tied λ),
         Holm over every part of both claims (the chapter's family); the claim is reproduced when every method
-        is, refuted when any is, partly (k of m parts, none refuted) otherwise. The SESOI (|τ| 0.2) is declared
+        is, refuted when any is, partly (k of m parts, none refuted) otherwise. The SESOI (``|τ|`` 0.2) is declared
         and reported; a permutation τ has no test against it, so only the opposite direction refutes. A part
         whose best possible order cannot reach α at its n says so (undecidable by design). A preset that is not
         ``meaningful`` decides nothing.

@@ -38,7 +38,7 @@ from .presets import Preset
 from .sslmem_experiment import SSLMemRun, floor_seeds, run_sslmem
 
 EXPERIMENT = "sslmem"
-#: Neighbours of the atypicality stored per g member (:meth:`SSLMemRun.atypicality`'s default).
+#: Neighbours of the atypicality stored per g member (:meth:`.SSLMemRun.atypicality`'s default).
 ATYPICALITY_K = 5
 _PROBES = ("linear_acc", "linear_train_acc", "knn_acc")
 _FLOOR = ("linear_acc", "linear_train_acc", "knn_acc")
@@ -286,7 +286,7 @@ def _matrix(df: pd.DataFrame, keys: list[str], ids: np.ndarray, value: str) -> n
 
 
 def run_from_store(store: EvidenceStore, d: RunDesign, data_root=None) -> SSLMemRun:
-    """The :class:`SSLMemRun` of design ``d``, from stored rows only (weights are never loaded)."""
+    """The :class:`.SSLMemRun` of design ``d``, from stored rows only (weights are never loaded)."""
     p = d.preset
     al = _alignments(store, d)
     mats = {fam: _matrix(al, [s.key() for s in specs], d.ids, "alignment") for fam, specs in d.members.items()}

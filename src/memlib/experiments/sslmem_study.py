@@ -271,7 +271,7 @@ class SSLMemStudy:
         return pd.DataFrame(rows).set_index("claim")
 
     def contrasts(self) -> pd.DataFrame:
-        """:meth:`_contrast_rows` with the p-values corrected over the chapter's whole family (Holm over every
+        """``_contrast_rows`` with the p-values corrected over the chapter's whole family (Holm over every
         test of :meth:`verdicts`: the contrasts, S2, S9, S11 and S12) and the power for the SESOI at α/m."""
         df = self._contrast_rows().drop(columns="evidence")
         v = self.verdicts()
@@ -471,7 +471,7 @@ class SSLMemStudy:
             )
         return table
 
-    #: S9, S11 and S12 on per-pair statistics: column, shift, direction, words, SESOI. S11 and S12 are
+    #: S9, S11 and S12 on per-pair statistics (column, shift, direction, words, SESOI). S11 and S12 are
     #: non-inferiority tests against their nulls at the run's n (z-scores, :meth:`per_pair_spectrum`): the
     #: claim holds unless the statistic is worse than its null by more than the SESOI (in null sds).
     SPECTRUM: ClassVar[dict[str, tuple]] = {

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..data.augment import Augmentation
 from ..models.encoder import tapped
-from .options import accepts_options
+from .options import ScoringOptions, accepts_options
 from .scoring import as_list, family_names
 from .sslmem import normalize_scores, source_alignments
 from .views import (
@@ -165,6 +165,7 @@ def layer_alignment(
     device: str | torch.device | None = None,
     amp: bool = False,
     progress: bool = False,
+    options: ScoringOptions | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """Alignment loss of each encoder at each tapped layer on each image.
 
@@ -211,6 +212,7 @@ def layermem(
     device: str | torch.device | None = None,
     amp: bool = False,
     progress: bool = False,
+    options: ScoringOptions | None = None,
 ) -> LayerMemResult:
     """LayerMem of ``images`` at every tapped layer, for encoders f (trained on them) and g (not).
 

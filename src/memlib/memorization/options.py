@@ -70,8 +70,23 @@ FIELDS = tuple(f.name for f in dataclasses.fields(ScoringOptions))
 
 def accepts_options(fn):
     """Let ``fn`` (a metric with keyword scoring settings) also take them as ``options=``
-    (a :class:`ScoringOptions`); its other parameters and their defaults stay as they are."""
+    (a :class:`ScoringOptions`); its other parameters and their defaults stay as they are.
+
+    ``fn`` declares the parameter itself, keyword-only (last, by convention):
+    ``options: ScoringOptions | None = None``. The wrapper fills the settings in
+    from it and calls ``fn`` without it, so ``fn`` never reads it. Declaring it
+    in ``fn``'s own source keeps the signature that ``inspect.signature`` reports
+    (through ``__wrapped__``) the one written in the source, which is what Sphinx's
+    ``autodoc_preserve_defaults`` reads: a parameter added only to ``__signature__``
+    breaks it (``pop from empty list``).
+    """
     sig = inspect.signature(fn)
+    declared = sig.parameters.get("options")
+    if declared is None or declared.kind is not inspect.Parameter.KEYWORD_ONLY or declared.default is not None:
+        raise TypeError(
+            f"@accepts_options: {fn.__qualname__}() must declare a keyword-only "
+            "`options: ScoringOptions | None = None` parameter"
+        )
     takes = {name for name in FIELDS if name in sig.parameters}
 
     @functools.wraps(fn)
@@ -89,6 +104,4 @@ def accepts_options(fn):
             kwargs.update(given)
         return fn(*args, **kwargs)
 
-    options = inspect.Parameter("options", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="ScoringOptions")
-    wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), options])
     return wrapper

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ..data.augment import Augmentation
-from .options import accepts_options
+from .options import ScoringOptions, accepts_options
 from .scoring import as_list, eval_mode, family_names, forward, require_finite, scoring_device, view_distances
 from .views import (
     AugmentedViews,
@@ -172,6 +172,7 @@ def alignment_loss(
     device: str | torch.device | None = None,
     amp: bool = False,
     progress: bool = False,
+    options: ScoringOptions | None = None,
 ) -> np.ndarray:
     """Alignment loss of each encoder on each image.
 
@@ -280,6 +281,7 @@ def sslmem(
     device: str | torch.device | None = None,
     amp: bool = False,
     progress: bool = False,
+    options: ScoringOptions | None = None,
 ) -> SSLMemResult:
     """SSLMem scores of ``images`` for encoders f (trained on them) and g (not).
 

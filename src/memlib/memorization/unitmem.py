@@ -75,7 +75,7 @@ from tqdm import tqdm
 from ..data.augment import Augmentation
 from ..models.encoder import tapped
 from ..training.distributed import rank_and_world, shard_bounds
-from .options import accepts_options
+from .options import ScoringOptions, accepts_options
 from .scoring import autocast, eval_mode, require_finite, scoring_device
 from .views import AugmentedViews, FixedViews, ViewSource, check_batch_size, gather_points
 
@@ -421,6 +421,7 @@ def unit_means(
     progress: bool = False,
     activation: str = "positive_part",
     shift: float | Mapping[str, float] | None = None,
+    options: ScoringOptions | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-point, per-unit mean of the handled activation over positions/tokens and K views.
 
@@ -491,6 +492,7 @@ def unitmem(
     progress: bool = False,
     activation: str = "positive_part",
     shift: float | Mapping[str, float] | None = None,
+    options: ScoringOptions | None = None,
 ) -> UnitMemResult:
     """UnitMem of every unit of the tapped layers over the points ``images``.
 

@@ -6,6 +6,7 @@ from .encoder import Encoder, channel_stats, extract_taps, tapped
 from .resnet import SmallImageResNet, resnet18, resnet50, resnet_narrow
 from .vit import ViTEncoder, vit_micro, vit_tiny
 
+#: Encoder constructors by name (what :func:`build_encoder` builds).
 ENCODERS = {
     "resnet_narrow": resnet_narrow,
     "resnet18": resnet18,
@@ -22,7 +23,8 @@ def vit_counterpart(arch: str) -> str:
 
 
 def build_encoder(name: str, in_chans: int, img_size: int, mean=None, std=None) -> Encoder:
-    """Encoder by name (one of :data:`ENCODERS`) for images of ``in_chans`` × ``img_size``²."""
+    """Encoder by name (one of :data:`ENCODERS`) for images of ``in_chans`` channels and
+    ``img_size`` × ``img_size`` pixels."""
     if name not in ENCODERS:
         raise ValueError(f"arch={name!r} is unknown; choose one of {sorted(ENCODERS)}")
     return ENCODERS[name](in_chans=in_chans, img_size=img_size, mean=mean, std=std)
