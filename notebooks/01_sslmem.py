@@ -288,18 +288,19 @@ glue_claims(claims)
 # %% [markdown]
 # ### Planned n for the next run
 #
-# Per claim, the encoder pairs a one-sided test needs for 80 % power to detect
-# its SESOI at the chapter's corrected level, with this run's spread over pairs
-# as the pilot (`memlib.verdicts.plan_n`). A claim whose planned n exceeds the
-# pairs above stays undecided until the store holds that many
+# Per claim, the units a one-sided test needs for 80 % power to detect its
+# SESOI at the chapter's corrected level, with this run's spread as the pilot
+# (`memlib.verdicts.plan_n`); the unit is the encoder pair, or for S9, when the
+# in/out design decides it, the block of four in/out encoders. A claim whose planned n exceeds the
+# units above stays undecided until the store holds that many
 # (`memlib-evidence status` lists both).
 
 # %% tags=["remove-input"]
 plan = study.planned_n()
 display(table(plan, digits=4, index_name="claim"))
 for cid, row in plan.iterrows():
-    if np.isfinite(row["planned pairs"]):
-        glue(f"claim_{cid}_planned_n", int(row["planned pairs"]), display=False)
+    if np.isfinite(row["planned n"]):
+        glue(f"claim_{cid}_planned_n", int(row["planned n"]), display=False)
 
 # %% [markdown]
 # ## How stable is a point's score? (test–retest)

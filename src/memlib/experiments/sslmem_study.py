@@ -502,24 +502,28 @@ class SSLMemStudy:
     def planned_n(self) -> pd.DataFrame:
         """Per claim, the encoder pairs a one-sided test needs for 80 % power to detect its SESOI at α/m (m: the
         chapter's whole Holm family), with this run's spread over pairs as the pilot
-        (:func:`~memlib.verdicts.plan_n`); S3 takes the larger of its two parts (S3a and S6)."""
+        (:func:`~memlib.verdicts.plan_n`); S3 takes the larger of its two parts (S3a and S6). S9's unit is the in/out
+        design's block of encoders when it is adopted (:meth:`adopt_per_point`), the pair otherwise."""
         ev = self.evidence()
         sd = {cid: float(r["sd over pairs"]) for cid, r in self._contrast_rows().iterrows()}
         sd["S2"] = float(self.pair_means("normalised")["S_S"].std(ddof=1))
         spec = self.per_pair_spectrum()
         for cid, (col, *_) in self.SPECTRUM.items():
             sd[cid] = float(spec[col].dropna().std(ddof=1))
+        if self.per_point is not None:  # S9 is tested over the in/out design's blocks
+            sd["S9"] = float(np.std(self.per_point.block_taus(), ddof=1))
         rows = {}
         for cid, e in ev.items():
             ok = e.sesoi is not None and np.isfinite(sd[cid]) and sd[cid] > 0
             n = plan_n(e.sesoi.value, sd[cid], alpha=self.settings.alpha, m=len(ev)) if ok else np.nan
             rows[cid] = {
-                "pairs now": e.n,
-                "pilot sd over pairs": sd[cid],
+                "unit": "block" if cid == "S9" and self.per_point is not None else "pair",
+                "n now": e.n,
+                "pilot sd": sd[cid],
                 "SESOI": e.sesoi.value if e.sesoi else np.nan,
-                "planned pairs": n,
+                "planned n": n,
             }
-        rows["S3"] = max((rows.pop("S3a"), rows["S6"]), key=lambda r: np.nan_to_num(r["planned pairs"], nan=np.inf))
+        rows["S3"] = max((rows.pop("S3a"), rows["S6"]), key=lambda r: np.nan_to_num(r["planned n"], nan=np.inf))
         order = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S11", "S12"]
         df = pd.DataFrame.from_dict(rows, orient="index").loc[[c for c in order if c in rows]]
         df.index.name = "claim"
