@@ -63,11 +63,13 @@ PAPER_MEANS = {"candidate": 0.30723, "shared": -0.00136, "extra": 0.09958, "inde
 
 # fmt: off
 STUDY_SETTINGS = {
-    "smoke": {"seeds": (0, 1), "paired": (0,), "scaling": ((48, 16, 3),), "scaling_models": 1},
+    "smoke": {"seeds": (0, 1), "paired": (0,), "paired_pairs": 2, "scaling": ((48, 16, 3),), "scaling_models": 1},
     # 2 cores: 3 splits × (3 f + 3 g + 2 f′) = 24 encoders, 3 paired g's, and 2 × 4 scaling encoders, each at
     # the compute of one main encoder (1,200 steps of batch 50; size × epochs = 60,000 = 150 × 400): 35
     # encoders of about 4.5 min on one core, 80 minutes on two.
-    "cpu": {"seeds": (0, 1, 2), "paired": (0,), "scaling": ((42, 8, 1200), (1000, 200, 50)), "scaling_models": 2},
+    # The paired-seed measurement: 8 pairs each way on split 0 (f shared by both designs: 8 f, 8 g, 8 paired g).
+    "cpu": {"seeds": (0, 1, 2), "paired": (0,), "paired_pairs": 8, "scaling": ((42, 8, 1200), (1000, 200, 50)),
+            "scaling_models": 2},
     "gpu": {"seeds": (0, 1, 2), "paired": (), "scaling": ()},
     "paper": {"seeds": (0, 1, 2), "paired": (), "scaling": ()},
 }
@@ -84,6 +86,9 @@ class StudySettings(Settings):
         One split (and its f, g, f′ families) per seed; claims S1–S8 need at least 3 at a meaningful preset.
     paired
         Seeds whose split is also run with paired seeds (g_i from f_i's seed) to measure the pair spread.
+    paired_pairs
+        Pairs each way in the paired-seed measurement (0: compare the paired variant with the split's own
+        pairs): the split is run with this many pairs per family with independent and with paired seeds.
     scaling
         (shared, candidate, epochs) per point of the scaling figure, run at the first seed.
     scaling_models
@@ -103,6 +108,7 @@ class StudySettings(Settings):
 
     seeds: tuple[int, ...]
     paired: tuple[int, ...] = ()
+    paired_pairs: int = 0
     scaling: tuple[tuple[int, int, int], ...] = ()
     scaling_models: int = 2
     reliability_threshold: float = MIN_RELIABILITY
@@ -119,6 +125,8 @@ class StudySettings(Settings):
         for row in self.scaling:
             if len(row) != 3 or not all(isinstance(v, int) and v >= 1 for v in row):
                 raise ValueError(f"scaling row {row!r} must be (shared, candidate, epochs), ints ≥ 1")
+        if self.paired_pairs and self.paired_pairs < 2:
+            raise ValueError(f"paired_pairs={self.paired_pairs!r} must be 0 or ≥ 2: a spread needs two pairs")
         if self.scaling_models < 1:
             raise ValueError(f"scaling_models={self.scaling_models!r} must be ≥ 1")
         if not 0 < self.reliability_threshold < 1:
@@ -149,6 +157,8 @@ class SSLMemStudy:
     provenance: dict = field(default_factory=dict)  # of the analysis (commit, date, hardware, wall time)
     store: EvidenceStore | None = None  # the evidence store the runs were read from
     designs: list = field(default_factory=list)  # the RunDesign of each run, in order
+    #: The independent-seed half of the paired-seed measurement (``paired_pairs``); empty: the split's own runs.
+    paired_independent: list = field(default_factory=list)
     #: The in/out design adopted for per-point claims (:meth:`adopt_per_point`); ``None``: the pairs' rankings.
     per_point: object | None = None
 
@@ -409,7 +419,7 @@ class SSLMemStudy:
         on the splits run both ways."""
         rows = []
         for design, runs in (
-            ("independent seeds", [r for r in self.runs if r.seed in self.settings.paired]),
+            ("independent seeds", self.paired_independent or [r for r in self.runs if r.seed in self.settings.paired]),
             ("paired seeds", self.paired),
         ):
             if not runs:
@@ -426,6 +436,43 @@ class SSLMemStudy:
             )
         df = pd.DataFrame(rows)
         return df.set_index("design") if len(df) else df
+
+    def paired_variance_ratio(self, confidence: float = 0.95) -> pd.DataFrame:
+        """Per contrast (S_C − S_S, S_C − S_E, S_C − S_I, raw), the variance over pairs with paired seeds divided by
+        that with independent seeds, its F-distribution confidence interval and two-sided p (equal variances)."""
+        designs = {
+            "independent": self.paired_independent or [r for r in self.runs if r.seed in self.settings.paired],
+            "paired": self.paired,
+        }
+        if not all(designs.values()):
+            return pd.DataFrame()
+        t = {
+            k: _pair_table(v).pivot_table(index=["split", "pair"], columns="subset", values="raw")
+            for k, v in designs.items()
+        }
+        rows = []
+        for other in ("S_S", "S_E", "S_I"):
+            xi, xp = (t[k]["S_C"] - t[k][other] for k in ("independent", "paired"))
+            ni, npair = len(xi), len(xp)
+            ratio = float(xp.var(ddof=1) / xi.var(ddof=1))
+            a = (1 - confidence) / 2
+            lo = ratio / st.f.ppf(1 - a, npair - 1, ni - 1)
+            hi = ratio / st.f.ppf(a, npair - 1, ni - 1)
+            cdf = st.f.cdf(ratio, npair - 1, ni - 1)
+            rows.append(
+                {
+                    "contrast": f"S_C − {other}",
+                    "pairs independent": ni,
+                    "pairs paired": npair,
+                    "sd independent": float(xi.std(ddof=1)),
+                    "sd paired": float(xp.std(ddof=1)),
+                    "variance ratio (paired / independent)": ratio,
+                    f"{confidence:.0%} CI low": float(lo),
+                    f"{confidence:.0%} CI high": float(hi),
+                    "p (two-sided F test)": float(2 * min(cdf, 1 - cdf)),
+                }
+            )
+        return pd.DataFrame(rows).set_index("contrast")
 
     def scaling(self) -> pd.DataFrame:
         """The S_C − S_I gap per encoder pair (raw and normalised) at each training-set size and epoch count,
@@ -674,7 +721,12 @@ class StudyConfig:
         """(preset, split seed, probe?) of every run: the splits, the paired-seed variants, the scaling sweep."""
         p, s = self.preset, self.settings
         out = [(p, seed, True) for seed in s.seeds]
-        out += [(p.replace(paired_seeds=True), seed, False) for seed in s.paired]
+        if s.paired_pairs:
+            q = p.replace(models_per_family=s.paired_pairs, null_models=0)
+            out += [(q, seed, False) for seed in s.paired]
+            out += [(q.replace(paired_seeds=True), seed, False) for seed in s.paired]
+        else:
+            out += [(p.replace(paired_seeds=True), seed, False) for seed in s.paired]
         out += [
             (
                 p.replace(
@@ -732,12 +784,24 @@ def run_study(
             run_sslmem(d.preset, seed=d.seed, train_only=True, **kw)
     runs = [stored_sslmem_run(store, d, train=train, **kw) for d in designs]
     k, m = len(s.seeds), len(s.paired)
+    indep = []
+    if s.paired_pairs:  # the paired-seed measurement's independent-seed half comes before its paired half
+        indep, runs = runs[k : k + m], runs[:k] + runs[k + m :]
     prov = provenance(
         {"preset": cfg.preset.name, "seed": cfg.seed, "experiment": "sslmem"},
         device,
         time.perf_counter() - t0,
     )
-    return SSLMemStudy(s, runs[:k], runs[k : k + m], runs[k + m :], provenance=prov, store=store, designs=designs)
+    return SSLMemStudy(
+        s,
+        runs[:k],
+        runs[k : k + m],
+        runs[k + m :],
+        provenance=prov,
+        store=store,
+        designs=designs,
+        paired_independent=indep,
+    )
 
 
 def run_sslmem_study(
