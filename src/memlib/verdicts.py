@@ -44,6 +44,10 @@ import pandas as pd
 from scipy import stats as st
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+#: Version of the rule; chapters glue it with their verdicts, so the book can tell which rule decided a chapter.
+#: 1: encoder-level tests, refutation by power for the paper's effect; 2: refutation against a declared SESOI,
+#: one Holm per chapter over all its claims and parts, exact small-n tests, refuted parts refute.
+RULE_VERSION = 2
 #: The power a run is planned for (:func:`plan_n`); reported beside verdicts, never used to decide one.
 MIN_POWER = 0.8
 #: The split-half Spearman ρ below which a ranking of points is unreliable, so that a claim resting on it is

@@ -20,6 +20,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from ..verdicts import RULE_VERSION
+
 #: The statuses in the order the glance lists them (a status is matched by its first words).
 STATUSES = ("reproduced", "partly reproduced", "not reproduced", "inconclusive", "not attempted", "decided in")
 RECORD = "application/papermill.record/"
@@ -96,6 +98,7 @@ def chapter_summary(chapters: str | Path) -> list[dict]:
                 "preset": g.get("preset") or _parameter(nb, "preset") or "—",
                 "claims": statuses,
                 "rule": any(k.endswith("_test") for k in g),
+                "rule_version": int(g.get("verdict_rule_version", 1 if any(k.endswith("_test") for k in g) else 0)),
             }
         )
     return rows
@@ -162,6 +165,15 @@ def glance_markdown(chapters: str | Path) -> str:
             f"{c['reproduced']} | {c['partly reproduced']} | {c['not reproduced']} | {c['inconclusive']} | "
             f"{c['not attempted'] + c['not tested yet']} |"
         )
+    older = [r["chapter"][:2] for r in rows if r["claims"] and r["rule"] and r["rule_version"] < RULE_VERSION]
+    if older:
+        lines += [
+            "",
+            f"Chapter{'s' if len(older) > 1 else ''} {', '.join(older)} {'were' if len(older) > 1 else 'was'} "
+            "executed under the previous version of the verdict rule (refutation by power for the paper's "
+            "effect, Holm only over chapter 01's contrasts); the code now decides by the rule on the reading "
+            "page, and their statuses may change when they are re-executed.",
+        ]
     if earlier:
         lines += [
             "",

@@ -39,6 +39,9 @@ def glue_claims(claims: pd.DataFrame) -> None:
     """
     from myst_nb import glue
 
+    from ..verdicts import RULE_VERSION
+
+    glue("verdict_rule_version", RULE_VERSION, display=False)
     for cid, row in claims.iterrows():
         glue(f"claim_{cid}_status", row.status, display=False)
         glue(f"claim_{cid}_stat", row.statistic, display=False)
