@@ -55,8 +55,18 @@ refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
 smoke_banner(get_preset(preset))
 # Read only: the page never trains. Every point comes from the evidence store that chapter 01 was run
 # from (MEMLIB_RESULTS, else results/), with chapter 01's parameters; a missing row is an error.
-points = load_points(preset, device=device, seed=seed, seeds=seeds, epochs=epochs,
-                     models_per_family=models_per_family, progress=progress, train=False)
+points = load_points(
+    preset,
+    device=device,
+    seed=seed,
+    seeds=seeds,
+    epochs=epochs,
+    models_per_family=models_per_family,
+    progress=progress,
+    # Real presets only read the store (a missing row is an error, never a silent retraining);
+    # at smoke (CI, meaningless numbers) an empty store gets chapter 01's smoke rows first.
+    train=preset == "smoke",
+)
 init_notebook_mode(connected=False)  # the DataTables bundle goes into the page: no CDN
 
 # %% [markdown]
@@ -68,7 +78,8 @@ init_notebook_mode(connected=False)  # the DataTables bundle goes into the page:
 # %% tags=["remove-input"]
 # "pairs" (the same for every point of a split) is said under the gallery, so that the table fits the column.
 shown = points.drop(columns="pairs").assign(
-    image=[f'<img src="{u}" width="28" height="28" alt="">' for u in points["image"]])
+    image=[f'<img src="{u}" width="28" height="28" alt="">' for u in points["image"]]
+)
 show(
     shown.round({"score": 4, "se": 4, "normalised": 4, "atypicality": 3}),
     allow_html=True,
@@ -95,32 +106,53 @@ x0 = "atypicality" if "atypicality" in axes else "normalised"
 groups = [(s, g) for s, g in points.groupby("subset", sort=True)]
 fig = go.Figure()
 for s, g in groups:
-    fig.add_trace(go.Scatter(
-        x=g[x0], y=g["score"], mode="markers", name=s, marker={"size": 6, "opacity": 0.75},
-        customdata=g[["image", "class", "split", "point", "rank", "se"]].to_numpy(),
-        hovertemplate="%{customdata[1]} · split %{customdata[2]} · point %{customdata[3]}<br>"
-        "x %{x:.4f}, y %{y:.4f}<br>rank %{customdata[4]}, se %{customdata[5]:.4f}<extra>%{fullData.name}</extra>",
-    ))
+    fig.add_trace(
+        go.Scatter(
+            x=g[x0],
+            y=g["score"],
+            mode="markers",
+            name=s,
+            marker={"size": 6, "opacity": 0.75},
+            customdata=g[["image", "class", "split", "point", "rank", "se"]].to_numpy(),
+            hovertemplate="%{customdata[1]} · split %{customdata[2]} · point %{customdata[3]}<br>"
+            "x %{x:.4f}, y %{y:.4f}<br>rank %{customdata[4]}, se %{customdata[5]:.4f}<extra>%{fullData.name}</extra>",
+        )
+    )
 
 
 def menu(axis, at):
     return {
-        "buttons": [{"label": f"{axis}: {c}", "method": "update",
-                     "args": [{axis: [g[c].tolist() for _, g in groups]}, {f"{axis}axis.title.text": c}]}
-                    for c in axes],
-        "active": axes.index(x0 if axis == "x" else "score"), "x": at, "y": 1.16, "xanchor": "left",
+        "buttons": [
+            {
+                "label": f"{axis}: {c}",
+                "method": "update",
+                "args": [{axis: [g[c].tolist() for _, g in groups]}, {f"{axis}axis.title.text": c}],
+            }
+            for c in axes
+        ],
+        "active": axes.index(x0 if axis == "x" else "score"),
+        "x": at,
+        "y": 1.16,
+        "xanchor": "left",
         "direction": "down",
     }
 
 
 fig.update_layout(
-    height=460, margin={"l": 50, "r": 10, "t": 60, "b": 40}, template="plotly_white",
-    xaxis_title=x0, yaxis_title="score", updatemenus=[menu("x", 0.0), menu("y", 0.32)], legend_title="subset",
+    height=460,
+    margin={"l": 50, "r": 10, "t": 60, "b": 40},
+    template="plotly_white",
+    xaxis_title=x0,
+    yaxis_title="score",
+    updatemenus=[menu("x", 0.0), menu("y", 0.32)],
+    legend_title="subset",
 )
-plot = fig.to_html(include_plotlyjs=False, full_html=False, div_id="memlib-scatter",
-                   config={"displaylogo": False, "responsive": True})
+plot = fig.to_html(
+    include_plotlyjs=False, full_html=False, div_id="memlib-scatter", config={"displaylogo": False, "responsive": True}
+)
 top = points.sort_values("score", ascending=False).iloc[0]
-display(HTML(f"""<div class="memlib-scatter-box">{plot}
+display(
+    HTML(f"""<div class="memlib-scatter-box">{plot}
 <figure class="memlib-hover"><img id="memlib-hover-img" alt="" width="84" height="84" src="{top.image}">
 <figcaption id="memlib-hover-text">{html.escape(top["class"])}, rank 1; hover over a point</figcaption></figure></div>
 <script>
@@ -133,7 +165,8 @@ display(HTML(f"""<div class="memlib-scatter-box">{plot}
     document.getElementById('memlib-hover-text').textContent = `${{d[1]}}, split ${{d[2]}}, point ${{d[3]}}: rank ${{d[4]}}`;
   }});
 }})();
-</script>"""))
+</script>""")
+)
 
 # %% [markdown]
 # ## Most and least memorised candidates per class
@@ -147,10 +180,37 @@ for cls, g in gallery(points, k=4).groupby("class", sort=True):
     cells = []
     for end in ("most", "least"):
         cells.append(f'<span class="memlib-gallery-end">{end}</span>')
-        cells += [f'<figure><img src="{r.image}" width="56" height="56" alt="{html.escape(cls)}">'
-                  f"<figcaption>{r.score:+.3f}</figcaption></figure>" for r in g[g["end"] == end].itertuples()]
-    rows.append(f'<div class="memlib-gallery-row"><span class="memlib-gallery-class">{html.escape(cls)}</span>'
-                + "".join(cells) + "</div>")
+        cells += [
+            f'<figure><img src="{r.image}" width="56" height="56" alt="{html.escape(cls)}">'
+            f"<figcaption>{r.score:+.3f}</figcaption></figure>"
+            for r in g[g["end"] == end].itertuples()
+        ]
+    rows.append(
+        f'<div class="memlib-gallery-row"><span class="memlib-gallery-class">{html.escape(cls)}</span>'
+        + "".join(cells)
+        + "</div>"
+    )
 display(HTML('<div class="memlib-gallery">' + "".join(rows) + "</div>"))
-display(Markdown(f"{len(points):,} points over {points['split'].nunique()} split(s), "
-                 f"{int(points['pairs'].max())} encoder pair(s) per split, preset `{preset}`."))
+display(
+    Markdown(
+        f"{len(points):,} points over {points['split'].nunique()} split(s), "
+        f"{int(points['pairs'].max())} encoder pair(s) per split, preset `{preset}`."
+    )
+)
+
+# %% [markdown]
+# ## Provenance
+
+# %% tags=["remove-input"]
+from myst_nb import glue
+
+from memlib.provenance import provenance, provenance_markdown
+
+glue("explorer_points", len(points), display=False)
+display(Markdown(provenance_markdown(provenance({"preset": preset, "seed": seed}, device))))
+display(
+    Markdown(
+        "Every point above is read from chapter 01's runs in the evidence store; chapter 01's provenance block "
+        "lists the encoders, their training and the store batches behind them."
+    )
+)

@@ -1,9 +1,11 @@
+
 """Claims as data (memlib.experiments.claims): one record, one table builder for every chapter."""
 
 import pandas as pd
 
 from memlib.experiments.claims import Claim, claims_table
 from memlib.experiments.page import glue_claims
+from memlib.verdicts import RULE_VERSION
 
 
 def test_claims_table_keeps_every_field_and_the_order():
@@ -44,4 +46,5 @@ def test_glue_takes_status_and_statistic(monkeypatch):
         "claim_S20_status": "not attempted",
         "claim_S20_stat": "—",
         "claim_S20_test": "—",
+        "verdict_rule_version": RULE_VERSION,  # which version of the rule decided the chapter (the glance reads it)
     }
