@@ -1,4 +1,3 @@
-
 """Claims as data (memlib.experiments.claims): one record, one table builder for every chapter."""
 
 import pandas as pd
