@@ -75,8 +75,7 @@ study = run_experiment(
 # with the more reliable per-point ranking decides S9 (declared before the run).
 sub = run_experiment("sslmem-subset", preset, device=device, seed=seed, progress=progress)
 cmp = compare_designs(study, sub)
-paper_rows = cmp["reliability"].query("measured and design == 'paper (fixed split)'")
-paper_full = float(paper_rows["reliability (Spearman–Brown)"].iloc[0])
+paper_full = cmp["paper_reliability"]
 study.adopt_per_point(sub, paper_full)
 s, p, first = study.settings, study.preset, study.runs[0]
 smoke_banner(p)

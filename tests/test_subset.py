@@ -126,3 +126,17 @@ def test_bad_design_arguments_and_shapes_are_refused():
         subset_sslmem_from_alignment(np.full((4, 8), np.nan), inc)
     with pytest.raises(ValueError, match="one row each"):
         subset_sslmem([_Tiny(0)] * 3, inc, torch.zeros(8, 1, 28, 28, dtype=torch.uint8), SimCLRAugment(size=28))
+
+
+def test_subset_sslmem_takes_scoring_options_like_every_metric():
+    from memlib.memorization import ScoringOptions
+
+    f = [_Tiny(i) for i in range(4)]
+    images = torch.randint(0, 256, (8, 1, 28, 28), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    inc = balanced_inclusion(8, 4, 0)
+    aug = SimCLRAugment(size=28)
+    a = subset_sslmem(f, inc, images, aug, views=3, seed=7)
+    b = subset_sslmem(f, inc, images, aug, options=ScoringOptions(views=3, seed=7))
+    np.testing.assert_array_equal(a.alignment, b.alignment)
+    with pytest.raises(TypeError):
+        subset_sslmem(f, inc, images, aug, views=3, options=ScoringOptions(views=3))

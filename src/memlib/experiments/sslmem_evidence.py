@@ -61,6 +61,14 @@ class StoredContexts:
             f"linear probe {p.probe_epochs} epochs"
         )
 
+    def stored_alignments(self, store: EvidenceStore) -> pd.DataFrame:
+        """The store's alignment rows of this design's points at the representation, scored in its context."""
+        al = store.load("alignments")
+        sel = (al.tap == "") & (al.dataset == self.preset.dataset) & al.point_id.isin(self.ids)
+        for k, v in self.scoring.items():
+            sel &= al[k] == v
+        return al[sel]
+
 
 @dataclass(frozen=True)
 class RunDesign(StoredContexts):
@@ -250,7 +258,7 @@ def missing(store: EvidenceStore, d: RunDesign) -> list[str]:
     lack = [k for k in d.keys() if k not in keys]
     if lack:
         out.append(f"{len(lack)} of {len(d.keys())} encoders")
-    al = _alignments(store, d)
+    al = d.stored_alignments(store)
     trained = [s.key() for ss in d.members.values() for s in ss]
     n = al.groupby("encoder").size().reindex(trained, fill_value=0) if len(al) else pd.Series(0, index=trained)
     if (n < len(d.ids)).any():
@@ -268,15 +276,6 @@ def missing(store: EvidenceStore, d: RunDesign) -> list[str]:
     return out
 
 
-def _alignments(store: EvidenceStore, d: RunDesign) -> pd.DataFrame:
-    al = store.load("alignments")
-    sc = d.scoring
-    sel = (al.tap == "") & (al.dataset == d.preset.dataset)
-    for k, v in sc.items():
-        sel &= al[k] == v
-    return al[sel & al.point_id.isin(d.ids)]
-
-
 def _matrix(df: pd.DataFrame, keys: list[str], ids: np.ndarray, value: str) -> np.ndarray:
     """Rows ``keys`` × columns ``ids`` of ``df``'s ``value`` (encoder, point_id long form)."""
     if not keys:
@@ -288,7 +287,7 @@ def _matrix(df: pd.DataFrame, keys: list[str], ids: np.ndarray, value: str) -> n
 def run_from_store(store: EvidenceStore, d: RunDesign, data_root=None) -> SSLMemRun:
     """The :class:`.SSLMemRun` of design ``d``, from stored rows only (weights are never loaded)."""
     p = d.preset
-    al = _alignments(store, d)
+    al = d.stored_alignments(store)
     mats = {fam: _matrix(al, [s.key() for s in specs], d.ids, "alignment") for fam, specs in d.members.items()}
     sc = d.scoring
     result = sslmem_from_alignment(mats["f"], mats["g"], sc["views"], sc["mode"], d.ids)

@@ -19,7 +19,6 @@ higher; the reliability threshold is :data:`~memlib.verdicts.MIN_RELIABILITY`.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -146,11 +145,7 @@ def missing(store: EvidenceStore, d: SubsetDesign) -> list[str]:
     lack = [k for k in d.keys() if k not in held]
     if lack:
         out.append(f"{len(lack)} of {len(d.keys())} encoders")
-    al = store.load("alignments")
-    sel = al.encoder.isin(d.keys()) & al.point_id.isin(d.ids) & (al.tap == "")
-    for k, v in d.scoring.items():
-        sel &= al[k] == v
-    if sel.sum() < len(d.keys()) * len(d.ids):
+    if d.stored_alignments(store).encoder.isin(d.keys()).sum() < len(d.keys()) * len(d.ids):
         out.append("alignments")
     ps = store.load("point_stats")
     if ((ps.context == d.context) & ps.encoder.isin(d.keys())).sum() < 2 * len(d.keys()) * len(d.ids):
@@ -319,11 +314,13 @@ class SubsetStudy:
 def subset_from_store(store: EvidenceStore, d: SubsetDesign) -> SubsetStudy:
     """The :class:`SubsetStudy` of design ``d`` from stored rows (weights never loaded)."""
     keys = d.keys()
-    al = store.load("alignments")
-    sel = al.encoder.isin(keys) & al.point_id.isin(d.ids) & (al.tap == "")
-    for k, v in d.scoring.items():
-        sel &= al[k] == v
-    y = al[sel].pivot(index="encoder", columns="point_id", values="alignment").loc[keys, d.ids].to_numpy()
+    al = d.stored_alignments(store)
+    y = (
+        al[al.encoder.isin(keys)]
+        .pivot(index="encoder", columns="point_id", values="alignment")
+        .loc[keys, d.ids]
+        .to_numpy()
+    )
     ps = store.load("point_stats")
     ps = ps[(ps.context == d.context) & ps.encoder.isin(keys)]
     inc = ps[ps.stat == "included"].pivot(index="encoder", columns="point_id", values="value").loc[keys, d.ids]
@@ -365,17 +362,10 @@ def run_subset_study(
     """The in/out design of chapter 01 at ``preset`` from the evidence store, computing (``train=True``) what it
     lacks first. ``overrides``: ``pool=``, ``encoders=``, ``block=`` or preset fields; ``seed`` is the split seed
     whose candidates the pool includes."""
-    p, s = SubsetSettings.for_preset(preset, **overrides)
-    store = open_store(store, p.name)
-    d = subset_design(p, s, seed, data_root)
-    lack = missing(store, d)
-    if lack:
-        if not train:
-            raise LookupError(
-                f"the evidence store {store.path} lacks {', '.join(lack)} of {d.name}; run with train=True"
-            )
-        fill(d, store=store, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress)
-    return subset_from_store(store, d)
+    cfg = _subset_config(preset, seed=seed, **overrides)
+    return _subset_run(
+        cfg, store=store, train=train, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress
+    )
 
 
 def _subset_config(preset="smoke", *, seed: int = 0, **overrides):
@@ -385,17 +375,17 @@ def _subset_config(preset="smoke", *, seed: int = 0, **overrides):
 
 def _subset_run(cfg, *, store=None, train=True, device="cpu", cache_dir=None, data_root=None, progress=True):
     t0 = time.perf_counter()
-    out = run_subset_study(
-        cfg["preset"],
-        device=device,
-        seed=cfg["seed"],
-        store=store,
-        train=train,
-        cache_dir=cache_dir,
-        data_root=data_root,
-        progress=progress,
-        **dataclasses.asdict(cfg["settings"]),
-    )
+    p = cfg["preset"]
+    store = open_store(store, p.name)
+    d = subset_design(p, cfg["settings"], cfg["seed"], data_root)
+    lack = missing(store, d)
+    if lack:
+        if not train:
+            raise LookupError(
+                f"the evidence store {store.path} lacks {', '.join(lack)} of {d.name}; run with train=True"
+            )
+        fill(d, store=store, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress)
+    out = subset_from_store(store, d)
     out.provenance["wall_s"] = time.perf_counter() - t0
     return out
 
@@ -428,7 +418,8 @@ def compare_designs(study, sub: SubsetStudy, alpha: float = 0.05) -> dict[str, o
 
     Returns ``reliability`` (per-point split-half ρ and Spearman–Brown reliability against encoders: measured
     points, and the paper design's Spearman–Brown projection to the subset design's encoder count, marked
-    ``measured = False``), ``agreement`` (Spearman ρ of the two designs' scores on the points both score,
+    ``measured = False``), ``paper_reliability`` (the paper design's measured full-set reliability, what the in/out
+    design must beat to be adopted), ``agreement`` (Spearman ρ of the two designs' scores on the points both score,
     split ``sub.design.seed``'s candidates) and ``encoder_level`` (the spread over units of each design's
     memorisation estimate: S_C − S_S per pair, raw; per-encoder in-vs-out memorisation; with the trainings each
     needs for 80 % power at its own standardised effect)."""
@@ -495,6 +486,7 @@ def compare_designs(study, sub: SubsetStudy, alpha: float = 0.05) -> dict[str, o
     ).set_index("design")
     return {
         "reliability": curve,
+        "paper_reliability": r_pairs,
         "agreement": {"rho": float(agree.statistic), "p": float(agree.pvalue), "n": int(c.sum())},
         "encoder_level": enc,
     }

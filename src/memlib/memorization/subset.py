@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..data.augment import Augmentation
+from .options import ScoringOptions, accepts_options
 from .sslmem import alignment_loss, normalize_scores
 
 
@@ -198,6 +199,7 @@ def subset_sslmem_from_alignment(alignment, inclusion, ids=None, *, tol: float =
     )
 
 
+@accepts_options
 def subset_sslmem(
     encoders: Sequence[nn.Module],
     inclusion,
@@ -212,13 +214,15 @@ def subset_sslmem(
     device: str | torch.device | None = None,
     amp: bool = False,
     progress: bool = False,
+    options: ScoringOptions | None = None,
 ) -> SubsetSSLMemResult:
     """SSLMem of ``images`` from encoders trained on random subsets of them.
 
     ``inclusion[i, j]`` is True where ``encoders[i]`` trained on ``images[j]``
     (:func:`balanced_inclusion` draws a balanced design). Every encoder sees
     the same views, keyed by ``(seed, ids[j], k)`` as in
-    :func:`~memlib.memorization.sslmem.sslmem`; other parameters as there.
+    :func:`~memlib.memorization.sslmem.sslmem`; other parameters (and ``options=``, a
+    :class:`~memlib.memorization.options.ScoringOptions`) as there.
 
     Examples
     --------
