@@ -76,16 +76,30 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib.experiments.localization_run import run_localization
+from memlib.experiments.evidence_report import store_markdown
 from memlib.experiments.notebooks import refuse_unknown_parameters
 from memlib.experiments.page import glue_claims, smoke_banner, table
+from memlib.experiments.registry import run_experiment
 from memlib.provenance import provenance_markdown
 
 refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
 
-run = run_localization(preset, device=device, seed=seed, vit_arch=vit_arch, unit_views=unit_views, shared=shared,
-                       candidate=candidate, epochs=epochs, models_per_family=models_per_family, views=views,
-                       finetune_epochs=finetune_epochs, progress=progress)
+# Every number below is analysed from the evidence store's rows; what the store lacks is computed first.
+run = run_experiment(
+    "localization",
+    preset,
+    device=device,
+    seed=seed,
+    progress=progress,
+    vit_arch=vit_arch,
+    unit_views=unit_views,
+    shared=shared,
+    candidate=candidate,
+    epochs=epochs,
+    models_per_family=models_per_family,
+    views=views,
+    finetune_epochs=finetune_epochs,
+)
 p = run.preset
 smoke_banner(p)
 glue("loc_preset", p.name, display=False)
@@ -113,6 +127,31 @@ glue_claims(claims)
 # training points (and as many unseen test points) with K =
 # {glue:text}`loc_unit_views` augmentations.
 #
+# ### Planned n
+#
+# Declared before the run: at `cpu` the chapter takes the 8 ResNet encoder
+# pairs of chapter 01's paired-seed measurement (already in the store) and
+# trains 8 ViT pairs and 8 supervised encoders beside them, about 30 minutes
+# on two workers. The SESOI of every claim without a counterpart at this scale
+# is half a standard deviation over encoders (d = 0.5); L3's is a tenth of the
+# top units. The table gives, per claim, the encoders a one-sided test needs
+# for 80 % power to detect its SESOI at the chapter's Holm level (all
+# {glue:text}`loc_n_tests` tests), with this run's spread as the pilot
+# (`memlib.verdicts.plan_table`); a claim of two parts plans for the harder
+# part, and a part without a SESOI (L1's "some layer falls", a union test; L3's
+# non-inferiority part) has no plan. Effects far larger than the SESOI are
+# detected with fewer encoders; to show the effect *smaller* than a d = 0.5
+# SESOI (and so refute a claim) takes the planned n.
+
+# %% tags=["remove-input"]
+plan = run.planned_n()
+glue("loc_n_tests", run.n_tests, display=False)
+display(table(plan, digits=4, index_name="claim"))
+for cid, row in plan.iterrows():
+    if np.isfinite(row["planned n"]):
+        glue(f"claim_{cid}_planned_n", int(row["planned n"]), display=False)
+
+# %% [markdown]
 # ## LayerMem and ΔLayerMem per layer
 
 # %% tags=["remove-input"]
@@ -123,7 +162,9 @@ for ax, arch in zip(axes, ("resnet", "vit")):
     x = np.arange(len(lt))
     ax.bar(x, lt["ΔLayerMem z"], color="tab:orange", alpha=0.5, label="ΔLayerMem (mean over pairs)")
     for i, g in pl.groupby("pair"):
-        ax.plot(g["depth"], g["z"], "-", color="tab:red", alpha=0.35, lw=1, label="one encoder pair" if i == 0 else None)
+        ax.plot(
+            g["depth"], g["z"], "-", color="tab:red", alpha=0.35, lw=1, label="one encoder pair" if i == 0 else None
+        )
     ax.errorbar(x, lt["z"], yerr=lt["z sd"].fillna(0), fmt="o-", color="tab:red", capsize=3, label="mean over pairs")
     ax.set_xticks(x, [t.replace("vit.blocks.", "block ") for t in lt.index], rotation=30, ha="right")
     ax.axhline(0, color="k", lw=0.5)
@@ -183,10 +224,15 @@ for ax, which in zip(axes, ("resnet", "vit", "supervised")):
     ax.violinplot([ut.loc[ut.tap == t, "unitmem"] for t in taps], showmeans=True)
     unseen = us.loc[which, "UnitMem unseen"].reindex(taps)
     ax.plot(np.arange(1, len(taps) + 1), unseen, "k_", ms=14, mew=2, label="mean on unseen points")
-    ax.set_xticks(np.arange(1, len(taps) + 1), [t.replace("vit.blocks.", "").replace(".mlp.act", "") for t in taps],
-                  rotation=30, ha="right")
-    ax.set_title({"resnet": f"SSL {p.arch}", "vit": f"SSL {vit_arch} (MLP units)",
-                  "supervised": f"supervised {p.arch}"}[which])
+    ax.set_xticks(
+        np.arange(1, len(taps) + 1),
+        [t.replace("vit.blocks.", "").replace(".mlp.act", "") for t in taps],
+        rotation=30,
+        ha="right",
+    )
+    ax.set_title(
+        {"resnet": f"SSL {p.arch}", "vit": f"SSL {vit_arch} (MLP units)", "supervised": f"supervised {p.arch}"}[which]
+    )
 axes[0].set_ylabel("UnitMem")
 axes[0].legend(fontsize=7)
 fig.tight_layout()
@@ -194,7 +240,11 @@ plt.close(fig)
 glue("fig_loc_unitmem", fig, display=False)
 
 fig, ax = plt.subplots(figsize=(6.5, 3.2))
-kinds = (("resnet", "tab:blue", "SSL"), ("supervised", "tab:green", "supervised"), ("untrained", "tab:gray", "untrained"))
+kinds = (
+    ("resnet", "tab:blue", "SSL"),
+    ("supervised", "tab:green", "supervised"),
+    ("untrained", "tab:gray", "untrained"),
+)
 for k, (which, color, label) in enumerate(kinds):
     e = us.loc[which, "enrichment"]
     x = np.arange(len(e)) + (k - 1) * 0.27
@@ -269,8 +319,13 @@ axes[0].set_ylabel("UnitMem")
 fig.tight_layout()
 plt.close(fig)
 glue("fig_loc_classmem", fig, display=False)
-mu = pd.concat({"SSL": run.member_units("resnet"), "supervised": run.member_units("supervised"),
-                "untrained": run.member_units("untrained")})
+mu = pd.concat(
+    {
+        "SSL": run.member_units("resnet"),
+        "supervised": run.member_units("supervised"),
+        "untrained": run.member_units("untrained"),
+    }
+)
 display(table(mu.drop(columns=["negative means"]), 3))
 
 # %% [markdown]
@@ -382,5 +437,11 @@ display(table(claims, wrap=["claim", "statistic", "test"]))
 
 # %% tags=["remove-input"]
 display(Markdown(provenance_markdown(run.provenance)))
-display(Markdown(f"Per-pair LayerMem, per-unit tables, the sensitivity table and this summary are in the run "
-                 f"folder `localization/{run.run_dir.name}` under the cache (CSV and `summary.json`)."))
+display(
+    Markdown(
+        "This page's analysis read every number from the evidence store: per-layer alignments, per-unit "
+        "UnitMem and ClassMem, point selectivities, atypicality, fine-tuning and pruning accuracies of the "
+        "encoders below. Load them with `memlib.evidence.EvidenceStore('results').load('units')`."
+    )
+)
+display(Markdown(store_markdown(run.store, run.encoder_keys)))

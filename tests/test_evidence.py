@@ -202,12 +202,30 @@ def test_status_lists_every_claim_with_its_n_and_verdict():
     assert {r["chapter"] for r in out["chapters"]} >= {"01"}
 
 
+def _registered():
+    from memlib.experiments.registry import experiments
+
+    return sorted(experiments())
+
+
+def _analysis(result) -> list[pd.DataFrame]:
+    """What a registered experiment's result decides or shows, as tables to compare."""
+    if hasattr(result, "claims"):
+        out = [result.claims()]
+        for name in ("contrasts", "pair_table", "unit_summary", "planned_n"):
+            if hasattr(result, name):
+                out.append(getattr(result, name)())
+        return out
+    return [result.point_table()]
+
+
 @pytest.mark.notebook
-def test_a_chapter_decides_the_same_from_the_store_as_from_fresh_encoders(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", _registered())
+def test_every_registered_experiment_decides_the_same_from_the_store_alone(name, tmp_path, monkeypatch):
     from memlib.experiments import encoders
     from memlib.experiments.registry import run_experiment
 
-    fresh = run_experiment("sslmem", "smoke", store=tmp_path / "store", progress=False)
+    fresh = run_experiment(name, "smoke", store=tmp_path / "store", progress=False)
     # From the store only: no encoder may train, load or score now.
     monkeypatch.setenv("MEMLIB_CACHE", str(tmp_path / "empty-cache"))
 
@@ -215,13 +233,43 @@ def test_a_chapter_decides_the_same_from_the_store_as_from_fresh_encoders(tmp_pa
         raise AssertionError("fit called although the store holds every row")
 
     monkeypatch.setattr(encoders, "fit", no_fit)
-    stored = run_experiment("sslmem", "smoke", store=tmp_path / "store", progress=False, train=False)
-    pd.testing.assert_frame_equal(fresh.claims(), stored.claims())
-    pd.testing.assert_frame_equal(fresh.contrasts(), stored.contrasts())
-    pd.testing.assert_frame_equal(fresh.pair_table(), stored.pair_table())
+    stored = run_experiment(name, "smoke", store=tmp_path / "store", progress=False, train=False)
+    for a, b in zip(_analysis(fresh), _analysis(stored), strict=True):
+        pd.testing.assert_frame_equal(a, b)
     assert not (tmp_path / "empty-cache" / "encoders").exists()
     with pytest.raises(LookupError, match="lacks"):
-        run_experiment("sslmem", "smoke", store=tmp_path / "other", progress=False, train=False)
+        run_experiment(name, "smoke", store=tmp_path / "other", progress=False, train=False)
+
+
+@pytest.mark.notebook
+def test_chapter_05_rebuilt_from_stored_rows_equals_the_run_that_wrote_them(tmp_path, monkeypatch):
+    """Every table chapter 05 shows, from the live run (UnitMem with its per-point means, encoders in memory)
+    and from the rows it appended: the store keeps everything the analysis reads."""
+    from memlib.experiments import localization_evidence as le
+    from memlib.experiments.registry import run_experiment
+
+    live = {}
+    compute = le.run_localization
+
+    def spy(*a, **k):
+        live["run"] = compute(*a, **k)
+        return live["run"]
+
+    monkeypatch.setattr(le, "run_localization", spy)
+    stored = run_experiment("localization", "smoke", store=tmp_path / "store", progress=False)
+    fresh = live["run"]
+    assert stored is not fresh and stored.encoders == {}
+    pd.testing.assert_frame_equal(fresh.claims(), stored.claims())
+    for arch in ("resnet", "vit"):
+        pd.testing.assert_frame_equal(fresh.layer_table(arch), stored.layer_table(arch))
+    pd.testing.assert_frame_equal(fresh.unit_summary(), stored.unit_summary())
+    pd.testing.assert_frame_equal(fresh.vit_sensitivity(), stored.vit_sensitivity())
+    pd.testing.assert_frame_equal(fresh.atypical(), stored.atypical())
+    pd.testing.assert_frame_equal(fresh.finetune, stored.finetune)
+    pd.testing.assert_frame_equal(fresh.pruning.reset_index(drop=True), stored.pruning, check_dtype=False)
+    for which in ("resnet", "vit", "supervised", "untrained"):
+        pd.testing.assert_frame_equal(fresh.member_units(which), stored.member_units(which))
+        pd.testing.assert_frame_equal(fresh.unit_table(which, 1), stored.unit_table(which, 1), check_dtype=False)
 
 
 @pytest.mark.notebook

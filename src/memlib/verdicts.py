@@ -219,6 +219,44 @@ def plan_n(sesoi: float, sd: float, *, alpha: float = 0.05, m: int = 1, power: f
     return max(2, math.ceil(float(n)))
 
 
+def plan_table(evidence: dict, claims: dict, *, alpha: float = 0.05, power: float = MIN_POWER):
+    """The sample-size plan of a chapter: per claim, the units its tests need (:func:`plan_n` at α/m, m = every
+    test in ``evidence``, the chapter's Holm family), with the spread over units of this run as the pilot.
+
+    ``claims`` maps each claim id to the keys of its tests in ``evidence``; a claim of several parts plans for
+    the part that needs the most units. A part with no SESOI or no t-test spread (a sign test, a count) has no
+    plan (NaN).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by claim: ``n now``, ``pilot sd``, ``SESOI``, ``planned n`` and ``part`` (the test planned for).
+    """
+    import pandas as pd
+
+    m = len(evidence)
+    rows = {}
+    for cid, keys in claims.items():
+        best = None
+        for k in keys:
+            e = evidence[k]
+            ok = e.sesoi is not None and e.sd is not None and np.isfinite(e.sd) and e.sd > 0
+            n = plan_n(e.sesoi.value, e.sd, alpha=alpha, m=m, power=power) if ok else np.nan
+            row = {
+                "n now": e.n,
+                "pilot sd": e.sd if e.sd is not None else np.nan,
+                "SESOI": e.sesoi.value if e.sesoi is not None else np.nan,
+                "planned n": n,
+                "part": k,
+            }
+            if best is None or np.nan_to_num(n, nan=np.inf) > np.nan_to_num(best["planned n"], nan=np.inf):
+                best = row
+        rows[cid] = best
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "claim"
+    return df
+
+
 def decide(evidence: dict, *, alpha: float = 0.05) -> dict[str, Verdict]:
     """Verdicts on a chapter's family of tests: Holm over every test in ``evidence`` (claims and parts alike),
     separately for the claimed-direction, opposite-direction and smaller-than-SESOI p-values, then

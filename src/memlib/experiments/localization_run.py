@@ -68,13 +68,14 @@ from ..verdicts import (
     one_sided_pair,
     parts_count,
     parts_status,
+    plan_table,
     preset_status,
     standardised_sesoi,
 )
 from .artifacts import LOCALIZATION
 from .claims import Claim, claims_table
 from .context import RunContext, members, named_families
-from .encoders import family_specs
+from .encoders import EncoderSpec, family_specs
 from .inputs import load_with_splits, sample_subset
 from .presets import Preset
 from .settings import Settings
@@ -141,6 +142,9 @@ class LocalizationRun:
     run_dir: Path
     timings: dict = field(default_factory=dict)
     encoders: dict[str, list] = field(default_factory=dict, repr=False)
+    atypicality_members: list = field(default_factory=list, repr=False)  # per g member (``atypicality`` averages)
+    store: object = None  # the evidence store the run was read from (None: computed, not stored)
+    encoder_keys: list = field(default_factory=list, repr=False)  # store keys of every encoder behind the run
 
     @property
     def n_pairs(self) -> int:
@@ -341,6 +345,21 @@ class LocalizationRun:
         pandas.DataFrame
             Indexed by claim id: ``claim``, ``status``, ``statistic``, ``test``, ``unit``, ``n``.
         """
+        return localization_claims(self.claim_values(), self.preset, alpha)
+
+    def planned_n(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Per claim, the encoders (pairs) a one-sided test needs for 80 % power to detect its SESOI at α/m (m:
+        every test of the chapter), with this run's spread over encoders as the pilot (:func:`~memlib.verdicts.
+        plan_table`); a claim of two parts takes the harder part."""
+        return plan_table(localization_evidence(self.claim_values()), CLAIM_PARTS, alpha=alpha)
+
+    @property
+    def n_tests(self) -> int:
+        """Tests in the chapter's Holm family (claims and parts)."""
+        return sum(len(parts) for parts in CLAIM_PARTS.values())
+
+    def claim_values(self) -> dict:
+        """The per-encoder values every claim is tested on (see :func:`localization_claims`)."""
         pl = self.pair_layers("resnet")
         rho = pl.groupby("pair").apply(lambda d: _spearman(d["depth"], d["z"]), include_groups=False)
         ssl, sup, unt = (self.member_units(w) for w in ("resnet", "supervised", "untrained"))
@@ -360,7 +379,7 @@ class LocalizationRun:
             "L7": (ft["most memorising"] - ft["last"]).to_numpy(),
             "L8": self.pruning_effect(),
         }  # fmt: skip
-        return localization_claims(values, self.preset, alpha)
+        return values
 
     def _vit_mlp_minus_attention(self) -> np.ndarray:
         blocks = self.blocks("vit")
@@ -388,6 +407,44 @@ def _paired(a, b) -> np.ndarray:
     return np.asarray(a, float)[:n] - np.asarray(b, float)[:n]
 
 
+#: The tests behind each claim (a claim of two parts plans for the harder one).
+CLAIM_PARTS = {
+    "L1": ("L1 rise", "L1 drop"),
+    "L2": ("L2",),
+    "L3": ("L3 spread", "L3 supervised"),
+    "L4": ("L4 points", "L4 classes"),
+    **{c: (c,) for c in ("L5", "L6", "L7", "L8")},
+}
+
+
+def localization_evidence(values: dict) -> dict[str, Evidence]:
+    """Every test of L1–L8 (parts included) from the per-encoder ``values`` of :func:`localization_claims`,
+    uncorrected, each with its SESOI."""
+
+    def ev(x, direction=1):
+        return mean_evidence(x, direction=direction, sesoi=standardised_sesoi(x, why=_STANDARD))
+
+    # L1 part 2, "not monotonically": some layer's ΔLayerMem < 0 (union: Bonferroni over layers) against
+    # "every layer rises" (intersection–union: the largest of the layers' one-sided p).
+    deltas = values["L1 deltas"]
+    p_pairs = [one_sided_pair(deltas[c].to_numpy(), direction=-1) for c in deltas]
+    n_l = len(p_pairs)
+    p_drop = min(1.0, n_l * min((q[0] for q in p_pairs), default=1.0))
+    p_mono = max((q[1] for q in p_pairs), default=1.0)
+    share, um, cm = values["L3 share"], values["L4 UnitMem − ClassMem"], values["L4 ClassMem"]
+    return {
+        "L1 rise": ev(values["L1 rho"]),
+        "L1 drop": Evidence(len(deltas), p_drop, p_mono, None, float(deltas.to_numpy().min()) if n_l else None),
+        "L2": ev(values["L2"]),
+        # non-inferiority: SSL's last-layer share exceeds untrained encoders' by less than the SESOI
+        "L3 spread": mean_evidence(L3_SESOI.value - _paired(share["SSL"], share["untrained"])),
+        "L3 supervised": mean_evidence(_paired(share["supervised"], share["SSL"]), sesoi=L3_SESOI),
+        "L4 points": ev(_paired(um["SSL"], um["supervised"])),
+        "L4 classes": ev(_paired(cm["supervised"], cm["SSL"])),
+        **{c: ev(values[c]) for c in ("L5", "L6", "L7", "L8")},
+    }
+
+
 def localization_claims(values: dict, preset: Preset, alpha: float = 0.05) -> pd.DataFrame:
     """The verdicts on L1–L8 from their per-encoder values (as :meth:`LocalizationRun.claims` collects them):
     every test and part, Holm over the chapter (:func:`~memlib.verdicts.decide`), each with its SESOI.
@@ -403,32 +460,12 @@ def localization_claims(values: dict, preset: Preset, alpha: float = 0.05) -> pd
         test, unit = LOCALIZATION_TESTS.get(cid, ("", ""))
         out.append(Claim(cid, preset_status(preset, status), stat, test, unit, n, text=text))
 
-    def ev(x, direction=1):
-        return mean_evidence(x, direction=direction, sesoi=standardised_sesoi(x, why=_STANDARD))
-
-    # L1 part 2, "not monotonically": some layer's ΔLayerMem < 0 (union: Bonferroni over layers) against
-    # "every layer rises" (intersection–union: the largest of the layers' one-sided p).
+    evidence = localization_evidence(values)
     deltas = values["L1 deltas"]
-    p_pairs = [one_sided_pair(deltas[c].to_numpy(), direction=-1) for c in deltas]
-    n_l = len(p_pairs)
-    p_drop = min(1.0, n_l * min((q[0] for q in p_pairs), default=1.0))
-    p_mono = max((q[1] for q in p_pairs), default=1.0)
+    n_l = deltas.shape[1]
+    p_drop, p_mono = evidence["L1 drop"].p, evidence["L1 drop"].p_opposite
     share, um, cm = values["L3 share"], values["L4 UnitMem − ClassMem"], values["L4 ClassMem"]
     l3a = _paired(share["SSL"], share["untrained"])
-    l3b = _paired(share["supervised"], share["SSL"])
-    l4a = _paired(um["SSL"], um["supervised"])
-    l4b = _paired(cm["supervised"], cm["SSL"])
-    evidence = {
-        "L1 rise": ev(values["L1 rho"]),
-        "L1 drop": Evidence(len(deltas), p_drop, p_mono, None, float(deltas.to_numpy().min()) if n_l else None),
-        "L2": ev(values["L2"]),
-        # non-inferiority: SSL's last-layer share exceeds untrained encoders' by less than the SESOI
-        "L3 spread": mean_evidence(L3_SESOI.value - l3a),
-        "L3 supervised": mean_evidence(l3b, sesoi=L3_SESOI),
-        "L4 points": ev(l4a),
-        "L4 classes": ev(l4b),
-        **{c: ev(values[c]) for c in ("L5", "L6", "L7", "L8")},
-    }
     v = decide(evidence, alpha=alpha)
     m = len(v)
 
@@ -478,7 +515,7 @@ def localization_claims(values: dict, preset: Preset, alpha: float = 0.05) -> pd
         f"{parts_count(parts)}. Mean UnitMem − ClassMem per encoder: SSL {_fmt(um['SSL'])}, supervised "
         f"{_fmt(um['supervised'])}, untrained {_fmt(um.get('untrained', []))}; SSL − supervised: {why('L4 points')}; "
         f"mean ClassMem, supervised {_fmt(cm['supervised'])} − SSL {_fmt(cm['SSL'])}: {why('L4 classes')}",
-        len(l4a),
+        len(_paired(um["SSL"], um["supervised"])),
     )
     over_units("L5", "Atypical points have higher LayerMem",
                "mean over layers of ρ(atypicality in g's embeddings, LayerMem) per pair")  # fmt: skip
@@ -606,11 +643,13 @@ class LocalizationSettings(Settings):
         Random prunings per fraction (the control).
     """
 
-    # smoke: two members per family, so the encoder-level code runs; cpu: fine-tuning 6 runs (3 encoders ×
-    # 2 layer choices) over 5000 images forward and backward, 20 epochs each instead of the probe's 100.
+    # smoke: two members per family, so the encoder-level code runs. cpu: 8 pairs, the ResNet pairs of chapter
+    # 01's 8-pair measurement (already in the store), so 24 new encoders (8 ViT f, 8 ViT g, 8 supervised f),
+    # about 30 minutes on two workers; fine-tuning 16 runs (8 encoders × 2 layer choices) over 5000 images
+    # forward and backward, 20 epochs each instead of the probe's 100.
     TABLE: ClassVar[dict[str, dict]] = {
         "smoke": {"models_per_family": 2},
-        "cpu": {"finetune_epochs": 20},
+        "cpu": {"models_per_family": 8, "finetune_epochs": 20},
         "gpu": {},
         "paper": {},
     }
@@ -639,6 +678,28 @@ class LocalizationSettings(Settings):
         if not fracs or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fracs):
             raise ValueError(f"prune_fractions={self.prune_fractions!r} must be numbers in (0, 1), e.g. (0.1, 0.2)")
         self._set("prune_fractions", fracs)
+
+
+def localization_specs(p: Preset, vit_arch: str, splits: Splits, seed: int) -> dict[str, EncoderSpec]:
+    """Every encoder a localisation run trains, by name (``"resnet f0"``, ``"vit g1"``, ``"supervised f0"``): the
+    SSLMem run's ResNet families (same cache and store entries), a ViT family and a supervised ResNet f family."""
+    return {
+        **named_families(family_specs(p, splits, seed), "resnet "),
+        **named_families(family_specs(p.replace(arch=vit_arch), splits, seed), "vit "),
+        **named_families(family_specs(p.replace(method="supervised"), splits, seed, ("f",)), "supervised "),
+    }
+
+
+def untrained_seeds(seed: int, n: int) -> list[int]:
+    """Seeds of the untrained ResNets beside ``n`` f members (seeds no trained encoder uses)."""
+    return [seed * 1000 + 900 + m for m in range(n)]
+
+
+def unseen_points(n_test: int, splits: Splits, seed: int) -> np.ndarray:
+    """Test-split indices of the unseen points UnitMem is also read on: as many as f's training points, outside
+    S_E, drawn with ``seed``."""
+    pool = np.setdiff1d(np.arange(n_test), splits.extra)
+    return np.sort(np.random.default_rng(seed + 4242).choice(pool, len(splits.f_train), replace=False))
 
 
 def run_localization(
@@ -672,12 +733,7 @@ def run_localization(
 
     # The same encoders as run_sslmem (ResNet), a ViT family and a supervised family: one fit, one pool.
     t = time.perf_counter()
-    named = {
-        **named_families(family_specs(p, splits, seed), "resnet "),
-        **named_families(family_specs(p.replace(arch=vit_arch), splits, seed), "vit "),
-        **named_families(family_specs(p.replace(method="supervised"), splits, seed, ("f",)), "supervised "),
-    }
-    fitted = ctx.fit_named(named, train_set)
+    fitted = ctx.fit_named(localization_specs(p, vit_arch, splits, seed), train_set)
     fams, vit_fams, sup = (
         {fam: [f.encoder for f in members(fitted, f"{name} {fam}")] for fam in ("f", "g")}
         for name in ("resnet", "vit", "supervised")
@@ -701,8 +757,7 @@ def run_localization(
     pts = train_set.subset(splits.f_train)
     order = {int(i): k for k, i in enumerate(splits.f_train)}
     cand_pos = np.array([order[int(i)] for i in splits.candidate])
-    pool = np.setdiff1d(np.arange(len(test_set)), splits.extra)
-    unseen_idx = np.sort(np.random.default_rng(seed + 4242).choice(pool, len(pts), replace=False))
+    unseen_idx = unseen_points(len(test_set), splits, seed)
     unseen = test_set.images[unseen_idx]
     t = time.perf_counter()
 
@@ -714,7 +769,7 @@ def run_localization(
         ]  # fmt: skip
 
     # Untrained ResNets (seeds no trained encoder uses): where top units sit by architecture alone.
-    untrained = [untrained_encoder(p.arch, train_set.images, seed * 1000 + 900 + m, dev) for m in range(len(fams["f"]))]
+    untrained = [untrained_encoder(p.arch, train_set.images, s, dev) for s in untrained_seeds(seed, len(fams["f"]))]
     unit_encs = {"resnet": fams["f"], "vit": vit_fams["f"], "supervised": sup["f"], "untrained": untrained}
     unseen_ids = test_point_ids(unseen_idx, train_set)
     units = {w: units_of(e, pts.images, splits.f_train) for w, e in unit_encs.items()}
@@ -730,9 +785,8 @@ def run_localization(
     # training points and S_E, in the embeddings of g's encoders (which never trained on a candidate).
     ref = torch.cat([pts.images, test_set.images[splits.extra]])
     ref_labels = torch.cat([pts.labels, test_set.labels[splits.extra]])
-    atyp = np.mean(
-        [atypicality(embed(g, ref, device=dev), ref_labels).cpu().numpy()[cand_pos] for g in fams["g"]], axis=0
-    )
+    atyp_members = [atypicality(embed(g, ref, device=dev), ref_labels).cpu().numpy()[cand_pos] for g in fams["g"]]
+    atyp = np.mean(atyp_members, axis=0)
 
     rng = np.random.default_rng(seed + 54321)
     down_tr, down_te = sample_subset(train_set, p.probe_train, rng), sample_subset(test_set, p.probe_test, rng)
@@ -754,6 +808,7 @@ def run_localization(
         ctx.run_dir,
         encoders={"f": fams["f"], "g": fams["g"], "vit_f": vit_fams["f"], "vit_g": vit_fams["g"],
                   "supervised": sup["f"]},
+        atypicality_members=atyp_members,
     )  # fmt: skip
 
     t = time.perf_counter()

@@ -23,7 +23,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 #: Modules whose import registers an experiment (imported on first lookup, so ``import memlib`` stays light).
-_MODULES = ("memlib.experiments.sslmem_study", "memlib.experiments.subset_study")
+_MODULES = (
+    "memlib.experiments.sslmem_study",
+    "memlib.experiments.subset_study",
+    "memlib.experiments.localization_evidence",
+)
 
 #: Registered experiments by name (filled by :func:`register_experiment`).
 EXPERIMENTS: dict[str, "Experiment"] = {}
@@ -70,6 +74,17 @@ class Experiment:
     run: Callable
     fill: Callable
     minutes_per_encoder: float = 1.7
+
+
+def check_parameters(params: dict, known, experiment: str) -> None:
+    """Refuse parameters not in ``known``, each with the closest known name."""
+    unknown = sorted(k for k in params if k not in known)
+    if unknown:
+        hints = [
+            f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, sorted(known), n=1)) else repr(u)
+            for u in unknown
+        ]
+        raise TypeError(f"unknown parameter(s) {', '.join(hints)} for the {experiment} experiment")
 
 
 def register_experiment(exp: Experiment) -> Experiment:

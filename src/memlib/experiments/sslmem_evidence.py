@@ -149,7 +149,7 @@ def encoder_row(spec: EncoderSpec, cache: Path) -> dict:
     }
 
 
-def _untrained_row(p: Preset, key: str, seed: int) -> dict:
+def untrained_row(p: Preset, key: str, seed: int) -> dict:
     return {
         "encoder": key,
         "kind": "untrained",
@@ -197,12 +197,7 @@ def run_rows(run: SSLMemRun, d: RunDesign, cache: Path) -> dict[str, pd.DataFram
                 }
             )
         )
-        for e in run.histories[f"{fam}{i}"]:
-            hist += [
-                {"encoder": s.key(), "epoch": int(e["epoch"]), "metric": k, "value": float(v)}
-                for k, v in e.items()
-                if k != "epoch" and v is not None and np.isfinite(v)
-            ]
+        hist.append(history_rows(s.key(), run.histories[f"{fam}{i}"]))
         if d.probe:
             probes += [
                 {
@@ -229,7 +224,7 @@ def run_rows(run: SSLMemRun, d: RunDesign, cache: Path) -> dict[str, pd.DataFram
         )
     if d.probe:
         for key, (_, row) in zip(d.floor, run.floor.iterrows()):
-            enc.append(_untrained_row(p, key, int(row["seed"])))
+            enc.append(untrained_row(p, key, int(row["seed"])))
             roles.append(
                 {
                     "experiment": EXPERIMENT,
@@ -246,8 +241,19 @@ def run_rows(run: SSLMemRun, d: RunDesign, cache: Path) -> dict[str, pd.DataFram
         "alignments": pd.concat(al, ignore_index=True),
         "point_stats": pd.concat(stats, ignore_index=True),
         "probes": pd.DataFrame(probes, columns=["encoder", "probe", "context", "value"]),
-        "history": pd.DataFrame(hist, columns=["encoder", "epoch", "metric", "value"]),
+        "history": pd.concat(hist, ignore_index=True),
     }
+
+
+def history_rows(key: str, history: list[dict]) -> pd.DataFrame:
+    """The ``history`` rows of encoder ``key``'s training log (one dict per logged epoch)."""
+    rows = [
+        {"encoder": key, "epoch": int(e["epoch"]), "metric": k, "value": float(v)}
+        for e in history
+        for k, v in e.items()
+        if k != "epoch" and v is not None and np.isfinite(v)
+    ]
+    return pd.DataFrame(rows, columns=["encoder", "epoch", "metric", "value"])
 
 
 # ----- rows → run ----------------------------------------------------------------------------------------------
@@ -276,7 +282,7 @@ def missing(store: EvidenceStore, d: RunDesign) -> list[str]:
     return out
 
 
-def _matrix(df: pd.DataFrame, keys: list[str], ids: np.ndarray, value: str) -> np.ndarray:
+def matrix(df: pd.DataFrame, keys: list[str], ids: np.ndarray, value: str) -> np.ndarray:
     """Rows ``keys`` × columns ``ids`` of ``df``'s ``value`` (encoder, point_id long form)."""
     if not keys:
         return np.empty((0, len(ids)))
@@ -288,13 +294,13 @@ def run_from_store(store: EvidenceStore, d: RunDesign, data_root=None) -> SSLMem
     """The :class:`.SSLMemRun` of design ``d``, from stored rows only (weights are never loaded)."""
     p = d.preset
     al = d.stored_alignments(store)
-    mats = {fam: _matrix(al, [s.key() for s in specs], d.ids, "alignment") for fam, specs in d.members.items()}
+    mats = {fam: matrix(al, [s.key() for s in specs], d.ids, "alignment") for fam, specs in d.members.items()}
     sc = d.scoring
     result = sslmem_from_alignment(mats["f"], mats["g"], sc["views"], sc["mode"], d.ids)
     null = sslmem_from_alignment(mats["f'"], mats["f"], sc["views"], sc["mode"], d.ids) if "f'" in mats else None
     st = store.load("point_stats")
     st = st[(st.context == d.atypicality_context) & (st.stat == "atypicality")]
-    aty = _matrix(st, [s.key() for s in d.members["g"]], d.ids, "value")
+    aty = matrix(st, [s.key() for s in d.members["g"]], d.ids, "value")
     hist = store.load("history")
     histories = {}
     for fam, specs in d.members.items():
@@ -334,7 +340,7 @@ def run_from_store(store: EvidenceStore, d: RunDesign, data_root=None) -> SSLMem
         train_set.classes,
         histories,
         probe,
-        _provenance(store, d),
+        store_provenance(store, d, EXPERIMENT),
         Path(store.path),
         {},
         {},
@@ -354,11 +360,13 @@ def _labels(train_set, test_set, ids: np.ndarray) -> np.ndarray:
     return np.array([int(train_set.labels[i]) if i < n else int(test_set.labels[i - n]) for i in ids.tolist()])
 
 
-def _provenance(store: EvidenceStore, d: RunDesign) -> dict:
-    """Where the design's rows came from: the store batches that wrote them and the encoders' training."""
+def store_provenance(store: EvidenceStore, d, experiment: str) -> dict:
+    """Where design ``d``'s rows came from: the store batches that gave its encoders their roles in
+    ``experiment``, and the encoders' training."""
     enc = store.load("encoders").set_index("encoder").loc[d.keys()]
     roles = store.load("roles")
-    batches = sorted(set(roles.loc[roles.encoder.isin(d.keys()) & (roles.design == d.name), "batch"]))
+    mine = roles.encoder.isin(d.keys()) & (roles.design == d.name) & (roles.experiment == experiment)
+    batches = sorted(set(roles.loc[mine, "batch"]))
     prov = store.batches().set_index("batch").loc[batches] if batches else pd.DataFrame()
     trained = enc[enc.kind == "trained"]
     return {

@@ -19,7 +19,6 @@ Scores of one pair
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -52,7 +51,7 @@ from ..verdicts import (
 )
 from .claims import Claim, claims_table
 from .presets import Preset
-from .registry import Experiment, register_experiment
+from .registry import Experiment, check_parameters, register_experiment
 from .settings import Settings
 from .sslmem_evidence import missing, run_design, stored_sslmem_run
 from .sslmem_experiment import SSLMemRun, run_sslmem
@@ -751,13 +750,7 @@ def study_config(preset="smoke", *, seed: int = 0, **overrides) -> StudyConfig:
     (``seeds=(0, 1, 2)``), ``None`` ignored, anything else refused with the closest name; ``seed`` shifts every
     split seed (``seed=10`` runs seeds 10, 11, 12 where the preset has 0, 1, 2)."""
     known = {f.name for f in dataclasses.fields(StudySettings)} | {f.name for f in dataclasses.fields(Preset)}
-    unknown = sorted(k for k in overrides if k not in known)
-    if unknown:
-        hints = [
-            f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, sorted(known), n=1)) else repr(u)
-            for u in unknown
-        ]
-        raise TypeError(f"unknown parameter(s) {', '.join(hints)} for the sslmem experiment")
+    check_parameters(overrides, known, "sslmem")
     p, s = study_presets(preset, **overrides)
     if seed:
         s = dataclasses.replace(s, seeds=tuple(x + seed for x in s.seeds), paired=tuple(x + seed for x in s.paired))

@@ -271,7 +271,15 @@ def _layermem(f, g, source, taps, mode, batch_size, device, amp, progress) -> La
         progress=progress,
         names=family_names(fs, gs),
     )
-    af, ag = a[: len(fs)].mean(0), a[len(fs) :].mean(0)
-    raw = ag - af
+    return layermem_from_alignment(taps, a[: len(fs)], a[len(fs) :], source.views, mode)
+
+
+def layermem_from_alignment(taps, af: np.ndarray, ag: np.ndarray, views: int, mode: str) -> LayerMemResult:
+    """A :class:`LayerMemResult` from per-encoder, per-layer alignment losses of f's family ``af`` and g's ``ag``
+    (each shape (models, layers, points)), e.g. rows of the evidence store."""
+    af, ag = np.asarray(af, dtype=np.float64), np.asarray(ag, dtype=np.float64)
+    if af.ndim != 3 or ag.shape[1:] != af.shape[1:] or af.shape[1] != len(taps):
+        raise ValueError(f"af {af.shape} and ag {ag.shape} must be (models, {len(taps)} taps, points) alike")
+    raw = ag.mean(0) - af.mean(0)
     score = np.stack([normalize_scores(r) for r in raw])
-    return LayerMemResult(taps, af, ag, raw, score, source.views, mode, a[: len(fs)], a[len(fs) :])
+    return LayerMemResult(list(taps), af.mean(0), ag.mean(0), raw, score, views, mode, af, ag)
