@@ -219,6 +219,19 @@ def plan_n(sesoi: float, sd: float, *, alpha: float = 0.05, m: int = 1, power: f
     return max(2, math.ceil(float(n)))
 
 
+def plan_n_kendall(tau: float, *, alpha: float = 0.05, m: int = 1, power: float = MIN_POWER) -> int:
+    """Units a one-sided Kendall τ test needs to detect a monotone trend of strength ``tau`` with ``power`` at
+    α/m: the smallest n with τ / sd₀(n) ≥ z(1 − α/m) + z(power), sd₀ the null spread of τ without ties,
+    √(2(2n + 5) / (9n(n − 1))) (normal approximation; ties, as in a few tied levels, need somewhat more)."""
+    if not (0 < tau < 1 and m >= 1):
+        raise ValueError(f"tau={tau!r} must be in (0, 1) and m={m!r} ≥ 1")
+    z = st.norm.ppf(1 - alpha / m) + st.norm.ppf(power)
+    n = 3
+    while tau / math.sqrt(2 * (2 * n + 5) / (9 * n * (n - 1))) < z:
+        n += 1
+    return n
+
+
 def plan_table(evidence: dict, claims: dict, *, alpha: float = 0.05, power: float = MIN_POWER):
     """The sample-size plan of a chapter: per claim, the units its tests need (:func:`plan_n` at α/m, m = every
     test in ``evidence``, the chapter's Holm family), with the spread over units of this run as the pilot.

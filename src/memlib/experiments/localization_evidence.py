@@ -27,11 +27,9 @@ import pandas as pd
 import torch
 
 from ..data.datasets import test_point_ids
-from ..evidence import EvidenceStore, batch_provenance, open_store
+from ..evidence import EvidenceStore, open_store
 from ..memorization.layermem import layermem_from_alignment
 from ..memorization.unitmem import ACTIVATIONS, UnitMemResult
-from ..provenance import provenance
-from .artifacts import check_cache_dir
 from .encoders import EncoderSpec
 from .inputs import load_with_splits
 from .localization_run import (
@@ -45,12 +43,14 @@ from .localization_run import (
 )
 from .presets import Preset
 from .registry import Experiment, check_parameters, register_experiment
-from .sslmem_evidence import (
+from .stored import (
     StoredContexts,
+    chapter_provenance,
     encoder_row,
     history_rows,
     matrix,
     store_provenance,
+    stored_run,
     untrained_key,
     untrained_row,
 )
@@ -510,37 +510,16 @@ def stored_localization_run(
 ) -> LocalizationRun:
     """The run of design ``d`` from the store, computing (and appending) it first if the store lacks rows.
 
-    ``train=False`` refuses to compute anything: a missing row is an error naming what is missing.
+    ``train=False`` refuses to compute anything (:func:`~memlib.experiments.stored.stored_run`).
     """
-    lack = missing(store, d)
-    if lack:
-        if not train:
-            raise LookupError(
-                f"the evidence store {store.path} lacks {', '.join(lack)} of {d.name}; run with train=True "
-                f"(memlib-evidence add --chapter 05) to compute them, or point MEMLIB_RESULTS at a complete store"
-            )
-        t0 = time.perf_counter()
-        run = run_localization(
-            d.preset.name,
-            seed=d.seed,
-            device=device,
-            cache_dir=cache_dir,
-            data_root=data_root,
-            progress=progress,
-            **d.params,
-        )
-        rows = localization_rows(run, d, check_cache_dir(cache_dir))
-        prov = batch_provenance(
-            EXPERIMENT,
-            d.name,
-            d.preset.name,
-            d.seed,
-            run.provenance["device"],
-            time.perf_counter() - t0,
-            commit=run.provenance["commit"],
-        )
-        store.append(rows, prov)
-    return run_from_store(store, d, data_root)
+
+    def compute():
+        return run_localization(d.preset.name, seed=d.seed, device=device, cache_dir=cache_dir,
+                                data_root=data_root, progress=progress, **d.params)  # fmt: skip
+
+    return stored_run(store, d, experiment=EXPERIMENT, chapter="05", missing=missing, compute=compute,
+                      rows=localization_rows, read=run_from_store, train=train, cache_dir=cache_dir,
+                      data_root=data_root)  # fmt: skip
 
 
 def run_localization_experiment(
@@ -558,15 +537,7 @@ def run_localization_experiment(
         progress=progress,
         train=train,
     )
-    stored = run.provenance
-    config = {"preset": cfg.preset.name, "seed": cfg.seed, "experiment": EXPERIMENT, "design": d.name}
-    run.provenance = provenance(
-        {**config, **cfg.preset.to_dict(), **cfg.settings.to_dict()},
-        device,
-        time.perf_counter() - t0,
-        trained_at=stored["trained_at"],
-    )
-    run.provenance["store"] = {k: stored[k] for k in ("batches", "commit", "hardware", "date_utc", "wall_time_s")}
+    run.provenance = chapter_provenance(EXPERIMENT, cfg, d.name, device, time.perf_counter() - t0, run.provenance)
     return run
 
 

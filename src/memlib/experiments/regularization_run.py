@@ -37,7 +37,7 @@ from ..methods import check_method
 from ..methods.regularizer import check_lambda
 from ..probing import beats_floor
 from ..stats import kendall_floor, kendall_test
-from ..verdicts import Evidence, Sesoi, decide, parts_count, parts_status, preset_status
+from ..verdicts import Evidence, Sesoi, decide, parts_count, parts_status, plan_n_kendall, preset_status
 from .artifacts import REGULARIZATION
 from .claims import Claim, claims_table
 from .context import RunContext
@@ -57,9 +57,11 @@ TREND_SESOI = 0.2
 REGULARIZATION_SETTINGS: dict[str, dict] = {
     "smoke": {"lambdas": (0.0, 0.5), "methods": ("simclr", "mae"), "shared": 32, "candidate": 16, "epochs": 2,
               "batch_size": 16, "probe_train": 256, "probe_test": 128},
-    # 2 cores: 3 λ × 2 methods × 2 families × 2 encoders = 24 trainings of 150 points, 200 epochs each
-    # (600 steps of batch 50): about 30 minutes.
-    "cpu": {"lambdas": (0.0, 0.3, 0.6), "methods": ("simclr", "mae"), "models_per_family": 2,
+    # 2 cores: 4 λ × 2 methods × 2 families × 3 encoders = 48 trainings of 150 points, 200 epochs each
+    # (600 steps of batch 50): about an hour. The grid stops at 0.3 because the previous cpu run (λ 0, 0.3,
+    # 0.6, 2 per family) put SimCLR at 0.6 and MAE at 0.3 and 0.6 below the random floor, so they entered no
+    # memorisation trend (S22); 3 members per family give each method up to 12 f encoders over 4 levels.
+    "cpu": {"lambdas": (0.0, 0.1, 0.2, 0.3), "methods": ("simclr", "mae"), "models_per_family": 3,
             "null_models": 0, "epochs": 200, "probe_train": 2000, "probe_test": 1000},
     "gpu": {"lambdas": (0.0, 0.1, 0.2, 0.4, 0.6), "methods": ("simclr", "mae")},
     "paper": {"lambdas": (0.0, 0.1, 0.2, 0.4, 0.6), "methods": ("simclr", "mae")},
@@ -127,6 +129,9 @@ class RegularizationRun:
     timings: dict = field(default_factory=dict)
     floor: pd.DataFrame = field(default_factory=pd.DataFrame)
     levels: pd.DataFrame = field(default_factory=pd.DataFrame)
+    measured: dict = field(default_factory=dict, repr=False)  # a computed run's SSLMem results and accuracies
+    store: object = None  # the evidence store the run was read from (None: computed, not stored)
+    encoder_keys: list = field(default_factory=list, repr=False)  # store keys of every encoder behind the run
 
     def summary(self) -> pd.DataFrame:
         """Per (method, λ), over the f encoders (the unit): mean SSLMem on S_C, raw and calibrated (minus S_E),
@@ -164,6 +169,31 @@ class RegularizationRun:
                     tau = p = float("nan")
                 rows.append({"method": method, "quantity": col, "tau": tau, "p": p, "n": len(g)})
         return pd.DataFrame(rows).sort_values(["method", "quantity"], kind="stable").reset_index(drop=True)
+
+    def planned_n(self, alpha: float = 0.05) -> pd.DataFrame:
+        """The sample-size plan per claim and method: f encoders now, the SESOI (Kendall ``|τ|``), the encoders
+        a one-sided Kendall test needs for 80 % power to detect it at α/m (m: every part of S22 and S23, the
+        chapter's Holm family; :func:`~memlib.verdicts.plan_n_kendall`), and the smallest p any order of the
+        current encoders can reach (above α: undecidable at this n, whatever the data)."""
+        t = self.trends()
+        t = t[t.quantity.isin(["sslmem_calibrated", "linear_acc"])]
+        m = len(t)
+        rows = []
+        for cid, col in (("S22", "sslmem_calibrated"), ("S23", "linear_acc")):
+            for r in t[t.quantity == col].itertuples():
+                g = self._used(col)
+                lam = g.loc[g.method == r.method, "lam"]
+                rows.append(
+                    {
+                        "claim": cid,
+                        "method": r.method,
+                        "n now": int(r.n),
+                        "SESOI |τ|": TREND_SESOI,
+                        "planned n": plan_n_kendall(TREND_SESOI, alpha=alpha, m=m),
+                        "best p now": kendall_floor(lam, "less") if len(lam) >= 2 and np.ptp(lam) > 0 else 1.0,
+                    }
+                )
+        return pd.DataFrame(rows).set_index(["claim", "method"])
 
     def claims(self, alpha: float = 0.05) -> pd.DataFrame:
         """Verdicts on S22 (memorisation falls with λ) and S23 (accuracy falls with λ), by :mod:`memlib.verdicts`.
@@ -231,6 +261,22 @@ class RegularizationRun:
         return claims_table(out)
 
 
+def regularization_specs(p: Preset, s, splits, seed: int) -> dict:
+    """The encoders of a sweep: per (method, λ), f's and g's families (:func:`~memlib.experiments.encoders.
+    family_specs`) with the method's architecture and training augmentation."""
+    return {
+        (method, lam): family_specs(
+            p.replace(method=method),
+            splits,
+            seed,
+            lam=lam,
+            **dict(zip(("arch", "augmentation"), method_setup(p, method))),
+        )
+        for method in s["methods"]
+        for lam in s["lambdas"]
+    }
+
+
 def run_regularization(
     preset="smoke", *, device="cpu", seed=0, cache_dir=None, data_root=None, progress=True, **overrides
 ) -> RegularizationRun:
@@ -249,21 +295,11 @@ def run_regularization(
     # The probe sets of run_sslmem (same rng), so λ = 0 matches chapter 01's probe.
     sets = {p.dataset: probe_sets(p, train_set, test_set, probe_rng(seed))}
     # S_C and S_E are scored together: S_E, which neither family trained on, calibrates each encoder's offset.
-    scored = torch.cat([train_set.images[splits.candidate], test_set.images[splits.extra]])
+    scored_images = torch.cat([train_set.images[splits.candidate], test_set.images[splits.extra]])
     ids = np.concatenate([splits.candidate, test_point_ids(splits.extra, train_set)])
-    is_c = np.arange(len(ids)) < len(splits.candidate)
     jobs = [(m, lam) for m in s["methods"] for lam in s["lambdas"]]
     # Every encoder of the sweep in one fit, so they share the worker pool.
-    specs = {
-        (method, lam): family_specs(
-            p.replace(method=method),
-            splits,
-            seed,
-            lam=lam,
-            **dict(zip(("arch", "augmentation"), method_setup(p, method))),
-        )
-        for method, lam in jobs
-    }
+    specs = regularization_specs(p, s, splits, seed)
     flat = [(job, fam, i, sp) for job, fams in specs.items() for fam, ss in fams.items() for i, sp in enumerate(ss)]
     fitted = ctx.fit(
         [sp for *_, sp in flat], train_set, labels=[f"{m} λ={lam:g} {fam}{i}" for (m, lam), fam, i, _ in flat]
@@ -271,28 +307,45 @@ def run_regularization(
     encoders = {}
     for (job, fam, _, _), f in zip(flat, fitted):
         encoders.setdefault(job, {"f": [], "g": []})[fam].append(f.encoder)
-    rows, points, levels, floors = [], {}, [], {}
+    scored, accs, floors = {}, {}, {}
     for method, lam in tqdm(jobs, desc="λ sweep", disable=not progress, leave=False):
         arch, aug_name = method_setup(p, method)
         fams = encoders[(method, lam)]
         # Measured with the training augmentation, as the paper does.
-        r = sslmem(
-            fams["f"],
-            fams["g"],
-            scored,
-            build_augmentation(aug_name, train_set.image_size),
-            ids=ids,
-            **ctx.scoring(p),
-        )
-        points[(method, lam)] = r.raw[is_c]
-        g_accs = [probe_all(enc, sets, p.probe_epochs, seed, dev)[p.dataset] for enc in fams["g"]]
-        f_accs = [probe_all(enc, sets, p.probe_epochs, seed, dev)[p.dataset] for enc in fams["f"]]
+        aug = build_augmentation(aug_name, train_set.image_size)
+        scored[(method, lam)] = sslmem(fams["f"], fams["g"], scored_images, aug, ids=ids, **ctx.scoring(p))
+        accs[(method, lam)] = {
+            fam: [probe_all(enc, sets, p.probe_epochs, seed, dev)[p.dataset] for enc in fams[fam]] for fam in ("f", "g")
+        }
         if arch not in floors:
             floors[arch] = random_floor_of(p, seed=seed, device=dev, data_root=data_root, arch=arch).assign(arch=arch)
+    prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
+    run = regularization_analysis(p, s, seed, scored, accs, floors, len(splits.candidate), prov, ctx.run_dir)
+    run.timings = {"total_s": ctx.elapsed()}
+    run.measured = {"scored": scored, "accs": accs, "floors": floors}
+    ctx.save(
+        tables={"results": run.results, "floor": run.floor, "levels": run.levels.reset_index()},
+        jsons={"provenance": prov},
+    )
+    return run
+
+
+def regularization_analysis(
+    p: Preset, s, seed: int, scored: dict, accs: dict, floors: dict, n_candidates: int, prov: dict, run_dir
+) -> RegularizationRun:
+    """The :class:`RegularizationRun` of a sweep from its measurements: per (method, λ), the SSLMem result of
+    S_C then S_E (``scored``, with per-encoder alignments) and the linear-probe accuracies of f's and g's
+    members (``accs``); per architecture, the untrained encoders' probe table (``floors``)."""
+    rows, points, levels = [], {}, []
+    for (method, lam), r in scored.items():
+        arch, _ = method_setup(p, method)
+        is_c = np.arange(r.raw.shape[0]) < n_candidates
+        f_accs, g_accs = accs[(method, lam)]["f"], accs[(method, lam)]["g"]
+        points[(method, lam)] = r.raw[is_c]
         fl = beats_floor(f_accs + g_accs, floors[arch]["linear_acc"])
         levels.append({"method": method, "lam": lam, "acc": fl["mean_trained"], "floor_acc": fl["mean_floor"],
                        "floor_p": fl["p"], "informative": bool(fl["informative"])})  # fmt: skip
-        for i, (enc, acc) in enumerate(zip(fams["f"], f_accs)):
+        for i, acc in enumerate(f_accs):
             rows.append(
                 {
                     "method": method,
@@ -313,7 +366,4 @@ def run_regularization(
     results = pd.DataFrame(rows)
     floor = pd.concat(list(floors.values()), ignore_index=True)
     levels = pd.DataFrame(levels).set_index(["method", "lam"])
-    prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
-    run = RegularizationRun(p, s, seed, results, points, prov, ctx.run_dir, {"total_s": ctx.elapsed()}, floor, levels)
-    ctx.save(tables={"results": results, "floor": floor, "levels": levels.reset_index()}, jsons={"provenance": prov})
-    return run
+    return RegularizationRun(p, s, seed, results, points, prov, Path(run_dir), {}, floor, levels)

@@ -18,7 +18,6 @@ Rows of one run
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,47 +26,30 @@ import pandas as pd
 import torch
 
 from ..data.datasets import test_point_ids
-from ..evidence import EvidenceStore, batch_provenance
+from ..evidence import EvidenceStore
 from ..memorization.sslmem import sslmem_from_alignment
 from ..probing import atypicality, embed
 from ..training.loop import fingerprint
-from .artifacts import check_cache_dir
 from .encoders import EncoderSpec, family_specs
 from .inputs import load_with_splits
 from .presets import Preset
 from .sslmem_experiment import SSLMemRun, floor_seeds, run_sslmem
+from .stored import (
+    StoredContexts,
+    encoder_row,
+    history_rows,
+    matrix,
+    store_provenance,
+    stored_run,
+    untrained_key,
+    untrained_row,
+)
 
 EXPERIMENT = "sslmem"
 #: Neighbours of the atypicality stored per g member (:meth:`.SSLMemRun.atypicality`'s default).
 ATYPICALITY_K = 5
 _PROBES = ("linear_acc", "linear_train_acc", "knn_acc")
 _FLOOR = ("linear_acc", "linear_train_acc", "knn_acc")
-
-
-class StoredContexts:
-    """The store contexts of a design with a ``preset`` and a ``seed``: how its alignments were scored (the
-    key columns of the ``alignments`` table) and which probe sets its probes used."""
-
-    @property
-    def scoring(self) -> dict:
-        p = self.preset
-        return {"augmentation": p.augmentation, "views": p.views, "mode": p.mode, "view_seed": self.seed}
-
-    @property
-    def probe_context(self) -> str:
-        p = self.preset
-        return (
-            f"{p.dataset} probe sets of seed {self.seed}: train {p.probe_train}, test {p.probe_test}; "
-            f"linear probe {p.probe_epochs} epochs"
-        )
-
-    def stored_alignments(self, store: EvidenceStore) -> pd.DataFrame:
-        """The store's alignment rows of this design's points at the representation, scored in its context."""
-        al = store.load("alignments")
-        sel = (al.tap == "") & (al.dataset == self.preset.dataset) & al.point_id.isin(self.ids)
-        for k, v in self.scoring.items():
-            sel &= al[k] == v
-        return al[sel]
 
 
 @dataclass(frozen=True)
@@ -90,12 +72,6 @@ class RunDesign(StoredContexts):
     def keys(self) -> list[str]:
         """Every encoder key of the design: trained members, then untrained floor encoders."""
         return [s.key() for specs in self.members.values() for s in specs] + list(self.floor)
-
-
-def untrained_key(p: Preset, seed: int) -> str:
-    """The store key of the untrained encoder of ``p``'s architecture built after ``torch.manual_seed(seed)``
-    with the training split's channel statistics."""
-    return fingerprint({"untrained": p.arch, "dataset": p.dataset, "seed": int(seed), "stats": "train split"})
 
 
 def run_design(p: Preset, seed: int, probe: bool, data_root=None) -> RunDesign:
@@ -124,53 +100,6 @@ def run_design(p: Preset, seed: int, probe: bool, data_root=None) -> RunDesign:
 
 
 # ----- run → rows ----------------------------------------------------------------------------------------------
-def encoder_row(spec: EncoderSpec, cache: Path) -> dict:
-    ckpt = torch.load(spec.checkpoint(cache), map_location="cpu", weights_only=False, mmap=True)
-    prov = ckpt.get("provenance", {})
-    hist = ckpt.get("history", [])
-    return {
-        "encoder": spec.key(),
-        "kind": "trained",
-        "arch": spec.arch,
-        "method": spec.method,
-        "augmentation": spec.augmentation,
-        "dataset": spec.dataset,
-        "n_train": len(spec.indices),
-        "train_seed": spec.train.seed,
-        "epochs": spec.train.epochs,
-        "lam": spec.lam,
-        "spec": json.dumps({"train": spec.train.to_dict(), "run": spec.run_config()}, sort_keys=True, default=str),
-        "trained_at": ",".join(ckpt.get("commits", [])),
-        "trained_date": str(prov.get("date_utc", "")),
-        "trained_hardware": str(prov.get("hardware", "")),
-        "train_threads": spec.train.threads,
-        "train_wall_s": float(prov.get("wall_time_s") or np.nan),
-        "final_loss": float(hist[-1]["loss"]) if hist and "loss" in hist[-1] else np.nan,
-    }
-
-
-def untrained_row(p: Preset, key: str, seed: int) -> dict:
-    return {
-        "encoder": key,
-        "kind": "untrained",
-        "arch": p.arch,
-        "method": "",
-        "augmentation": "",
-        "dataset": p.dataset,
-        "n_train": 0,
-        "train_seed": int(seed),
-        "epochs": 0,
-        "lam": np.nan,
-        "spec": json.dumps({"untrained": p.arch, "seed": int(seed), "stats": "train split"}),
-        "trained_at": "",
-        "trained_date": "",
-        "trained_hardware": "",
-        "train_threads": 0,
-        "train_wall_s": np.nan,
-        "final_loss": np.nan,
-    }
-
-
 def run_rows(run: SSLMemRun, d: RunDesign, cache: Path) -> dict[str, pd.DataFrame]:
     """The store rows of a finished ``run`` (its encoders' checkpoints are read from ``cache``)."""
     p = d.preset
@@ -245,17 +174,6 @@ def run_rows(run: SSLMemRun, d: RunDesign, cache: Path) -> dict[str, pd.DataFram
     }
 
 
-def history_rows(key: str, history: list[dict]) -> pd.DataFrame:
-    """The ``history`` rows of encoder ``key``'s training log (one dict per logged epoch)."""
-    rows = [
-        {"encoder": key, "epoch": int(e["epoch"]), "metric": k, "value": float(v)}
-        for e in history
-        for k, v in e.items()
-        if k != "epoch" and v is not None and np.isfinite(v)
-    ]
-    return pd.DataFrame(rows, columns=["encoder", "epoch", "metric", "value"])
-
-
 # ----- rows → run ----------------------------------------------------------------------------------------------
 def missing(store: EvidenceStore, d: RunDesign) -> list[str]:
     """What the store lacks for ``d``, one phrase each (empty: the run can be analysed from the store)."""
@@ -280,14 +198,6 @@ def missing(store: EvidenceStore, d: RunDesign) -> list[str]:
     if len(st) < len(g) * len(d.ids):
         out.append("atypicality")
     return out
-
-
-def matrix(df: pd.DataFrame, keys: list[str], ids: np.ndarray, value: str) -> np.ndarray:
-    """Rows ``keys`` × columns ``ids`` of ``df``'s ``value`` (encoder, point_id long form)."""
-    if not keys:
-        return np.empty((0, len(ids)))
-    wide = df.pivot(index="encoder", columns="point_id", values=value)
-    return wide.loc[keys, ids].to_numpy(dtype=np.float64)
 
 
 def run_from_store(store: EvidenceStore, d: RunDesign, data_root=None) -> SSLMemRun:
@@ -360,64 +270,15 @@ def _labels(train_set, test_set, ids: np.ndarray) -> np.ndarray:
     return np.array([int(train_set.labels[i]) if i < n else int(test_set.labels[i - n]) for i in ids.tolist()])
 
 
-def store_provenance(store: EvidenceStore, d, experiment: str) -> dict:
-    """Where design ``d``'s rows came from: the store batches that gave its encoders their roles in
-    ``experiment``, and the encoders' training."""
-    enc = store.load("encoders").set_index("encoder").loc[d.keys()]
-    roles = store.load("roles")
-    mine = roles.encoder.isin(d.keys()) & (roles.design == d.name) & (roles.experiment == experiment)
-    batches = sorted(set(roles.loc[mine, "batch"]))
-    prov = store.batches().set_index("batch").loc[batches] if batches else pd.DataFrame()
-    trained = enc[enc.kind == "trained"]
-    return {
-        "config": {"preset": d.preset.name, "seed": d.seed, **d.preset.to_dict()},
-        "design": d.name,
-        "store": str(store.path),
-        "batches": batches,
-        "commit": ",".join(sorted(set(prov["commit"]))) if len(prov) else "",
-        "trained_at": sorted({c for s in trained.trained_at for c in s.split(",") if c}),
-        "trained_dates": sorted(set(trained.trained_date)),
-        "hardware": sorted(set(prov["hardware"])) if len(prov) else [],
-        "device": ",".join(sorted(set(prov["device"]))) if len(prov) else "",
-        "date_utc": ",".join(sorted(set(prov["date_utc"]))) if len(prov) else "",
-        "wall_time_s": float(prov["wall_s"].sum()) if len(prov) else 0.0,
-        "train_wall_s": float(np.nansum(trained.train_wall_s)),
-        "n_encoders": len(enc),
-    }
-
-
 def stored_sslmem_run(
     store: EvidenceStore, d: RunDesign, *, device="cpu", cache_dir=None, data_root=None, progress=True, train=True
 ) -> SSLMemRun:
-    """The run of design ``d`` from the store, running (and appending) it first if the store lacks rows.
+    """The run of design ``d`` from the store, running (and appending) it first if the store lacks rows
+    (:func:`~memlib.experiments.stored.stored_run`; ``train=False`` refuses to compute)."""
 
-    ``train=False`` refuses to compute anything: a missing row is an error naming what is missing.
-    """
-    lack = missing(store, d)
-    if lack:
-        if not train:
-            raise LookupError(
-                f"the evidence store {store.path} lacks {', '.join(lack)} of {d.name}; run with train=True "
-                f"(memlib-evidence add) to compute them, or point MEMLIB_RESULTS at a complete store"
-            )
-        run = run_sslmem(
-            d.preset,
-            seed=d.seed,
-            device=device,
-            cache_dir=cache_dir,
-            data_root=data_root,
-            progress=progress,
-            probe=d.probe,
-        )
-        rows = run_rows(run, d, check_cache_dir(cache_dir))
-        prov = batch_provenance(
-            EXPERIMENT,
-            d.name,
-            d.preset.name,
-            d.seed,
-            run.provenance["device"],
-            run.timings["total_s"],
-            commit=run.provenance["commit"],
-        )
-        store.append(rows, prov)
-    return run_from_store(store, d, data_root)
+    def compute():
+        return run_sslmem(d.preset, seed=d.seed, device=device, cache_dir=cache_dir, data_root=data_root,
+                          progress=progress, probe=d.probe)  # fmt: skip
+
+    return stored_run(store, d, experiment=EXPERIMENT, chapter="01", missing=missing, compute=compute, rows=run_rows,
+                      read=run_from_store, train=train, cache_dir=cache_dir, data_root=data_root)  # fmt: skip

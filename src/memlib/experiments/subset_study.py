@@ -41,7 +41,7 @@ from .inputs import load_with_splits, probe_rng, probe_sets
 from .presets import Preset
 from .probes import probe_encoder
 from .settings import Settings
-from .sslmem_evidence import StoredContexts, encoder_row
+from .stored import StoredContexts, encoder_row
 
 EXPERIMENT = "sslmem-subset"
 _PROBES = ("linear_acc", "linear_train_acc", "knn_acc")

@@ -1,0 +1,206 @@
+"""What every chapter on the evidence store shares: a design's scoring and probe contexts, encoder and
+history rows, long-to-wide reads, provenance from stored batches, and the one read-or-compute step.
+
+A chapter registered on the store (:mod:`~memlib.experiments.registry`) has a design (the encoders and
+contexts it needs), a ``missing(store, design)`` (what the store lacks), a computing run, a ``rows(run,
+design, cache)`` (the run as store rows) and a ``read(store, design)`` (the run rebuilt from rows only).
+:func:`stored_run` ties them together the same way for every chapter: read from the store if it holds every
+row, else compute, append one batch and read back, so every number a chapter shows comes from stored rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..evidence import EvidenceStore, batch_provenance
+from ..provenance import provenance
+from ..training.loop import fingerprint
+from .artifacts import check_cache_dir
+from .encoders import EncoderSpec
+from .presets import Preset
+
+
+class StoredContexts:
+    """The store contexts of a design with a ``preset`` and a ``seed``: how its alignments were scored (the
+    key columns of the ``alignments`` table) and which probe sets its probes used."""
+
+    @property
+    def scoring(self) -> dict:
+        p = self.preset
+        return {"augmentation": p.augmentation, "views": p.views, "mode": p.mode, "view_seed": self.seed}
+
+    @property
+    def probe_context(self) -> str:
+        p = self.preset
+        return (
+            f"{p.dataset} probe sets of seed {self.seed}: train {p.probe_train}, test {p.probe_test}; "
+            f"linear probe {p.probe_epochs} epochs"
+        )
+
+    def stored_alignments(self, store: EvidenceStore) -> pd.DataFrame:
+        """The store's alignment rows of this design's points at the representation, scored in its context."""
+        al = store.load("alignments")
+        sel = (al.tap == "") & (al.dataset == self.preset.dataset) & al.point_id.isin(self.ids)
+        for k, v in self.scoring.items():
+            sel &= al[k] == v
+        return al[sel]
+
+
+def untrained_key(p: Preset, seed: int) -> str:
+    """The store key of the untrained encoder of ``p``'s architecture built after ``torch.manual_seed(seed)``
+    with the training split's channel statistics."""
+    return fingerprint({"untrained": p.arch, "dataset": p.dataset, "seed": int(seed), "stats": "train split"})
+
+
+def encoder_row(spec: EncoderSpec, cache: Path) -> dict:
+    ckpt = torch.load(spec.checkpoint(cache), map_location="cpu", weights_only=False, mmap=True)
+    prov = ckpt.get("provenance", {})
+    hist = ckpt.get("history", [])
+    return {
+        "encoder": spec.key(),
+        "kind": "trained",
+        "arch": spec.arch,
+        "method": spec.method,
+        "augmentation": spec.augmentation,
+        "dataset": spec.dataset,
+        "n_train": len(spec.indices),
+        "train_seed": spec.train.seed,
+        "epochs": spec.train.epochs,
+        "lam": spec.lam,
+        "spec": json.dumps({"train": spec.train.to_dict(), "run": spec.run_config()}, sort_keys=True, default=str),
+        "trained_at": ",".join(ckpt.get("commits", [])),
+        "trained_date": str(prov.get("date_utc", "")),
+        "trained_hardware": str(prov.get("hardware", "")),
+        "train_threads": spec.train.threads,
+        "train_wall_s": float(prov.get("wall_time_s") or np.nan),
+        "final_loss": float(hist[-1]["loss"]) if hist and "loss" in hist[-1] else np.nan,
+    }
+
+
+def untrained_row(p: Preset, key: str, seed: int) -> dict:
+    return {
+        "encoder": key,
+        "kind": "untrained",
+        "arch": p.arch,
+        "method": "",
+        "augmentation": "",
+        "dataset": p.dataset,
+        "n_train": 0,
+        "train_seed": int(seed),
+        "epochs": 0,
+        "lam": np.nan,
+        "spec": json.dumps({"untrained": p.arch, "seed": int(seed), "stats": "train split"}),
+        "trained_at": "",
+        "trained_date": "",
+        "trained_hardware": "",
+        "train_threads": 0,
+        "train_wall_s": np.nan,
+        "final_loss": np.nan,
+    }
+
+
+def history_rows(key: str, history: list[dict]) -> pd.DataFrame:
+    """The ``history`` rows of encoder ``key``'s training log (one dict per logged epoch)."""
+    rows = [
+        {"encoder": key, "epoch": int(e["epoch"]), "metric": k, "value": float(v)}
+        for e in history
+        for k, v in e.items()
+        if k != "epoch" and v is not None and np.isfinite(v)
+    ]
+    return pd.DataFrame(rows, columns=["encoder", "epoch", "metric", "value"])
+
+
+def matrix(df: pd.DataFrame, keys: list[str], ids: np.ndarray, value: str) -> np.ndarray:
+    """Rows ``keys`` × columns ``ids`` of ``df``'s ``value`` (encoder, point_id long form)."""
+    if not keys:
+        return np.empty((0, len(ids)))
+    wide = df.pivot(index="encoder", columns="point_id", values=value)
+    return wide.loc[keys, ids].to_numpy(dtype=np.float64)
+
+
+def store_provenance(store: EvidenceStore, d, experiment: str) -> dict:
+    """Where design ``d``'s rows came from: the store batches that gave its encoders their roles in
+    ``experiment``, and the encoders' training."""
+    enc = store.load("encoders").set_index("encoder").loc[d.keys()]
+    roles = store.load("roles")
+    mine = roles.encoder.isin(d.keys()) & (roles.design == d.name) & (roles.experiment == experiment)
+    batches = sorted(set(roles.loc[mine, "batch"]))
+    prov = store.batches().set_index("batch").loc[batches] if batches else pd.DataFrame()
+    trained = enc[enc.kind == "trained"]
+    return {
+        "config": {"preset": d.preset.name, "seed": d.seed, **d.preset.to_dict()},
+        "design": d.name,
+        "store": str(store.path),
+        "batches": batches,
+        "commit": ",".join(sorted(set(prov["commit"]))) if len(prov) else "",
+        "trained_at": sorted({c for s in trained.trained_at for c in s.split(",") if c}),
+        "trained_dates": sorted(set(trained.trained_date)),
+        "hardware": sorted(set(prov["hardware"])) if len(prov) else [],
+        "device": ",".join(sorted(set(prov["device"]))) if len(prov) else "",
+        "date_utc": ",".join(sorted(set(prov["date_utc"]))) if len(prov) else "",
+        "wall_time_s": float(prov["wall_s"].sum()) if len(prov) else 0.0,
+        "train_wall_s": float(np.nansum(trained.train_wall_s)),
+        "n_encoders": len(enc),
+    }
+
+
+def stored_run(
+    store: EvidenceStore,
+    d,
+    *,
+    experiment: str,
+    chapter: str,
+    missing: Callable,
+    compute: Callable,
+    rows: Callable,
+    read: Callable,
+    train: bool = True,
+    cache_dir=None,
+    data_root=None,
+):
+    """Design ``d``'s run from the store: ``read(store, d, data_root)`` if ``missing(store, d)`` is empty; else
+    (only with ``train``) ``compute()``, append ``rows(run, d, cache)`` as one batch, and read back.
+
+    ``train=False`` refuses to compute anything: a missing row is an error naming what is missing.
+    """
+    lack = missing(store, d)
+    if lack:
+        if not train:
+            raise LookupError(
+                f"the evidence store {store.path} lacks {', '.join(lack)} of {d.name}; run with train=True "
+                f"(memlib-evidence add --chapter {chapter}) to compute them, or point MEMLIB_RESULTS at a "
+                "complete store"
+            )
+        t0 = time.perf_counter()
+        run = compute()
+        batch = rows(run, d, check_cache_dir(cache_dir))
+        prov = batch_provenance(
+            experiment,
+            d.name,
+            d.preset.name,
+            d.seed,
+            run.provenance["device"],
+            time.perf_counter() - t0,
+            commit=run.provenance["commit"],
+        )
+        store.append(batch, prov)
+    return read(store, d, data_root)
+
+
+def chapter_provenance(experiment: str, cfg, design: str, device, wall_s: float, stored: dict) -> dict:
+    """A chapter's provenance block: its config (preset, seed, experiment, design and every setting), this
+    analysis's commit, machine and time, the commits that trained its encoders, and ``stored`` (the store
+    batches behind its rows, :func:`store_provenance`) under ``"store"``."""
+    config = {"preset": cfg.preset.name, "seed": cfg.seed, "experiment": experiment, "design": design}
+    prov = provenance(
+        {**config, **cfg.preset.to_dict(), **cfg.settings.to_dict()}, device, wall_s, trained_at=stored["trained_at"]
+    )
+    prov["store"] = {k: stored[k] for k in ("batches", "commit", "hardware", "date_utc", "wall_time_s")}
+    return prov
