@@ -1,7 +1,7 @@
 """Chapter 05 (localisation) as a registered experiment: its design, its rows in the evidence store, and the
 :class:`~memlib.experiments.localization_run.LocalizationRun` rebuilt from those rows.
 
-:func:`run_localization_experiment` is what ``run_experiment("localization", …)`` calls: if the store holds
+``run_experiment("localization", …)`` (:func:`~memlib.experiments.stored.stored_experiment`): if the store holds
 every row the chapter's analysis needs, the run is rebuilt from them (no weights, no training, no scoring);
 otherwise :func:`~memlib.experiments.localization_run.run_localization` computes the run (training only what
 the cache lacks), its rows are appended as one batch, and the run is rebuilt from the store all the same, so
@@ -19,7 +19,6 @@ Rows of one run
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +26,7 @@ import pandas as pd
 import torch
 
 from ..data.datasets import test_point_ids
-from ..evidence import EvidenceStore, open_store
+from ..evidence import EvidenceStore
 from ..memorization.layermem import layermem_from_alignment
 from ..memorization.unitmem import ACTIVATIONS, UnitMemResult
 from .encoders import EncoderSpec
@@ -42,15 +41,15 @@ from .localization_run import (
     untrained_seeds,
 )
 from .presets import Preset
-from .registry import Experiment, check_parameters, register_experiment
+from .registry import check_parameters, register_experiment
 from .stored import (
     StoredContexts,
-    chapter_provenance,
     encoder_row,
     history_rows,
     matrix,
+    missing_encoders,
     store_provenance,
-    stored_run,
+    stored_experiment,
     untrained_key,
     untrained_row,
 )
@@ -363,11 +362,7 @@ def _stored_units(units, results, stats, key: str, context: str, ids, seen: bool
 
 def missing(store: EvidenceStore, d: LocalizationDesign) -> list[str]:
     """What the store lacks for ``d``, one phrase each (empty: the run can be analysed from the store)."""
-    out = []
-    held = set(store.load("encoders")["encoder"])
-    lack = [k for k in d.keys() if k not in held]
-    if lack:
-        out.append(f"{len(lack)} of {len(d.keys())} encoders")
+    out = missing_encoders(store, d.keys())
     al = _alignments(store, d)
     trained = [s.key() for fam in ("resnet f", "resnet g", "vit f", "vit g") for s in d.members[fam]]
     n = al.groupby("encoder").size().reindex(trained, fill_value=0) if len(al) else pd.Series(0, index=trained)
@@ -498,60 +493,19 @@ def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return pos.loc[wanted].to_numpy()
 
 
-def stored_localization_run(
-    store: EvidenceStore,
-    d: LocalizationDesign,
-    *,
-    device="cpu",
-    cache_dir=None,
-    data_root=None,
-    progress=True,
-    train=True,
-) -> LocalizationRun:
-    """The run of design ``d`` from the store, computing (and appending) it first if the store lacks rows.
-
-    ``train=False`` refuses to compute anything (:func:`~memlib.experiments.stored.stored_run`).
-    """
-
-    def compute():
-        return run_localization(d.preset.name, seed=d.seed, device=device, cache_dir=cache_dir,
-                                data_root=data_root, progress=progress, **d.params)  # fmt: skip
-
-    return stored_run(store, d, experiment=EXPERIMENT, chapter="05", missing=missing, compute=compute,
-                      rows=localization_rows, read=run_from_store, train=train, cache_dir=cache_dir,
-                      data_root=data_root)  # fmt: skip
-
-
-def run_localization_experiment(
-    cfg: LocalizationConfig, *, store=None, train=True, device="cpu", cache_dir=None, data_root=None, progress=True
-) -> LocalizationRun:
-    """Compute what the evidence store lacks for ``cfg`` (with ``train=True``), then the run from stored rows."""
-    t0 = time.perf_counter()
-    d = localization_design(cfg, data_root)
-    run = stored_localization_run(
-        open_store(store, cfg.preset.name),
-        d,
-        device=device,
-        cache_dir=cache_dir,
-        data_root=data_root,
-        progress=progress,
-        train=train,
-    )
-    run.provenance = chapter_provenance(EXPERIMENT, cfg, d.name, device, time.perf_counter() - t0, run.provenance)
-    return run
-
-
 register_experiment(
-    Experiment(
+    stored_experiment(
         name=EXPERIMENT,
         chapter="05",
         notebook="05_localization",
         title="LayerMem and UnitMem: where in the encoder is memorisation? (ResNet, ViT, supervised, untrained)",
         claims=("L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8"),
         config=localization_config,
-        design=lambda cfg, data_root=None: [localization_design(cfg, data_root)],
-        run=run_localization_experiment,
-        fill=lambda d, *, store, **kw: stored_localization_run(open_store(store, d.preset.name), d, **kw),
+        design=localization_design,
+        missing=missing,
+        compute=lambda d, **kw: run_localization(d.preset.name, seed=d.seed, **kw, **d.params),
+        rows=localization_rows,
+        read=run_from_store,
         minutes_per_encoder=3.3,
     )
 )

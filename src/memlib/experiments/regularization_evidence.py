@@ -16,7 +16,6 @@ Rows of one sweep
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,12 +23,12 @@ import pandas as pd
 import torch
 
 from ..data.datasets import test_point_ids
-from ..evidence import EvidenceStore, open_store
+from ..evidence import EvidenceStore
 from ..memorization.sslmem import sslmem_from_alignment
 from .encoders import EncoderSpec, method_setup
 from .inputs import load_with_splits
 from .presets import Preset
-from .registry import Experiment, check_parameters, register_experiment
+from .registry import check_parameters, register_experiment
 from .regularization_run import (
     RegularizationRun,
     RegularizationSettings,
@@ -41,12 +40,12 @@ from .regularization_run import (
 from .sslmem_experiment import floor_seeds
 from .stored import (
     StoredContexts,
-    chapter_provenance,
     encoder_row,
     history_rows,
     matrix,
+    missing_encoders,
     store_provenance,
-    stored_run,
+    stored_experiment,
     untrained_key,
     untrained_row,
 )
@@ -159,11 +158,7 @@ def regularization_rows(run: RegularizationRun, d: RegularizationDesign, cache) 
 
 def missing(store: EvidenceStore, d: RegularizationDesign) -> list[str]:
     """What the store lacks for ``d``, one phrase each (empty: the sweep can be analysed from the store)."""
-    out = []
-    held = set(store.load("encoders")["encoder"])
-    lack = [k for k in d.keys() if k not in held]
-    if lack:
-        out.append(f"{len(lack)} of {len(d.keys())} encoders")
+    out = missing_encoders(store, d.keys())
     al = store.load("alignments")
     al = al[(al.tap == "") & al.point_id.isin(d.ids)]
     n = al.groupby(["encoder", "augmentation", "views", "mode", "view_seed"]).size()
@@ -206,60 +201,19 @@ def run_from_store(store: EvidenceStore, d: RegularizationDesign, data_root=None
     return run
 
 
-def stored_regularization_run(
-    store: EvidenceStore,
-    d: RegularizationDesign,
-    *,
-    device="cpu",
-    cache_dir=None,
-    data_root=None,
-    progress=True,
-    train=True,
-) -> RegularizationRun:
-    """The sweep of design ``d`` from the store, computing (and appending) it first if the store lacks rows.
-
-    ``train=False`` refuses to compute anything (:func:`~memlib.experiments.stored.stored_run`).
-    """
-
-    def compute():
-        return run_regularization(d.preset.name, seed=d.seed, device=device, cache_dir=cache_dir,
-                                  data_root=data_root, progress=progress, **d.params)  # fmt: skip
-
-    return stored_run(store, d, experiment=EXPERIMENT, chapter="03", missing=missing, compute=compute,
-                      rows=regularization_rows, read=run_from_store, train=train, cache_dir=cache_dir,
-                      data_root=data_root)  # fmt: skip
-
-
-def run_regularization_experiment(
-    cfg: RegularizationConfig, *, store=None, train=True, device="cpu", cache_dir=None, data_root=None, progress=True
-) -> RegularizationRun:
-    """Compute what the evidence store lacks for ``cfg`` (with ``train=True``), then the sweep from stored rows."""
-    t0 = time.perf_counter()
-    d = regularization_design(cfg, data_root)
-    run = stored_regularization_run(
-        open_store(store, cfg.preset.name),
-        d,
-        device=device,
-        cache_dir=cache_dir,
-        data_root=data_root,
-        progress=progress,
-        train=train,
-    )
-    run.provenance = chapter_provenance(EXPERIMENT, cfg, d.name, device, time.perf_counter() - t0, run.provenance)
-    return run
-
-
 register_experiment(
-    Experiment(
+    stored_experiment(
         name=EXPERIMENT,
         chapter="03",
         notebook="03_regularization",
         title="The alignment regulariser: do memorisation and accuracy fall as λ grows? (SimCLR, MAE)",
         claims=("S22", "S23"),
         config=regularization_config,
-        design=lambda cfg, data_root=None: [regularization_design(cfg, data_root)],
-        run=run_regularization_experiment,
-        fill=lambda d, *, store, **kw: stored_regularization_run(open_store(store, d.preset.name), d, **kw),
+        design=regularization_design,
+        missing=missing,
+        compute=lambda d, **kw: run_regularization(d.preset.name, seed=d.seed, **kw, **d.params),
+        rows=regularization_rows,
+        read=run_from_store,
         minutes_per_encoder=2.5,
     )
 )

@@ -39,6 +39,7 @@ from .stored import (
     encoder_row,
     history_rows,
     matrix,
+    missing_encoders,
     store_provenance,
     stored_run,
     untrained_key,
@@ -177,11 +178,7 @@ def run_rows(run: SSLMemRun, d: RunDesign, cache: Path) -> dict[str, pd.DataFram
 # ----- rows → run ----------------------------------------------------------------------------------------------
 def missing(store: EvidenceStore, d: RunDesign) -> list[str]:
     """What the store lacks for ``d``, one phrase each (empty: the run can be analysed from the store)."""
-    out = []
-    keys = set(store.load("encoders")["encoder"])
-    lack = [k for k in d.keys() if k not in keys]
-    if lack:
-        out.append(f"{len(lack)} of {len(d.keys())} encoders")
+    out = missing_encoders(store, d.keys())
     al = d.stored_alignments(store)
     trained = [s.key() for ss in d.members.values() for s in ss]
     n = al.groupby("encoder").size().reindex(trained, fill_value=0) if len(al) else pd.Series(0, index=trained)

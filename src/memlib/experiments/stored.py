@@ -25,6 +25,7 @@ from ..training.loop import fingerprint
 from .artifacts import check_cache_dir
 from .encoders import EncoderSpec
 from .presets import Preset
+from .registry import Experiment
 
 
 class StoredContexts:
@@ -204,3 +205,65 @@ def chapter_provenance(experiment: str, cfg, design: str, device, wall_s: float,
     )
     prov["store"] = {k: stored[k] for k in ("batches", "commit", "hardware", "date_utc", "wall_time_s")}
     return prov
+
+
+def missing_encoders(store: EvidenceStore, keys: list[str]) -> list[str]:
+    """``["k of n encoders"]`` when the store lacks ``k`` of the encoder ``keys``, else ``[]``."""
+    held = set(store.load("encoders")["encoder"])
+    lack = [k for k in keys if k not in held]
+    return [f"{len(lack)} of {len(keys)} encoders"] if lack else []
+
+
+def stored_experiment(
+    *,
+    name: str,
+    chapter: str,
+    notebook: str,
+    title: str,
+    claims: tuple[str, ...],
+    config: Callable,
+    design: Callable,
+    missing: Callable,
+    compute: Callable,
+    rows: Callable,
+    read: Callable,
+    minutes_per_encoder: float,
+) -> Experiment:
+    """An :class:`~memlib.experiments.registry.Experiment` of one design per config, on the evidence store.
+
+    ``design(cfg, data_root)`` gives the design; ``compute(d, device=, cache_dir=, data_root=, progress=)``
+    computes its run (training what the cache lacks); ``missing``, ``rows`` and ``read`` as in
+    :func:`stored_run`. The experiment's run reads the design from the store (computing first what it lacks)
+    and records :func:`chapter_provenance`.
+    """
+
+    def fill(d, *, store, train=True, device="cpu", cache_dir=None, data_root=None, progress=True):
+        from ..evidence import open_store
+
+        def run_it():
+            return compute(d, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress)
+
+        return stored_run(open_store(store, d.preset.name), d, experiment=name, chapter=chapter, missing=missing,
+                          compute=run_it, rows=rows, read=read, train=train, cache_dir=cache_dir,
+                          data_root=data_root)  # fmt: skip
+
+    def run(cfg, *, store=None, train=True, device="cpu", cache_dir=None, data_root=None, progress=True):
+        t0 = time.perf_counter()
+        d = design(cfg, data_root)
+        out = fill(d, store=store, train=train, device=device, cache_dir=cache_dir, data_root=data_root,
+                   progress=progress)  # fmt: skip
+        out.provenance = chapter_provenance(name, cfg, d.name, device, time.perf_counter() - t0, out.provenance)
+        return out
+
+    return Experiment(
+        name=name,
+        chapter=chapter,
+        notebook=notebook,
+        title=title,
+        claims=claims,
+        config=config,
+        design=lambda cfg, data_root=None: [design(cfg, data_root)],
+        run=run,
+        fill=fill,
+        minutes_per_encoder=minutes_per_encoder,
+    )
