@@ -216,7 +216,7 @@ def _analysis(result) -> list[pd.DataFrame]:
             if hasattr(result, name):
                 out.append(getattr(result, name)())
         return out
-    return [result.point_table()]
+    return [result.point_table() if hasattr(result, "point_table") else result.table()]
 
 
 @pytest.mark.notebook

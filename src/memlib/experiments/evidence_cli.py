@@ -138,9 +138,9 @@ def _add(args) -> int:
     held = set(store.load("encoders")["encoder"])
     designs = exp.design(cfg)
     workers = args.workers or 2
-    todo = [d for d in designs if any(k not in held for k in d.keys())]
+    todo = [d for d in designs if (exp.missing(store, d) if exp.missing else any(k not in held for k in d.keys()))]
     est = {d.name: sum(k not in held for k in d.keys()) * exp.minutes_per_encoder / workers for d in todo}
-    print(f"chapter {exp.chapter} ({exp.name}) at {args.preset}: {len(todo)} of {len(designs)} runs lack encoders")
+    print(f"chapter {exp.chapter} ({exp.name}) at {args.preset}: {len(todo)} of {len(designs)} runs lack rows")
     t0, spent = time.perf_counter(), 0.0
     for d in todo:
         if budget is not None and spent + est[d.name] > budget:

@@ -28,6 +28,7 @@ _MODULES = (
     "memlib.experiments.subset_study",
     "memlib.experiments.regularization_evidence",
     "memlib.experiments.localization_evidence",
+    "memlib.experiments.mae_regime",
 )
 
 #: Registered experiments by name (filled by :func:`register_experiment`).
@@ -63,6 +64,9 @@ class Experiment:
         and append them (one batch), training what the cache lacks; ``memlib-evidence add`` goes design by design.
     minutes_per_encoder
         CPU minutes one encoder of the design trains at ``cpu`` on one worker (for plans and budgets).
+    missing
+        ``(store, design) → list`` of what the store lacks for a design (empty: nothing to compute), or
+        ``None``, where a design lacks only encoders.
     """
 
     name: str
@@ -75,6 +79,7 @@ class Experiment:
     run: Callable
     fill: Callable
     minutes_per_encoder: float = 1.7
+    missing: Callable | None = None
 
 
 def check_parameters(params: dict, known, experiment: str) -> None:

@@ -65,6 +65,8 @@ class RunDesign(StoredContexts):
     ids: np.ndarray  # point ids of the scored points, in the run's order
     subset: np.ndarray  # subset of each scored point
     name: str  # the design's name in the store ("split=0 paired …")
+    experiment: str = EXPERIMENT  # the experiment whose roles its rows record
+    chapter: str = "01"
 
     @property
     def atypicality_context(self) -> str:
@@ -75,9 +77,11 @@ class RunDesign(StoredContexts):
         return [s.key() for specs in self.members.values() for s in specs] + list(self.floor)
 
 
-def run_design(p: Preset, seed: int, probe: bool, data_root=None) -> RunDesign:
+def run_design(
+    p: Preset, seed: int, probe: bool, data_root=None, *, experiment: str = EXPERIMENT, chapter: str = "01"
+) -> RunDesign:
     """The :class:`RunDesign` of :func:`~memlib.experiments.sslmem_experiment.run_sslmem` at ``p`` and ``seed``
-    (loads the data set to draw the split; trains nothing)."""
+    (loads the data set to draw the split; trains nothing), its rows recorded under ``experiment``."""
     train_set, _, splits = load_with_splits(p, seed, data_root)
     fams = ("f", "g") + (("f'",) if p.null_models else ())
     ids = np.concatenate(
@@ -93,11 +97,13 @@ def run_design(p: Preset, seed: int, probe: bool, data_root=None) -> RunDesign:
         ]
     )
     floor = [untrained_key(p, s) for s in floor_seeds(seed)] if probe else []
+    method = "" if p.method == "simclr" else f"{p.method} on {p.arch}, "  # chapter 01's names stay as stored
     name = (
-        f"split {seed}: shared {p.shared}, candidate {p.candidate}, {p.epochs} epochs, "
+        f"split {seed}: {method}shared {p.shared}, candidate {p.candidate}, {p.epochs} epochs, "
         f"{p.models_per_family} per family{', paired seeds' if p.paired_seeds else ''}"
     )
-    return RunDesign(p, seed, probe, family_specs(p, splits, seed, fams), floor, ids, subset, name)
+    members = family_specs(p, splits, seed, fams)
+    return RunDesign(p, seed, probe, members, floor, ids, subset, name, experiment, chapter)
 
 
 # ----- run → rows ----------------------------------------------------------------------------------------------
@@ -110,7 +116,7 @@ def run_rows(run: SSLMemRun, d: RunDesign, cache: Path) -> dict[str, pd.DataFram
         align["f'"] = run.null.align_f_models
     enc = [encoder_row(s, cache) for _, _, s in specs]
     roles = [
-        {"experiment": EXPERIMENT, "design": d.name, "encoder": s.key(), "role": fam, "member": i}
+        {"experiment": d.experiment, "design": d.name, "encoder": s.key(), "role": fam, "member": i}
         for fam, i, s in specs
     ]
     al, hist, probes, stats = [], [], [], []
@@ -157,7 +163,7 @@ def run_rows(run: SSLMemRun, d: RunDesign, cache: Path) -> dict[str, pd.DataFram
             enc.append(untrained_row(p, key, int(row["seed"])))
             roles.append(
                 {
-                    "experiment": EXPERIMENT,
+                    "experiment": d.experiment,
                     "design": d.name,
                     "encoder": key,
                     "role": "untrained",
@@ -247,7 +253,7 @@ def run_from_store(store: EvidenceStore, d: RunDesign, data_root=None) -> SSLMem
         train_set.classes,
         histories,
         probe,
-        store_provenance(store, d, EXPERIMENT),
+        store_provenance(store, d, d.experiment),
         Path(store.path),
         {},
         {},
@@ -277,5 +283,6 @@ def stored_sslmem_run(
         return run_sslmem(d.preset, seed=d.seed, device=device, cache_dir=cache_dir, data_root=data_root,
                           progress=progress, probe=d.probe)  # fmt: skip
 
-    return stored_run(store, d, experiment=EXPERIMENT, chapter="01", missing=missing, compute=compute, rows=run_rows,
-                      read=run_from_store, train=train, cache_dir=cache_dir, data_root=data_root)  # fmt: skip
+    return stored_run(store, d, experiment=d.experiment, chapter=d.chapter, missing=missing, compute=compute,
+                      rows=run_rows, read=run_from_store, train=train, cache_dir=cache_dir,
+                      data_root=data_root)  # fmt: skip

@@ -839,5 +839,6 @@ register_experiment(
         run=run_study,
         fill=lambda d, *, store, **kw: stored_sslmem_run(open_store(store, d.preset.name), d, **kw),
         minutes_per_encoder=3.3,
+        missing=missing,
     )
 )

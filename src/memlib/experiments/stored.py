@@ -266,4 +266,5 @@ def stored_experiment(
         run=run,
         fill=fill,
         minutes_per_encoder=minutes_per_encoder,
+        missing=missing,
     )
