@@ -307,3 +307,86 @@ def test_add_respects_its_budget_and_names_what_it_skips(tmp_path, capsys):
     assert rc == 0 and "past the budget" in out
     assert not (tmp_path / "s" / "encoders").exists()  # nothing trained, nothing appended
     assert main(["--store", str(tmp_path / "s"), "add", "--chapter", "99", "--preset", "smoke"]) == 2
+
+
+def test_a_new_section_is_one_module_registered_on_the_store(tmp_path, monkeypatch):
+    """The guide's "adding a section", as a test: a toy experiment (config, design, missing, compute, rows,
+    read) registered with ``stored_experiment`` runs through ``run_experiment``, computes once, appends one
+    batch and is read back from the store alone."""
+    from dataclasses import dataclass
+
+    from memlib.experiments import registry
+    from memlib.experiments.presets import get_preset
+    from memlib.experiments.registry import register_experiment, run_experiment
+    from memlib.experiments.stored import missing_encoders, stored_experiment
+
+    monkeypatch.setattr(registry, "EXPERIMENTS", dict(registry.experiments()))
+    calls = []
+
+    @dataclass(frozen=True)
+    class Cfg:
+        preset: object
+        settings: object
+        seed: int
+
+    @dataclass(frozen=True)
+    class Toy:
+        scale: float = 2.0
+
+        def to_dict(self):
+            return {"scale": self.scale}
+
+    @dataclass(frozen=True)
+    class Design:
+        preset: object
+        seed: int
+        scale: float
+        name: str = "toy design"
+
+        def keys(self):
+            return [f"toy-{self.seed}"]
+
+    @dataclass
+    class Run:
+        value: float
+        provenance: dict
+
+    def compute(d, **kw):
+        calls.append(d)
+        return Run(d.scale * (d.seed + 1), {"device": "cpu", "commit": "toy"})
+
+    def rows(run, d, cache):
+        enc = {c: "" for c in ("kind", "arch", "method", "augmentation", "dataset", "spec", "trained_at",
+                               "trained_date", "trained_hardware")}  # fmt: skip
+        enc.update(encoder=d.keys()[0], n_train=0, train_seed=d.seed, epochs=0, lam=0.0, train_threads=0,
+                   train_wall_s=0.0, final_loss=0.0)  # fmt: skip
+        res = {"encoder": d.keys()[0], "experiment": "toy", "quantity": "value", "context": "", "value": run.value}
+        return {"encoders": pd.DataFrame([enc]), "results": pd.DataFrame([res])}
+
+    def read(store, d, data_root=None):
+        r = store.load("results")
+        return Run(float(r.loc[r.encoder == d.keys()[0], "value"].iloc[0]), {"trained_at": [], "batches": [],
+                   "commit": "", "hardware": [], "date_utc": "", "wall_time_s": 0.0})  # fmt: skip
+
+    register_experiment(
+        stored_experiment(
+            name="toy",
+            chapter="99",
+            notebook="99_toy",
+            title="a toy section",
+            claims=(),
+            config=lambda preset, seed=0, **kw: Cfg(get_preset(preset), Toy(**kw), seed),
+            design=lambda cfg, data_root=None: Design(cfg.preset, cfg.seed, cfg.settings.scale),
+            missing=lambda store, d: missing_encoders(store, d.keys()),
+            compute=compute,
+            rows=rows,
+            read=read,
+            minutes_per_encoder=0.1,
+        )
+    )
+    out = run_experiment("toy", "smoke", seed=1, store=tmp_path / "s", scale=3.0)
+    assert out.value == 6.0 and len(calls) == 1 and out.provenance["config"]["experiment"] == "toy"
+    again = run_experiment("99", "smoke", seed=1, store=tmp_path / "s", scale=3.0, train=False)
+    assert again.value == 6.0 and len(calls) == 1  # read from the store, not computed
+    with pytest.raises(LookupError, match="lacks 1 of 1 encoders of toy design"):
+        run_experiment("toy", "smoke", seed=2, store=tmp_path / "s", train=False)
