@@ -110,7 +110,8 @@ class LocalizationDesign(StoredContexts):
         return [s.key() for specs in self.members.values() for s in specs] + [k for k, _ in self.untrained]
 
     def unit_encoders(self, which: str) -> list[str]:
-        """Store keys of the encoders whose units :data:`UNIT_ENCODERS` ``which`` reads."""
+        """Store keys of the encoders whose units ``which`` (one of
+        :data:`~memlib.experiments.localization_run.UNIT_ENCODERS`) reads."""
         if which == "untrained":
             return [k for k, _ in self.untrained]
         return [s.key() for s in self.members[f"{which} f"]]
@@ -393,7 +394,8 @@ def _alignments(store: EvidenceStore, d: LocalizationDesign) -> pd.DataFrame:
 
 
 def run_from_store(store: EvidenceStore, d: LocalizationDesign, data_root=None) -> LocalizationRun:
-    """The :class:`LocalizationRun` of design ``d``, from stored rows only (weights are never loaded)."""
+    """The :class:`~memlib.experiments.localization_run.LocalizationRun` of design ``d``, from stored rows only
+    (weights are never loaded)."""
     p = d.preset
     al = _alignments(store, d)
     layer = {}

@@ -349,8 +349,8 @@ class LocalizationRun:
 
     def planned_n(self, alpha: float = 0.05) -> pd.DataFrame:
         """Per claim, the encoders (pairs) a one-sided test needs for 80 % power to detect its SESOI at α/m (m:
-        every test of the chapter), with this run's spread over encoders as the pilot (:func:`~memlib.verdicts.
-        plan_table`); a claim of two parts takes the harder part."""
+        every test of the chapter), with this run's spread over encoders as the pilot
+        (:func:`~memlib.verdicts.plan_table`); a claim of two parts takes the harder part."""
         return plan_table(localization_evidence(self.claim_values()), CLAIM_PARTS, alpha=alpha)
 
     @property

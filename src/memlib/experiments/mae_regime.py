@@ -38,9 +38,9 @@ from .stored import chapter_provenance
 EXPERIMENT = "mae-regime"
 
 # fmt: off
-#: Per preset: regimes as (shared, candidate, epochs), each trained at about equal compute per encoder
-#: (points × epochs), and encoders per family. cpu: 150 points × 200 epochs (chapter 03's λ = 0 MAE, the
-#: DP chapter's private set size) and 50 points × 600 epochs; 6 new encoders, about 8 minutes on 2 workers.
+#: The regimes of each preset, as (shared, candidate, epochs), each at about equal compute per encoder
+#: (points × epochs), and the encoders per family. At cpu, 150 points × 200 epochs (chapter 03's λ = 0 MAE,
+#: the DP chapter's private set size) and 50 points × 600 epochs; 6 new encoders, about 8 minutes on 2 workers.
 REGIME_SETTINGS = {
     "smoke": {"regimes": ((32, 16, 2), (24, 16, 3)), "models_per_family": 2},
     "cpu": {"regimes": ((125, 25, 200), (42, 8, 600)), "models_per_family": 3},

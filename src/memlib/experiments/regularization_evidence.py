@@ -173,7 +173,8 @@ def missing(store: EvidenceStore, d: RegularizationDesign) -> list[str]:
 
 
 def run_from_store(store: EvidenceStore, d: RegularizationDesign, data_root=None) -> RegularizationRun:
-    """The :class:`RegularizationRun` of design ``d``, from stored rows only (weights are never loaded)."""
+    """The :class:`~memlib.experiments.regularization_run.RegularizationRun` of design ``d``, from stored rows
+    only (weights are never loaded)."""
     p = d.preset
     al = store.load("alignments")
     al = al[(al.tap == "") & (al.dataset == p.dataset) & al.point_id.isin(d.ids)]

@@ -262,8 +262,8 @@ class RegularizationRun:
 
 
 def regularization_specs(p: Preset, s, splits, seed: int) -> dict:
-    """The encoders of a sweep: per (method, λ), f's and g's families (:func:`~memlib.experiments.encoders.
-    family_specs`) with the method's architecture and training augmentation."""
+    """The encoders of a sweep: per (method, λ), f's and g's families
+    (:func:`~memlib.experiments.encoders.family_specs`) with the method's architecture and training augmentation."""
     return {
         (method, lam): family_specs(
             p.replace(method=method),
