@@ -232,6 +232,10 @@ class RegularizationRun:
             verdicts = [ver[(cid, r.method)] for r in tc.itertuples()]
             floors = [ev[(cid, r.method)][1] for r in tc.itertuples()]
 
+            def levels_of(method, col):
+                g = self._used(col)
+                return g.loc[g.method == method, "lam"].nunique()
+
             def undecidable(floor):
                 return (
                     f"; undecidable at this n: the best order gives p = {floor:.2g} ≥ {alpha}" if floor >= alpha else ""
@@ -240,7 +244,8 @@ class RegularizationRun:
             stat = "; ".join(
                 f"{r.method}: τ = {r.tau:+.2f}, Holm p = {v.p:.2g} (n = {r.n}){undecidable(fl)}: {v.status}"
                 if np.isfinite(r.tau)
-                else f"{r.method}: {r.n} encoder(s), too few for a trend (3 needed): {v.status}"
+                else f"{r.method}: {r.n} encoder(s) at {levels_of(r.method, col)} λ level(s), no trend to test "
+                f"(3 encoders over 2 levels needed): {v.status}"
                 for r, v, fl in zip(tc.itertuples(), verdicts, floors)
             )
             if verdicts:
