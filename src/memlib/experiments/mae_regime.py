@@ -116,9 +116,9 @@ class MAERegime:
         return run.pair_scores("calibrated")[:, run.subset == "candidate"].mean(1)
 
     def table(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Per regime: size, epochs, pairs, calibrated memorisation (mean and sd over pairs) with the rule's
-        verdict (Holm over the regimes), f's linear accuracy against the untrained-ViT floor, and whether the
-        regime memorises."""
+        """Per regime: size, epochs, pairs, calibrated memorisation (``memorisation``, mean over pairs, and its
+        ``sd``) with the rule's ``verdict`` on "> 0" (Holm over the regimes), f's linear accuracy against the
+        untrained-ViT floor, and whether the regime memorises."""
         mem = [self.pair_memorisation(r) for r in self.runs]
         ev = {i: mean_evidence(x, sesoi=standardised_sesoi(x, why="pilot, no paper counterpart")) for i, x in
               enumerate(mem)}  # fmt: skip
@@ -132,11 +132,11 @@ class MAERegime:
                     "train size": len(run.splits.f_train),
                     "epochs": run.preset.epochs,
                     "pairs": len(x),
-                    "memorisation (calibrated)": float(x.mean()),
-                    "sd over pairs": float(x.std(ddof=1)) if len(x) > 1 else np.nan,
+                    "memorisation": float(x.mean()),
+                    "sd": float(x.std(ddof=1)) if len(x) > 1 else np.nan,
                     "Holm p": v[i].p,
-                    "memorisation > 0": preset_status(self.preset, v[i].status),
-                    "f linear acc": float(f_acc.mean()),
+                    "verdict": preset_status(self.preset, v[i].status),
+                    "f acc": float(f_acc.mean()),
                     "floor acc": float(fl["mean_floor"]),
                     "floor p": float(fl["p"]),
                     "memorises": bool(v[i].status == REPRODUCED and fl["informative"] and self.preset.meaningful),
@@ -149,7 +149,7 @@ class MAERegime:
         memorise, or ``None`` when none does."""
         t = self.table()
         t = t[t["memorises"]]
-        return None if t.empty else tuple(int(v) for v in t["memorisation (calibrated)"].idxmax())
+        return None if t.empty else tuple(int(v) for v in t["memorisation"].idxmax())
 
 
 def _read(store, designs: list, data_root=None) -> MAERegime:
