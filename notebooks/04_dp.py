@@ -89,6 +89,7 @@ from myst_nb import glue
 from memlib.experiments.dp_run import CLIP, PLAIN, run_dp
 from memlib.experiments.notebooks import refuse_unknown_parameters
 from memlib.experiments.page import glue_claims, smoke_banner, table
+from memlib.experiments.registry import run_experiment
 from memlib.provenance import provenance_markdown
 
 refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
@@ -134,6 +135,45 @@ glue("privacy_text", "; ".join(f"{name}: ε spent {g.epsilon.max():.2f} with σ 
 # allow publishing a whole point). The ordinary trainer of MAE (no DP) takes
 # batches of {glue:text}`plain_batch` ({glue:text}`plain_steps` steps).
 # Privacy actually spent: {glue:text}`privacy_text`.
+#
+# ### Planned n
+#
+# Declared before the run: 3 encoders per family and setting, the chapter's
+# compute at `cpu` (about 30 minutes on two workers). The SESOI of every claim
+# is a weak monotone trend, Kendall |τ| = 0.2. The table gives, per claim, the
+# f encoders a one-sided Kendall test needs for 80 % power to detect it at the
+# chapter's Holm level (`memlib.verdicts.plan_n_kendall`) and the smallest p any
+# order of this run's encoders can reach: at this n only a trend far stronger
+# than the SESOI can be reproduced.
+
+# %% tags=["remove-input"]
+display(table(run.planned_n(), digits=3))
+
+# %% [markdown]
+# ### Does the non-private MAE memorise? (the regime these claims need)
+#
+# "DP lowers memorisation" can only be seen where the non-private encoder
+# memorises. Beside this chapter's own baseline (its MAE (no DP) f encoders,
+# calibrated SSLMem over encoders, one-sided t-test), the pilot of chapter 01
+# trained MAE from scratch in two regimes of equal compute per encoder (150
+# points × 200 epochs; 50 points × 600 epochs) to find one where it does.
+
+# %% tags=["remove-input"]
+base = run.baseline_memorisation()
+spread = f"sd {base['sd']:.4f} over" if np.isfinite(base["sd"]) else "no spread with"
+glue("base_text", f"{base['mean']:+.4f} ({spread} {base['n']} f encoder(s), one-sided p = {base['p']:.2g})",
+     display=False)
+pilot = run_experiment("mae-regime", preset, device=device, seed=seed, progress=progress)
+display(table(pilot.table(), digits=3))
+chosen = pilot.chosen()
+glue("pilot_text", "none of the pilot's regimes memorises by the rule" if chosen is None else
+     f"the pilot's regime {chosen[0]} points × {chosen[1]} epochs memorises by the rule", display=False)
+
+# %% [markdown]
+# This chapter's non-private baseline: calibrated SSLMem {glue:text}`base_text`.
+# In the pilot, {glue:text}`pilot_text`. Where neither memorises significantly,
+# S24 and L9 cannot be seen at this scale whatever DP does, and stay
+# inconclusive for that reason; the claims below are still tested as declared.
 
 # %% tags=["remove-input"]
 summary = run.summary()

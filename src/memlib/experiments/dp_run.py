@@ -69,7 +69,7 @@ from ..memorization.unitmem import unitmem
 from ..probing import beats_floor
 from ..stats import kendall_floor, kendall_test
 from ..training.dp import DPConfig
-from ..verdicts import INCONCLUSIVE, Evidence, Sesoi, decide, preset_status
+from ..verdicts import INCONCLUSIVE, Evidence, Sesoi, decide, mean_evidence, plan_n_kendall, preset_status
 from .artifacts import DP
 from .claims import Claim, claims_table
 from .context import RunContext
@@ -283,6 +283,29 @@ class DPRun:
                 }
             )
         return pd.DataFrame(rows).set_index("setting")
+
+    def planned_n(self, alpha: float = 0.05) -> pd.DataFrame:
+        """The sample-size plan per claim: f encoders now (over the informative ranked settings), the SESOI
+        (Kendall ``|τ|``), the f encoders a one-sided Kendall test needs for 80 % power to detect it at the
+        chapter's Holm level (:func:`~memlib.verdicts.plan_n_kendall`, m = 3 claims), and the smallest p any
+        order of the current encoders can reach."""
+        used = [n for n, lv in self.levels.iterrows() if lv.ranked and lv.informative]
+        r = self.results[self.results.setting.isin(used)]
+        x = r.setting.map(self.levels.privacy_rank).to_numpy(dtype=float)
+        best = kendall_floor(x) if len(x) >= 2 and np.ptp(x) > 0 else 1.0
+        plan = plan_n_kendall(DP_TREND_SESOI, alpha=alpha, m=len(_CLAIM_VALUES))
+        return pd.DataFrame(
+            [{"claim": cid, "n now": len(r), "SESOI |τ|": DP_TREND_SESOI, "planned n": plan, "best p now": best}
+             for cid in _CLAIM_VALUES]
+        ).set_index("claim")  # fmt: skip
+
+    def baseline_memorisation(self) -> dict:
+        """Does the non-private baseline memorise? Its f encoders' calibrated SSLMem: n, mean, sd and the
+        one-sided t-test over encoders (> 0). Reported beside the claims (they need it), not a claim itself."""
+        x = self.results.loc[self.results.kind == "plain", "sslmem_calibrated"].to_numpy(dtype=float)
+        e = mean_evidence(x)
+        return {"n": len(x), "mean": float(x.mean()), "sd": float(x.std(ddof=1)) if len(x) > 1 else float("nan"),
+                "p": float(e.p)}  # fmt: skip
 
     def claims(self, alpha: float = 0.05) -> pd.DataFrame:
         """Verdicts on S24 (memorisation), S25 (accuracy) and L9 (UnitMem) falling as ε shrinks.
