@@ -86,7 +86,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib.experiments.dp_run import CLIP, PLAIN, run_dp
+from memlib.experiments.dp_run import CLIP, PLAIN
+from memlib.experiments.evidence_report import store_markdown
 from memlib.experiments.notebooks import refuse_unknown_parameters
 from memlib.experiments.page import glue_claims, smoke_banner, table
 from memlib.experiments.registry import run_experiment
@@ -94,8 +95,9 @@ from memlib.provenance import provenance_markdown
 
 refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
 
-run = run_dp(preset, device=device, seed=seed, epsilons=epsilons, delta=delta, max_grad_norm=max_grad_norm,
-             epochs=epochs, models_per_family=models_per_family, public=public, progress=progress)
+# Every number below is analysed from the evidence store's rows; what the store lacks is computed first.
+run = run_experiment("dp", preset, device=device, seed=seed, progress=progress, epsilons=epsilons, delta=delta,
+                     max_grad_norm=max_grad_norm, epochs=epochs, models_per_family=models_per_family, public=public)
 p, s = run.preset, run.settings
 smoke_banner(p)
 r, lv = run.results, run.levels
@@ -278,5 +280,7 @@ glue_claims(claims)
 
 # %% tags=["remove-input"]
 display(Markdown(provenance_markdown(run.provenance)))
-display(Markdown(f"Per-encoder results (ε spent, σ, δ, scores, accuracies) and the floors are in the run folder "
-                 f"`dp/{run.run_dir.name}` under the cache (CSV)."))
+display(Markdown("This page's analysis read every number from the evidence store: each encoder's alignment losses "
+                 "on S_C and S_E, probe accuracies, privacy spent and UnitMem, and the floors' probes. Load them "
+                 "with `memlib.evidence.EvidenceStore('results').load('results')`."))
+display(Markdown(store_markdown(run.store, run.encoder_keys)))

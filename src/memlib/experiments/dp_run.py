@@ -257,6 +257,9 @@ class DPRun:
     provenance: dict = field(default_factory=dict)
     run_dir: Path | None = None
     timings: dict = field(default_factory=dict)
+    measured: dict = field(default_factory=dict, repr=False)  # a computed run's scores, probes, ε spent, UnitMem
+    store: object = None  # the evidence store the run was read from (None: computed, not stored)
+    encoder_keys: list = field(default_factory=list, repr=False)  # store keys of every encoder behind the run
 
     def summary(self) -> pd.DataFrame:
         """Per setting: privacy spent, memorisation, accuracy, UnitMem and the floor tests (one row each)."""
@@ -431,47 +434,11 @@ def run_dp(
     probe_tr, probe_te = probe_sets(p, train_set, test_set, probe_rng(seed))
     arch, aug_name = method_setup(p, "mae")
     aug = build_augmentation(aug_name, train_set.image_size)
-    pm = p.replace(method="mae")
     n_private = len(splits.f_train)
-    dp_batch = s.dp_batch_size or n_private
-
-    # Public pretraining: one ordinary MAE per member on images no split holds (seeds no f or g member uses).
-    public_specs, public_fitted = [], []
-    if s.public:
-        public_idx = public_indices(train_set, splits, s.public, seed)
-        pp = pm.replace(
-            epochs=s.public_epochs, batch_size=s.public_batch_size, warmup_epochs=max(1, s.public_epochs // 10)
-        )
-        public_specs = [
-            EncoderSpec.from_preset(pp, public_idx, seed * 1000 + 600 + i, arch=arch, augmentation=aug_name)
-            for i in range(p.models_per_family)
-        ]
+    public_specs, flat = dp_specs(p, s, train_set, splits, seed, ctx.cache)
+    public_fitted = []
+    if public_specs:  # public pretraining first: every private training starts from its member's encoder
         public_fitted = ctx.fit(public_specs, train_set, labels=[f"public{i}" for i in range(len(public_specs))])
-
-    # The levels: ordinary MAE, clipping alone, then each target ε; f_i and g_i of every level start from public_i.
-    levels = [
-        (PLAIN, "plain", math.inf, None),
-        (
-            CLIP,
-            "clip",
-            math.inf,
-            DPConfig(epsilon=math.inf, delta=s.delta, max_grad_norm=s.max_grad_norm, noise_multiplier=0.0),
-        ),
-    ]
-    levels += [
-        (eps_label(e), "dp", e, DPConfig(epsilon=e, delta=s.delta, max_grad_norm=s.max_grad_norm))
-        for e in s["epsilons"]
-    ]
-    flat = []
-    for name, kind, _, dp in levels:
-        lp = pm if dp is None else pm.replace(batch_size=dp_batch)
-        for fam, specs in family_specs(lp, splits, seed, arch=arch, augmentation=aug_name, dp=dp).items():
-            for i, sp in enumerate(specs):
-                if public_specs:
-                    fields = {f.name: getattr(sp, f.name) for f in dataclasses.fields(EncoderSpec)}
-                    init = public_specs[i]
-                    sp = FineTuneSpec(**fields, init=init, init_path=str(init.checkpoint(ctx.cache)))
-                flat.append((name, fam, i, sp))
     fitted = ctx.fit([sp for *_, sp in flat], train_set, labels=[f"{n} {fam}{i}" for n, fam, i, _ in flat])
     by_level: dict = {}
     for (name, fam, _, _), f in zip(flat, fitted):
@@ -481,54 +448,29 @@ def run_dp(
     cand, extra = train_set.images[splits.candidate], test_set.images[splits.extra]
     images = torch.cat([cand, extra])
     ids = np.concatenate([splits.candidate, test_point_ids(splits.extra, train_set)])
-    is_c = np.arange(len(images)) < len(cand)
-    rows, enc_rows, points = [], [], {}
-    for name, kind, target, dp in tqdm(levels, desc="setting", disable=not progress, leave=False):
+    bs = min(p.batch_size, n_private)
+    scored, probes, meta, units = {}, {}, {}, {}
+    for name, kind, target, dp in tqdm(dp_levels(s), desc="setting", disable=not progress, leave=False):
         fams = by_level[name]
-        r = sslmem(
+        scored[name] = sslmem(
             [f.encoder for f in fams["f"]], [f.encoder for f in fams["g"]], images, aug, ids=ids, **ctx.scoring(p)
         )
-        points[name] = r.raw[is_c] - r.raw[~is_c].mean()
         for fam, members in fams.items():
             for i, f in enumerate(members):
-                pr = probe_encoder(f.encoder, probe_tr, probe_te, p.probe_epochs, seed, dev)
-                enc_rows.append(
-                    {
-                        "setting": name,
-                        "family": fam,
-                        "member": i,
-                        "linear_acc": pr["linear_acc"],
-                        "knn_acc": pr["knn_acc"],
-                    }
-                )
+                probes[(name, fam, i)] = probe_encoder(f.encoder, probe_tr, probe_te, p.probe_epochs, seed, dev)
                 if fam != "f":
                     continue
                 res = f.result
-                per = r.align_g - r.align_f_models[i]
-                units = unitmem(
+                um = unitmem(
                     f.encoder, train_set.images[splits.f_train], aug, ids=splits.f_train, seed=seed, device=dev
-                ).unitmem
-                bs = min(p.batch_size, n_private)
-                rows.append(
-                    {
-                        "setting": name,
-                        "kind": kind,
-                        "target_epsilon": target,
-                        "epsilon": getattr(res, "epsilon", math.inf),
-                        "noise_multiplier": getattr(res, "noise_multiplier", 0.0),
-                        "delta": getattr(res, "delta", float("nan")),
-                        "max_grad_norm": dp.max_grad_norm if dp is not None else float("nan"),
-                        "steps": getattr(res, "steps", len(res.history) * (n_private // bs)),
-                        "member": i,
-                        "arch": arch,
-                        "sslmem_calibrated": float(per[is_c].mean() - per[~is_c].mean()),
-                        "sslmem_raw": float(per[is_c].mean()),
-                        "linear_acc": pr["linear_acc"],
-                        "knn_acc": pr["knn_acc"],
-                        "unitmem": float(np.concatenate(list(units.values())).mean()),
-                    }
                 )
-    results, encoders = pd.DataFrame(rows), pd.DataFrame(enc_rows)
+                units[(name, i)] = float(np.concatenate(list(um.unitmem.values())).mean())
+                meta[(name, i)] = {
+                    "epsilon": getattr(res, "epsilon", math.inf),
+                    "noise_multiplier": getattr(res, "noise_multiplier", 0.0),
+                    "delta": getattr(res, "delta", float("nan")),
+                    "steps": getattr(res, "steps", len(res.history) * (n_private // bs)),
+                }
 
     # The random floor (untrained ViTs on the same probe sets) and the public floor (the pretrained start).
     floor = random_floor_of(p.replace(arch=arch), seed=seed, device=dev, data_root=data_root)
@@ -539,6 +481,113 @@ def run_dp(
         ],
         columns=["member", "linear_acc", "linear_train_acc", "knn_acc"],
     )
+    prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
+    run = dp_analysis(p, s, seed, scored, probes, meta, units, floor, public, len(cand), prov, ctx.run_dir)
+    run.timings = {"total_s": ctx.elapsed()}
+    run.measured = {"scored": scored, "probes": probes, "meta": meta, "units": units}
+    ctx.save(
+        tables={
+            "results": run.results,
+            "encoders": run.encoders,
+            "levels": run.levels.reset_index(),
+            "random_floor": floor,
+            "public_floor": public,
+        },
+        jsons={"provenance": prov, "claims": run.claims().reset_index().to_dict(orient="records")},
+    )
+    return run
+
+
+def dp_levels(s: DPSettings) -> list[tuple]:
+    """The settings of a sweep, in order: (name, kind, target ε, DPConfig or None): MAE (no DP), clip only,
+    then each target ε."""
+    levels = [
+        (PLAIN, "plain", math.inf, None),
+        (
+            CLIP,
+            "clip",
+            math.inf,
+            DPConfig(epsilon=math.inf, delta=s.delta, max_grad_norm=s.max_grad_norm, noise_multiplier=0.0),
+        ),
+    ]
+    return levels + [
+        (eps_label(e), "dp", e, DPConfig(epsilon=e, delta=s.delta, max_grad_norm=s.max_grad_norm))
+        for e in s["epsilons"]
+    ]
+
+
+def dp_specs(p: Preset, s: DPSettings, train_set, splits, seed: int, cache) -> tuple[list, list]:
+    """The encoders of a sweep: the public-pretrained MAEs (one per member, seeds no f or g member uses; empty
+    with ``public = 0``) and, per setting, f's and g's families as (setting, family, member, spec), each
+    starting from its member's public encoder."""
+    arch, aug_name = method_setup(p, "mae")
+    pm = p.replace(method="mae")
+    dp_batch = s.dp_batch_size or len(splits.f_train)
+    public_specs = []
+    if s.public:
+        public_idx = public_indices(train_set, splits, s.public, seed)
+        pp = pm.replace(
+            epochs=s.public_epochs, batch_size=s.public_batch_size, warmup_epochs=max(1, s.public_epochs // 10)
+        )
+        public_specs = [
+            EncoderSpec.from_preset(pp, public_idx, seed * 1000 + 600 + i, arch=arch, augmentation=aug_name)
+            for i in range(p.models_per_family)
+        ]
+    flat = []
+    for name, _, _, dp in dp_levels(s):
+        lp = pm if dp is None else pm.replace(batch_size=dp_batch)
+        for fam, specs in family_specs(lp, splits, seed, arch=arch, augmentation=aug_name, dp=dp).items():
+            for i, sp in enumerate(specs):
+                if public_specs:
+                    fields = {f.name: getattr(sp, f.name) for f in dataclasses.fields(EncoderSpec)}
+                    init = public_specs[i]
+                    sp = FineTuneSpec(**fields, init=init, init_path=str(init.checkpoint(cache)))
+                flat.append((name, fam, i, sp))
+    return public_specs, flat
+
+
+def dp_analysis(
+    p: Preset, s: DPSettings, seed: int, scored, probes, meta, units, floor, public, n_candidates: int, prov, run_dir
+) -> DPRun:
+    """The :class:`DPRun` of a sweep from its measurements: per setting the SSLMem result of S_C then S_E
+    (``scored``); per (setting, family, member) the probe accuracies (``probes``); per (setting, f member) the
+    privacy spent (``meta``) and mean UnitMem (``units``); the random and public floors."""
+    arch, _ = method_setup(p, "mae")
+    levels = dp_levels(s)
+    rows, enc_rows, points = [], [], {}
+    for name, kind, target, dp in levels:
+        r = scored[name]
+        is_c = np.arange(r.raw.shape[0]) < n_candidates
+        points[name] = r.raw[is_c] - r.raw[~is_c].mean()
+        for fam, n_members in (("f", len(r.align_f_models)), ("g", len(r.align_g_models))):
+            for i in range(n_members):
+                pr = probes[(name, fam, i)]
+                enc_rows.append({"setting": name, "family": fam, "member": i, "linear_acc": pr["linear_acc"],
+                                 "knn_acc": pr["knn_acc"]})  # fmt: skip
+                if fam != "f":
+                    continue
+                per = r.align_g - r.align_f_models[i]
+                m = meta[(name, i)]
+                rows.append(
+                    {
+                        "setting": name,
+                        "kind": kind,
+                        "target_epsilon": target,
+                        "epsilon": m["epsilon"],
+                        "noise_multiplier": m["noise_multiplier"],
+                        "delta": m["delta"],
+                        "max_grad_norm": dp.max_grad_norm if dp is not None else float("nan"),
+                        "steps": m["steps"],
+                        "member": i,
+                        "arch": arch,
+                        "sslmem_calibrated": float(per[is_c].mean() - per[~is_c].mean()),
+                        "sslmem_raw": float(per[is_c].mean()),
+                        "linear_acc": pr["linear_acc"],
+                        "knn_acc": pr["knn_acc"],
+                        "unitmem": units[(name, i)],
+                    }
+                )
+    results, encoders = pd.DataFrame(rows), pd.DataFrame(enc_rows)
     n_ranked = len(s["epsilons"]) + 1
     lv_rows = []
     for name, kind, target, _ in levels:
@@ -567,16 +616,4 @@ def run_dp(
             }
         )
     lv = pd.DataFrame(lv_rows).set_index("setting")
-    prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
-    run = DPRun(p, s, seed, results, lv, points, encoders, floor, public, prov, ctx.run_dir, {"total_s": ctx.elapsed()})
-    ctx.save(
-        tables={
-            "results": results,
-            "encoders": encoders,
-            "levels": lv.reset_index(),
-            "random_floor": floor,
-            "public_floor": public,
-        },
-        jsons={"provenance": prov, "claims": run.claims().reset_index().to_dict(orient="records")},
-    )
-    return run
+    return DPRun(p, s, seed, results, lv, points, encoders, floor, public, prov, Path(run_dir) if run_dir else None)

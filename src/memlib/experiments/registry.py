@@ -27,6 +27,7 @@ _MODULES = (
     "memlib.experiments.sslmem_study",
     "memlib.experiments.subset_study",
     "memlib.experiments.regularization_evidence",
+    "memlib.experiments.dp_evidence",
     "memlib.experiments.localization_evidence",
     "memlib.experiments.mae_regime",
 )
