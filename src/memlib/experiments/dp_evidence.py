@@ -90,7 +90,11 @@ class DPDesign(StoredContexts):
 
     def keys(self) -> list[str]:
         """Every encoder key: private trainings, public starts, then untrained ViTs."""
-        return [s.key() for *_, s in self.members] + [s.key() for s in self.public] + [k for k, _ in self.floor]
+        return self.trained_keys() + [k for k, _ in self.floor]
+
+    def trained_keys(self) -> list[str]:
+        """The keys of the encoders the design trains: private trainings, then public starts."""
+        return [s.key() for *_, s in self.members] + [s.key() for s in self.public]
 
     @property
     def scoring(self) -> dict:

@@ -84,7 +84,7 @@ def chapter_status(store, preset: str, workers: int) -> list[dict]:
         cfg = exp.config(preset)
         designs = exp.design(cfg)
         keys = list(dict.fromkeys(k for d in designs for k in d.keys()))
-        trained = {s.key() for d in designs for specs in d.members.values() for s in specs}
+        trained = {k for d in designs for k in d.trained_keys()}
         lack = [k for k in keys if k not in held and k in trained]
         rows.append(
             {

@@ -107,7 +107,11 @@ class LocalizationDesign(StoredContexts):
 
     def keys(self) -> list[str]:
         """Every encoder key of the design: trained members, then untrained ResNets."""
-        return [s.key() for specs in self.members.values() for s in specs] + [k for k, _ in self.untrained]
+        return self.trained_keys() + [k for k, _ in self.untrained]
+
+    def trained_keys(self) -> list[str]:
+        """The keys of the encoders the design trains."""
+        return [s.key() for specs in self.members.values() for s in specs]
 
     def unit_encoders(self, which: str) -> list[str]:
         """Store keys of the encoders whose units ``which`` (one of

@@ -95,7 +95,11 @@ class RegularizationDesign(StoredContexts):
 
     def keys(self) -> list[str]:
         """Every encoder key of the design: trained members, then untrained encoders."""
-        return [s.key() for *_, s in self.specs()] + [k for ks in self.floor.values() for k, _ in ks]
+        return self.trained_keys() + [k for ks in self.floor.values() for k, _ in ks]
+
+    def trained_keys(self) -> list[str]:
+        """The keys of the encoders the design trains."""
+        return [s.key() for *_, s in self.specs()]
 
     def scoring_of(self, method: str) -> dict:
         """The alignment rows' scoring context of ``method``'s encoders (its training augmentation)."""

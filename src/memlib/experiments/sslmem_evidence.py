@@ -74,7 +74,11 @@ class RunDesign(StoredContexts):
 
     def keys(self) -> list[str]:
         """Every encoder key of the design: trained members, then untrained floor encoders."""
-        return [s.key() for specs in self.members.values() for s in specs] + list(self.floor)
+        return self.trained_keys() + list(self.floor)
+
+    def trained_keys(self) -> list[str]:
+        """The keys of the encoders the design trains (the untrained floor is built, not trained)."""
+        return [s.key() for specs in self.members.values() for s in specs]
 
 
 def run_design(

@@ -120,6 +120,10 @@ class SubsetDesign(StoredContexts):
     def keys(self) -> list[str]:
         return [s.key() for s in self.specs]
 
+    def trained_keys(self) -> list[str]:
+        """The keys of the encoders the design trains (all of them)."""
+        return self.keys()
+
     @property
     def context(self) -> str:
         return f"{self.name} {fingerprint(self.ids.tolist())}"
