@@ -137,7 +137,14 @@ glue("privacy_text", "; ".join(f"{name}: ε spent {g.epsilon.max():.2f} with σ 
 # allow publishing a whole point). The ordinary trainer of MAE (no DP) takes
 # batches of {glue:text}`plain_batch` ({glue:text}`plain_steps` steps).
 # Privacy actually spent: {glue:text}`privacy_text`.
-#
+
+# %% tags=["remove-input"]
+summary = run.summary()
+privacy = summary[["ε spent", "σ", "δ", "steps", "f encoders"]].copy()
+privacy.insert(3, "C", [np.nan if n == PLAIN else s["max_grad_norm"] for n in privacy.index])
+display(table(privacy, 3, index_name="setting"))
+
+# %% [markdown]
 # ### Planned n
 #
 # Declared before the run: 3 encoders per family and setting, the chapter's
@@ -176,12 +183,6 @@ glue("pilot_text", "none of the pilot's regimes memorises by the rule" if chosen
 # In the pilot, {glue:text}`pilot_text`. Where neither memorises significantly,
 # S24 and L9 cannot be seen at this scale whatever DP does, and stay
 # inconclusive for that reason; the claims below are still tested as declared.
-
-# %% tags=["remove-input"]
-summary = run.summary()
-privacy = summary[["ε spent", "σ", "δ", "steps", "f encoders"]].copy()
-privacy.insert(3, "C", [np.nan if n == PLAIN else s["max_grad_norm"] for n in privacy.index])
-display(table(privacy, 3, index_name="setting"))
 
 # %% [markdown]
 # ## The floors: which settings learned something
