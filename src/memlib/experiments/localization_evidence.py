@@ -382,7 +382,8 @@ def missing(store: EvidenceStore, d: LocalizationDesign) -> list[str]:
     res = store.load("results")
     res = res[res.experiment == EXPERIMENT]
     f_keys = {s.key() for s in d.members["resnet f"]}
-    if not f_keys <= set(res.loc[res.quantity == "finetune accuracy", "encoder"]):
+    done = (res.quantity == "finetune accuracy") & (res.context == d.finetune_context("last"))
+    if not f_keys <= set(res.loc[done, "encoder"]):
         out.append("fine-tuning")
     if not f_keys <= set(res.loc[res.context == d.pruning_context(), "encoder"]):
         out.append("pruning")
