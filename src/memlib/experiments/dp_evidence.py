@@ -15,7 +15,6 @@ Rows of one sweep
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -26,14 +25,16 @@ import torch
 from ..data.datasets import test_point_ids
 from ..evidence import EvidenceStore
 from ..memorization.sslmem import sslmem_from_alignment
-from .dp_run import DPRun, DPSettings, dp_analysis, dp_levels, dp_settings, dp_specs, run_dp
+from .dp_run import DPRun, DPSettings, dp_analysis, dp_levels, dp_specs, run_dp
 from .encoders import method_setup
 from .inputs import load_with_splits
 from .presets import Preset
-from .registry import check_parameters, register_experiment
+from .registry import register_experiment
 from .sslmem_experiment import floor_seeds
 from .stored import (
+    ChapterConfig,
     StoredContexts,
+    chapter_config,
     encoder_row,
     history_rows,
     matrix,
@@ -52,24 +53,10 @@ _FLOOR = ("linear_acc", "linear_train_acc", "knn_acc")
 _META = ("epsilon", "noise_multiplier", "delta", "steps")
 
 
-@dataclass(frozen=True)
-class DPConfigResolved:
-    """Chapter 04's resolved config: training preset, DP settings, split seed and the parameters given."""
-
-    preset: Preset
-    settings: DPSettings
-    seed: int
-    params: dict = field(default_factory=dict)
-
-
-def dp_config(preset="smoke", *, seed: int = 0, **params) -> DPConfigResolved:
+def dp_config(preset="smoke", *, seed: int = 0, **params) -> ChapterConfig:
     """Resolve chapter 04's config once: ``params`` change preset fields (``epochs=``) or DP settings
     (``epsilons=``, ``public=``), ``None`` ignored, anything else refused with the closest name."""
-    known = {f.name for f in dataclasses.fields(DPSettings)} | {f.name for f in dataclasses.fields(Preset)}
-    check_parameters(params, known, EXPERIMENT)
-    params = {k: v for k, v in params.items() if v is not None}
-    p, s = dp_settings(preset, **params)
-    return DPConfigResolved(p, s, int(seed), params)
+    return chapter_config(DPSettings, EXPERIMENT, preset, seed, **params)
 
 
 @dataclass(frozen=True)
@@ -105,7 +92,7 @@ class DPDesign(StoredContexts):
         return f"mean UnitMem of every unit over f's {self.unit_points} training points, K=10, seed {self.seed}"
 
 
-def dp_design(cfg: DPConfigResolved, data_root=None) -> DPDesign:
+def dp_design(cfg: ChapterConfig, data_root=None) -> DPDesign:
     """The :class:`DPDesign` of ``cfg`` (loads the data set to draw the split; trains nothing)."""
     p, s, seed = cfg.preset, cfg.settings, cfg.seed
     train_set, _, splits = load_with_splits(p, seed, data_root)

@@ -18,7 +18,6 @@ Rows of one run
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,9 +40,11 @@ from .localization_run import (
     untrained_seeds,
 )
 from .presets import Preset
-from .registry import check_parameters, register_experiment
+from .registry import register_experiment
 from .stored import (
+    ChapterConfig,
     StoredContexts,
+    chapter_config,
     encoder_row,
     history_rows,
     matrix,
@@ -59,31 +60,11 @@ EXPERIMENT = "localization"
 MAIN_ACTIVATION = "positive_part"
 
 
-@dataclass(frozen=True)
-class LocalizationConfig:
-    """Chapter 05's resolved config: the training preset, the chapter's own settings, the split seed, and the
-    parameters it was resolved from (what a computing run is called with)."""
-
-    preset: Preset
-    settings: LocalizationSettings
-    seed: int
-    params: dict = field(default_factory=dict)
-
-    @property
-    def finetune_epochs(self) -> int:
-        fe = self.settings.finetune_epochs
-        return self.preset.probe_epochs if fe is None else fe
-
-
-def localization_config(preset="smoke", *, seed: int = 0, **params) -> LocalizationConfig:
+def localization_config(preset="smoke", *, seed: int = 0, **params) -> ChapterConfig:
     """Resolve chapter 05's config once: ``params`` change preset fields (``models_per_family=``) or
     :class:`~memlib.experiments.localization_run.LocalizationSettings` fields (``unit_views=``), ``None``
     ignored, anything else refused with the closest name."""
-    known = {f.name for f in dataclasses.fields(LocalizationSettings)} | {f.name for f in dataclasses.fields(Preset)}
-    check_parameters(params, known, EXPERIMENT)
-    params = {k: v for k, v in params.items() if v is not None}
-    p, ls = LocalizationSettings.for_preset(preset, **params)
-    return LocalizationConfig(p, ls, int(seed), params)
+    return chapter_config(LocalizationSettings, EXPERIMENT, preset, seed, **params)
 
 
 @dataclass(frozen=True)
@@ -160,7 +141,7 @@ class LocalizationDesign(StoredContexts):
         return f"pruned {strategy} {frac:g} draw {draw}; {base}"
 
 
-def localization_design(cfg: LocalizationConfig, data_root=None) -> LocalizationDesign:
+def localization_design(cfg: ChapterConfig, data_root=None) -> LocalizationDesign:
     """The :class:`LocalizationDesign` of ``cfg`` (loads the data set to draw the split; trains nothing)."""
     p, ls, seed = cfg.preset, cfg.settings, cfg.seed
     train_set, test_set, splits = load_with_splits(p, seed, data_root)
@@ -180,7 +161,7 @@ def localization_design(cfg: LocalizationConfig, data_root=None) -> Localization
         p,
         seed,
         ls,
-        cfg.finetune_epochs,
+        p.probe_epochs if ls.finetune_epochs is None else ls.finetune_epochs,
         members,
         untrained,
         ids,
@@ -345,7 +326,6 @@ def _stored_units(units, results, stats, key: str, context: str, ids, seen: bool
         raise LookupError(f"no unit rows of {key} in {context}")
     taps = list(dict.fromkeys(u["tap"]))
     by_tap = {t: g.sort_values("unit") for t, g in u.groupby("tap", sort=False)}
-    pos = pd.Series(np.arange(len(ids)), index=ids)
     neg = results[(results.encoder == key) & (results.quantity == "negative means")].set_index("context")["value"]
     sel = None
     if seen:
@@ -355,7 +335,7 @@ def _stored_units(units, results, stats, key: str, context: str, ids, seen: bool
         taps,
         {},
         {t: g["unitmem"].to_numpy(np.float64) for t, g in by_tap.items()},
-        {t: pos.loc[g["top_point_id"]].to_numpy() for t, g in by_tap.items()},
+        {t: _positions(ids, g["top_point_id"].to_numpy()) for t, g in by_tap.items()},
         {t: float(neg.get(f"{context}; tap {t}", np.nan)) for t in taps},
         views,
         "mean",

@@ -15,7 +15,6 @@ Rows of one sweep
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,18 +27,19 @@ from ..memorization.sslmem import sslmem_from_alignment
 from .encoders import EncoderSpec, method_setup
 from .inputs import load_with_splits
 from .presets import Preset
-from .registry import check_parameters, register_experiment
+from .registry import register_experiment
 from .regularization_run import (
     RegularizationRun,
     RegularizationSettings,
     regularization_analysis,
-    regularization_settings,
     regularization_specs,
     run_regularization,
 )
 from .sslmem_experiment import floor_seeds
 from .stored import (
+    ChapterConfig,
     StoredContexts,
+    chapter_config,
     encoder_row,
     history_rows,
     matrix,
@@ -54,24 +54,10 @@ EXPERIMENT = "regularization"
 _FLOOR = ("linear_acc", "linear_train_acc", "knn_acc")
 
 
-@dataclass(frozen=True)
-class RegularizationConfig:
-    """Chapter 03's resolved config: training preset, sweep settings, split seed and the parameters given."""
-
-    preset: Preset
-    settings: RegularizationSettings
-    seed: int
-    params: dict = field(default_factory=dict)
-
-
-def regularization_config(preset="smoke", *, seed: int = 0, **params) -> RegularizationConfig:
+def regularization_config(preset="smoke", *, seed: int = 0, **params) -> ChapterConfig:
     """Resolve chapter 03's config once: ``params`` change preset fields (``epochs=``) or the sweep's
     (``lambdas=``, ``methods=``), ``None`` ignored, anything else refused with the closest name."""
-    known = {f.name for f in dataclasses.fields(RegularizationSettings)} | {f.name for f in dataclasses.fields(Preset)}
-    check_parameters(params, known, EXPERIMENT)
-    params = {k: v for k, v in params.items() if v is not None}
-    p, s = regularization_settings(preset, **params)
-    return RegularizationConfig(p, s, int(seed), params)
+    return chapter_config(RegularizationSettings, EXPERIMENT, preset, seed, **params)
 
 
 @dataclass(frozen=True)
@@ -110,7 +96,7 @@ class RegularizationDesign(StoredContexts):
         return f"{job[0]} λ={job[1]:g} {fam}"
 
 
-def regularization_design(cfg: RegularizationConfig, data_root=None) -> RegularizationDesign:
+def regularization_design(cfg: ChapterConfig, data_root=None) -> RegularizationDesign:
     """The :class:`RegularizationDesign` of ``cfg`` (loads the data set to draw the split; trains nothing)."""
     p, s, seed = cfg.preset, cfg.settings, cfg.seed
     train_set, _, splits = load_with_splits(p, seed, data_root)

@@ -10,8 +10,10 @@ row, else compute, append one batch and read back, so every number a chapter sho
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +27,7 @@ from ..training.loop import fingerprint
 from .artifacts import check_cache_dir
 from .encoders import EncoderSpec
 from .presets import Preset
-from .registry import Experiment
+from .registry import Experiment, check_parameters
 
 
 class StoredContexts:
@@ -205,6 +207,28 @@ def chapter_provenance(experiment: str, cfg, design: str, device, wall_s: float,
     )
     prov["store"] = {k: stored[k] for k in ("batches", "commit", "hardware", "date_utc", "wall_time_s")}
     return prov
+
+
+@dataclass(frozen=True)
+class ChapterConfig:
+    """A chapter's resolved config: the training preset, the chapter's own settings, the split seed, and the
+    parameters it was resolved from (what a computing run is called with)."""
+
+    preset: Preset
+    settings: object
+    seed: int
+    params: dict = field(default_factory=dict)
+
+
+def chapter_config(settings_cls, experiment: str, preset="smoke", seed: int = 0, **params) -> ChapterConfig:
+    """Resolve a chapter's config once through its :class:`~memlib.experiments.settings.Settings` subclass:
+    ``params`` change preset fields or the chapter's settings, ``None`` ignored, anything else refused with
+    the closest name."""
+    known = {f.name for f in dataclasses.fields(settings_cls)} | {f.name for f in dataclasses.fields(Preset)}
+    check_parameters(params, known, experiment)
+    params = {k: v for k, v in params.items() if v is not None}
+    p, s = settings_cls.for_preset(preset, **params)
+    return ChapterConfig(p, s, int(seed), params)
 
 
 def missing_encoders(store: EvidenceStore, keys: list[str]) -> list[str]:
