@@ -287,10 +287,10 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _worker(args) -> None:
-    spec, train_set, cache, eval_fn, parent = args
+    spec, train_set, cache, eval_fn, parent, device = args
     _exit_with_parent(parent)
     torch.set_num_threads(spec.train.threads)
-    _train_spec(spec, train_set, cache, "cpu", eval_fn, False, "")
+    _train_spec(spec, train_set, cache, device, eval_fn, False, "")
 
 
 def default_workers() -> int:
@@ -301,6 +301,18 @@ def default_workers() -> int:
             raise ValueError(f"MEMLIB_WORKERS={env!r} must be an int ≥ 1 (worker processes for CPU training)")
         return int(env)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def gpu_workers() -> int:
+    """Processes that train side by side on one GPU: ``$MEMLIB_GPU_WORKERS``, else 1 (one after the other).
+
+    Small encoders leave a GPU mostly idle (each step is a few short kernels and a CPU-side augmentation), so
+    several processes sharing it train many more encoders per minute; each process holds its own CUDA context.
+    """
+    env = os.environ.get("MEMLIB_GPU_WORKERS", "1")
+    if not env.isdigit() or int(env) < 1:
+        raise ValueError(f"MEMLIB_GPU_WORKERS={env!r} must be an int ≥ 1 (training processes sharing the GPU)")
+    return int(env)
 
 
 def fit(
@@ -327,7 +339,8 @@ def fit(
     device
         Where to train. On the CPU, specs without a finished checkpoint train
         on a pool of ``workers`` processes first (each at its spec's thread
-        count); on a GPU they train one after the other in this process.
+        count); on a GPU they train one after the other in this process, or
+        on :func:`gpu_workers` processes sharing it.
     eval_fn
         Optional ``method → dict`` evaluated during training (must be
         picklable for the pool, e.g. :class:`~memlib.experiments.probes.KnnEval`).
@@ -336,23 +349,26 @@ def fit(
     labels
         A label per spec for the progress bars (default ``enc0``, ``enc1``, …).
     workers
-        Worker processes for CPU training (default :func:`default_workers`);
+        Worker processes (default :func:`default_workers` on the CPU, :func:`gpu_workers` on a GPU);
         1 trains in this process.
     """
     cache = Path(cache)
     device = torch.device(device)
     labels = list(labels) if labels is not None else [f"enc{i}" for i in range(len(specs))]
-    workers = default_workers() if workers is None else workers
+    if workers is None:
+        workers = default_workers() if device.type == "cpu" else gpu_workers()
     todo = list({s.key(): s for s in specs if not _done(s, cache)}.values())  # each encoder once
-    if device.type == "cpu" and workers > 1 and len(todo) > 1:
+    if device.type in ("cpu", "cuda") and workers > 1 and len(todo) > 1:
         import multiprocessing as mp
 
         n = min(workers, len(todo))
         # fork, where there is one: a user's script without an `if __name__ == "__main__"` guard works
-        # (spawn would re-run it); each worker sets its thread count before any torch op.
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        # (spawn would re-run it); each worker sets its thread count before any torch op. CUDA cannot
+        # be used in a forked child, so GPU workers are spawned.
+        method = "fork" if "fork" in mp.get_all_start_methods() and device.type == "cpu" else "spawn"
+        args = [(s, train_set, cache, eval_fn, os.getpid(), str(device)) for s in todo]
         with ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as pool:
-            for _ in pool.map(_worker, [(s, train_set, cache, eval_fn, os.getpid()) for s in todo]):
+            for _ in pool.map(_worker, args):
                 pass
     # Everything is trained now (or trains here: one spec, one worker, or a GPU); load in order.
     return [_train_spec(s, train_set, cache, device, eval_fn, progress, lab) for s, lab in zip(specs, labels)]

@@ -38,12 +38,15 @@ from .stored import chapter_provenance
 EXPERIMENT = "mae-regime"
 
 # fmt: off
-#: The regimes of each preset, as (shared, candidate, epochs), each at about equal compute per encoder
-#: (points × epochs), and the encoders per family. At cpu, 150 points × 200 epochs (chapter 03's λ = 0 MAE,
-#: the DP chapter's private set size) and 50 points × 600 epochs; 6 new encoders, about 8 minutes on 2 workers.
+#: The regimes of each preset, as (shared, candidate, epochs[, pairs]), each at about equal compute per encoder
+#: (points × epochs), and the encoders per family where a regime names none. At cpu, 150 points × 200 epochs
+#: (chapter 03's λ = 0 MAE, the DP chapter's private set size) and 50 points × 600 epochs, piloted at 3 pairs
+#: each. The 150 × 200 regime is then topped up to 11 pairs: its pilot (+0.0083, sd 0.0088 over 3 pairs)
+#: needs 11 for 80 % power at Holm over the two regimes (``verdicts.plan_n``), declared before the top-up.
+#: The 50 × 600 regime (−0.0004) stays at its pilot's 3 pairs.
 REGIME_SETTINGS = {
     "smoke": {"regimes": ((32, 16, 2), (24, 16, 3)), "models_per_family": 2},
-    "cpu": {"regimes": ((125, 25, 200), (42, 8, 600)), "models_per_family": 3},
+    "cpu": {"regimes": ((125, 25, 200, 11), (42, 8, 600, 3)), "models_per_family": 3},
     "gpu": {"regimes": ((125, 25, 200), (42, 8, 600)), "models_per_family": 3},
     "paper": {"regimes": ((125, 25, 200), (42, 8, 600)), "models_per_family": 3},
 }
@@ -55,7 +58,7 @@ class RegimeConfig:
     """The pilot's resolved config: the MAE preset, the regimes and the split seed."""
 
     preset: Preset
-    regimes: tuple[tuple[int, int, int], ...]
+    regimes: tuple[tuple[int, int, int, int], ...]  # (shared, candidate, epochs, pairs)
     seed: int
 
     @property
@@ -68,16 +71,21 @@ class RegimeConfig:
 
 
 def regime_config(preset="smoke", *, seed: int = 0, **params) -> RegimeConfig:
-    """Resolve the pilot's config: ``regimes`` ((shared, candidate, epochs), …) and ``models_per_family``
-    change the table's; anything else is refused with the closest name."""
+    """Resolve the pilot's config: ``regimes`` ((shared, candidate, epochs[, pairs]), …) and
+    ``models_per_family`` (the pairs of a regime that names none) change the table's; anything else is refused
+    with the closest name."""
     check_parameters(params, {"regimes", "models_per_family"}, EXPERIMENT)
     name = preset if isinstance(preset, str) else preset.name
     if name not in REGIME_SETTINGS:
         raise ValueError(f"preset={name!r} has no MAE regimes; choose one of {sorted(REGIME_SETTINGS)}")
     s = {**REGIME_SETTINGS[name], **{k: v for k, v in params.items() if v is not None}}
     regimes = tuple(tuple(int(x) for x in r) for r in s["regimes"])
-    if not regimes or any(len(r) != 3 or min(r) < 1 for r in regimes):
-        raise ValueError(f"regimes={s['regimes']!r} must be (shared, candidate, epochs) triples of ints ≥ 1")
+    if not regimes or any(len(r) not in (3, 4) or min(r) < 1 for r in regimes):
+        raise ValueError(
+            f"regimes={s['regimes']!r} must be (shared, candidate, epochs) or (shared, candidate, epochs, pairs) "
+            "tuples of ints ≥ 1"
+        )
+    regimes = tuple(r if len(r) == 4 else (*r, int(s["models_per_family"])) for r in regimes)
     p = get_preset(preset)
     arch, aug = method_setup(p, "mae")
     p = p.replace(method="mae", arch=arch, augmentation=aug, null_models=0, paired_seeds=False,
@@ -89,14 +97,14 @@ def regime_designs(cfg: RegimeConfig, data_root=None) -> list:
     """One chapter-01 run design per regime, its rows recorded under this experiment."""
     return [
         run_design(
-            cfg.preset.replace(shared=s, candidate=c, epochs=e),
+            cfg.preset.replace(shared=s, candidate=c, epochs=e, models_per_family=n),
             cfg.seed,
             True,
             data_root,
             experiment=EXPERIMENT,
             chapter="01c",
         )  # fmt: skip
-        for s, c, e in cfg.regimes
+        for s, c, e, n in cfg.regimes
     ]
 
 

@@ -30,6 +30,7 @@ _MODULES = (
     "memlib.experiments.dp_evidence",
     "memlib.experiments.localization_evidence",
     "memlib.experiments.mae_regime",
+    "memlib.experiments.arch_size",
 )
 
 #: Registered experiments by name (filled by :func:`register_experiment`).

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from .encoder import Encoder, channel_stats, extract_taps, tapped
-from .resnet import SmallImageResNet, resnet18, resnet50, resnet_narrow
+from .resnet import (
+    SmallImageResNet,
+    resnet18,
+    resnet50,
+    resnet_narrow,
+    resnet_narrow_x2,
+    resnet_narrow_x4,
+    resnet_narrow_x8,
+)
 from .vit import ViTEncoder, vit_micro, vit_tiny
 
 #: Encoder constructors by name (what :func:`build_encoder` builds).
 ENCODERS = {
     "resnet_narrow": resnet_narrow,
+    "resnet_narrow_x2": resnet_narrow_x2,
+    "resnet_narrow_x4": resnet_narrow_x4,
+    "resnet_narrow_x8": resnet_narrow_x8,
     "resnet18": resnet18,
     "resnet50": resnet50,
     "vit_micro": vit_micro,
@@ -42,6 +53,9 @@ __all__ = [
     "resnet18",
     "resnet50",
     "resnet_narrow",
+    "resnet_narrow_x2",
+    "resnet_narrow_x4",
+    "resnet_narrow_x8",
     "vit_micro",
     "vit_counterpart",
     "vit_tiny",

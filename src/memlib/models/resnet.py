@@ -4,7 +4,10 @@ For 28–32 px inputs the ImageNet stem (7×7 stride-2 conv + max-pool) throws
 away most of the image, so, as in SimCLR's CIFAR setup, the stem is a 3×3
 stride-1 conv and the max-pool is dropped. ``resnet18`` and ``resnet50`` have
 torchvision's widths and depths; ``resnet_narrow`` (one block per stage,
-widths 16–128, ~0.5 M parameters) is small enough for the CPU presets.
+widths 16–128, ~0.5 M parameters) is small enough for the CPU presets;
+``resnet_narrow_x2``, ``_x4`` and ``_x8`` are the same depth at 2, 4 and 8
+times its widths (about 4, 16 and 64 times its parameters), the ladder of the
+architecture-size study (the SSLMem paper's Table 15).
 """
 
 from __future__ import annotations
@@ -84,3 +87,17 @@ def resnet50(**kw) -> SmallImageResNet:
 
 def resnet_narrow(**kw) -> SmallImageResNet:
     return SmallImageResNet(BasicBlock, [1, 1, 1, 1], [16, 32, 64, 128], **kw)
+
+
+def _narrow_times(factor: int):
+    def build(**kw) -> SmallImageResNet:
+        return SmallImageResNet(BasicBlock, [1, 1, 1, 1], [16 * factor, 32 * factor, 64 * factor, 128 * factor], **kw)
+
+    build.__name__ = build.__qualname__ = f"resnet_narrow_x{factor}"
+    build.__doc__ = f"``resnet_narrow`` at {factor} times its widths (one block per stage)."
+    return build
+
+
+resnet_narrow_x2 = _narrow_times(2)
+resnet_narrow_x4 = _narrow_times(4)
+resnet_narrow_x8 = _narrow_times(8)
