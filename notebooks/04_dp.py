@@ -165,7 +165,8 @@ display(table(run.planned_n(), digits=3))
 # memorises. Beside this chapter's own baseline (its MAE (no DP) f encoders,
 # calibrated SSLMem over encoders, one-sided t-test), the pilot of chapter 01
 # trained MAE from scratch in two regimes of equal compute per encoder (150
-# points × 200 epochs; 50 points × 600 epochs) to find one where it does.
+# points × 200 epochs, 11 pairs after its planned top-up; 50 points × 600
+# epochs, 3 pairs) to find one where it does.
 
 # %% tags=["remove-input"]
 base = run.baseline_memorisation()

@@ -248,6 +248,35 @@ def scaling_gap(table, y: str = "gap normalised", mark: dict | None = None, titl
 
 
 @_closed
+def arch_size(pairs, absent=(), title: str = ""):
+    """Per encoder pair, calibrated memorisation of S_C (left) and f's linear accuracy (right) against the
+    encoder's parameters (log scale), with the mean per architecture; ``absent`` names declared architectures
+    not run yet (listed under the panels)."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.2))
+    g = pairs.groupby("params", sort=True)
+    for ax, col, label in (
+        (axes[0], "memorisation", "calibrated memorisation of S_C, per pair"),
+        (axes[1], "linear_acc", "linear-probe accuracy of f"),
+    ):
+        jitter = 1 + 0.04 * (pairs["pair"] - pairs["pair"].mean()) / max(pairs["pair"].max(), 1)
+        ax.scatter(pairs["params"] * jitter, pairs[col], s=12, color="tab:red", alpha=0.6, label="encoder pair")
+        m = g[col].mean()
+        ax.plot(m.index, m.to_numpy(), "k-o", ms=4, lw=1, label="mean per architecture")
+        for x, arch in g["arch"].first().items():
+            ax.annotate(arch.replace("resnet_", ""), (x, m[x]), textcoords="offset points", xytext=(4, 6), fontsize=7)
+        if col == "memorisation":
+            ax.axhline(0, color="gray", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("encoder parameters (log scale)")
+        ax.set_ylabel(label, fontsize=8)
+    axes[0].legend(fontsize=7, frameon=False)
+    note = f"not run yet: {', '.join(absent)}" if len(absent) else ""
+    fig.suptitle(" — ".join(x for x in (title, note) if x), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+@_closed
 def reliability_curves(curve, threshold: float | None = None, declared: float | None = None, title: str = ""):
     """Per-point ranking reliability (Spearman–Brown) against encoders trained, one line per design and point
     set; hollow markers and dashed lines are projections (Spearman–Brown from the measured point), not runs."""

@@ -37,6 +37,7 @@ from ..models import build_encoder
 from ..probing import beats_floor
 from ..stats import kendall_floor, kendall_test
 from ..verdicts import (
+    INCONCLUSIVE,
     Evidence,
     Sesoi,
     decide,
@@ -59,11 +60,13 @@ TREND_SESOI = 0.2
 
 # fmt: off
 #: The architectures of each preset (one depth, growing width), the encoder pairs per architecture and the
-#: split. At cpu, 8 pairs each: 64 encoders and 12 untrained ones, about 8 CPU-hours on 2 workers (the ×8
-#: ResNet trains about 40 times slower than the narrow one here), or minutes on a GPU. The study has a split
-#: of its own (7, unused by the other chapters), so every architecture, the narrow one too, trains and is
-#: scored on one machine: chapter 01's narrow encoders were trained on this CPU in float32, while a GPU
-#: trains with bf16 autocast.
+#: split. At cpu, 8 pairs each: 64 encoders and 12 untrained ones. A SimCLR step (batch 50, one thread, this
+#: 2-core machine beside other training, benchmarks/bench_train_step.py) took 0.078, 0.23, 0.72 and 3.5 s for
+#: the ×1, ×2, ×4 and ×8 widths, so an encoder's 1200 steps take about 1.6, 4.6, 14 and 70 minutes: about 12
+#: CPU-hours on 2 workers in all, against 16 encoders in 140 s on an H200 shared by 16 processes (×1 and ×2,
+#: scripts/gpu_session.sh). The study has a split of its own (7, unused by the other chapters), so every
+#: architecture, the narrow one too, trains and is scored on one machine: chapter 01's narrow encoders were
+#: trained on this CPU in float32, while a GPU trains with bf16 autocast.
 SIZE_SETTINGS = {
     "smoke": {"archs": ("resnet_narrow", "resnet_narrow_x2"), "models_per_family": 2, "split": 7},
     "cpu": {"archs": ("resnet_narrow", "resnet_narrow_x2", "resnet_narrow_x4", "resnet_narrow_x8"),
@@ -134,13 +137,17 @@ def size_designs(cfg: SizeConfig, data_root=None) -> list:
 
 @dataclass
 class ArchSize:
-    """The study's runs, one per architecture, read from the evidence store."""
+    """The study's runs, one per architecture, read from the evidence store.
+
+    ``absent`` lists the declared architectures whose runs the store does not hold yet (read with
+    ``train=False``): their tables leave them out, and S14 waits for them (inconclusive, saying which)."""
 
     preset: Preset
     runs: list[SSLMemRun]
     provenance: dict
     store: object = None
     encoder_keys: list = dataclasses.field(default_factory=list)
+    absent: list = dataclasses.field(default_factory=list)
 
     @property
     def archs(self) -> list[str]:
@@ -237,18 +244,31 @@ class ArchSize:
                 tau[part] = np.nan
         ver = decide(ev, alpha=alpha)
         statuses = [v.status for v in ver.values()]
+        status = parts_status(statuses)
+        if self.absent:  # the declared design is incomplete: the tests are shown, the claim is not decided
+            status = INCONCLUSIVE
         dropped = [a for a, fl in zip(self.archs, self.floors()) if not fl["informative"]]
+
+        def unit(part, n):
+            return f"{n} {'pairs' if part == 'memorisation' else 'f encoders'}"
+
         stat = "; ".join(
-            f"{part}: τ = {tau[part]:+.2f} over {v.n} {'pairs' if part == 'memorisation' else 'f encoders'}, Holm p = "
-            f"{v.p:.2g}: {v.status}"
+            f"{part}: τ = {tau[part]:+.2f} over {unit(part, v.n)}, Holm p = {v.p:.2g}: {v.status}"
+            if np.isfinite(tau[part])
+            else f"{part}: no trend to test over {unit(part, v.n)} (3 units over 2 sizes needed): {v.status}"
             for part, v in ver.items()
         )
         stat = f"{parts_count(statuses)}; {stat}; {sesoi}, reported only"
         if dropped:
             stat += f"; left out of the memorisation part (below the untrained floor): {', '.join(dropped)}"
+        if self.absent:
+            stat = (
+                f"interim, {len(self.runs)} of the {len(self.runs) + len(self.absent)} declared architectures "
+                f"stored (not yet: {', '.join(self.absent)}), so no verdict; {stat}"
+            )
         claim = Claim(
             CLAIM,
-            preset_status(self.preset, parts_status(statuses)),
+            preset_status(self.preset, status),
             stat,
             "one-sided Kendall τ(parameters, value), permutation p (tied architectures); Holm over the 2 parts",
             "encoder pair (memorisation), f encoder (accuracy)",
@@ -258,18 +278,26 @@ class ArchSize:
 
 
 def _read(store, designs: list, data_root=None) -> ArchSize:
-    runs = [stored_sslmem_run(store, d, train=False, data_root=data_root) for d in designs]
-    keys = [k for d in designs for k in d.keys()]
-    return ArchSize(designs[0].preset, runs, {}, store, keys)
+    held = [d for d in designs if not missing(store, d)]
+    if len(held) < 2:
+        raise LookupError(
+            f"the store {store.path} lacks {len(designs) - len(held)} of the {len(designs)} architecture runs of "
+            f"{EXPERIMENT!r} (at least two must be stored); fill it with `memlib-evidence add --chapter "
+            f"{EXPERIMENT}` or, on a GPU, scripts/gpu_session.sh"
+        )
+    runs = [stored_sslmem_run(store, d, train=False, data_root=data_root) for d in held]
+    keys = [k for d in held for k in d.keys()]
+    absent = [d.preset.arch for d in designs if d not in held]
+    return ArchSize(designs[0].preset, runs, {}, store, keys, absent)
 
 
 def _run(cfg: SizeConfig, *, store=None, train=True, device="cpu", cache_dir=None, data_root=None, progress=True):
     t0 = time.perf_counter()
     st = open_store(store, cfg.preset.name)
     designs = size_designs(cfg, data_root)
-    for d in designs:
-        stored_sslmem_run(st, d, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress,
-                          train=train)  # fmt: skip
+    if train:
+        for d in designs:
+            stored_sslmem_run(st, d, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress)
     out = _read(st, designs, data_root)
     out.provenance = chapter_provenance(EXPERIMENT, cfg, ", ".join(d.name for d in designs), device,
                                        time.perf_counter() - t0, out.runs[0].provenance)  # fmt: skip
@@ -287,7 +315,7 @@ register_experiment(
         design=size_designs,
         run=_run,
         fill=lambda d, *, store, **kw: stored_sslmem_run(open_store(store, d.preset.name), d, **kw),
-        minutes_per_encoder=6.0,
+        minutes_per_encoder=22.6,  # the mean of the four widths' minutes per encoder above
         missing=missing,
     )
 )
