@@ -54,3 +54,15 @@ def test_a_partly_filled_store_gives_an_interim_statistic_and_no_verdict(tmp_pat
     assert row.status.startswith("not reproduced yet") or row.status.startswith("inconclusive")
     assert "interim, 2 of the 3 declared architectures" in row.statistic
     assert list(part.table().index) == ["resnet_narrow", "resnet_narrow_x2"]
+
+
+def test_on_the_cpu_only_the_declared_cheap_widths_train_the_rest_is_read_from_the_store(tmp_path, monkeypatch):
+    from memlib.experiments import encoders
+
+    def no_fit(*a, **k):
+        raise AssertionError("a width outside cpu_trains was trained on the CPU")
+
+    monkeypatch.setattr(encoders, "fit", no_fit)
+    with pytest.raises(LookupError, match="lacks 2 of the 2 architecture runs"):
+        run_experiment("arch-size", "smoke", store=tmp_path / "store", progress=False, cpu_trains=())
+    assert size_config("cpu").cpu_trains == ("resnet_narrow", "resnet_narrow_x2")

@@ -68,13 +68,17 @@ TREND_SESOI = 0.2
 #: architecture, the narrow one too, trains and is scored on one machine: chapter 01's narrow encoders were
 #: trained on this CPU in float32, while a GPU trains with bf16 autocast.
 SIZE_SETTINGS = {
-    "smoke": {"archs": ("resnet_narrow", "resnet_narrow_x2"), "models_per_family": 2, "split": 7},
+    "smoke": {"archs": ("resnet_narrow", "resnet_narrow_x2"), "models_per_family": 2, "split": 7,
+              "cpu_trains": ("resnet_narrow", "resnet_narrow_x2")},
     "cpu": {"archs": ("resnet_narrow", "resnet_narrow_x2", "resnet_narrow_x4", "resnet_narrow_x8"),
-            "models_per_family": 8, "split": 7},
-    "gpu": {"archs": ("resnet18", "resnet50"), "models_per_family": 3, "split": 7},
-    "paper": {"archs": ("resnet18", "resnet50"), "models_per_family": 3, "split": 7},
+            "models_per_family": 8, "split": 7, "cpu_trains": ("resnet_narrow", "resnet_narrow_x2")},
+    "gpu": {"archs": ("resnet18", "resnet50"), "models_per_family": 3, "split": 7, "cpu_trains": ()},
+    "paper": {"archs": ("resnet18", "resnet50"), "models_per_family": 3, "split": 7, "cpu_trains": ()},
 }
 # fmt: on
+#: ``cpu_trains``: the architectures a run on the CPU may train when the store lacks them (the notebook at
+#: ``cpu`` must not start 12 CPU-hours of ×4 and ×8 training); the others come from the store, filled on a GPU
+#: (``scripts/gpu_session.sh``) or deliberately with ``memlib-evidence add --chapter arch-size``.
 
 
 @lru_cache(maxsize=None)
@@ -91,6 +95,7 @@ class SizeConfig:
     preset: Preset
     archs: tuple[str, ...]
     seed: int
+    cpu_trains: tuple[str, ...] = ()
 
     @property
     def settings(self) -> "SizeConfig":
@@ -106,7 +111,7 @@ def size_config(preset="smoke", *, seed: int = 0, **params) -> SizeConfig:
     ``models_per_family`` change the table's; anything else is refused with the closest name."""
     from ..models import ENCODERS
 
-    check_parameters(params, {"archs", "models_per_family"}, EXPERIMENT)
+    check_parameters(params, {"archs", "models_per_family", "cpu_trains"}, EXPERIMENT)
     name = preset if isinstance(preset, str) else preset.name
     if name not in SIZE_SETTINGS:
         raise ValueError(f"preset={name!r} has no architecture ladder; choose one of {sorted(SIZE_SETTINGS)}")
@@ -122,7 +127,7 @@ def size_config(preset="smoke", *, seed: int = 0, **params) -> SizeConfig:
     if p.method != "simclr":
         raise ValueError(f"the architecture study trains SimCLR; preset {name!r} has method={p.method!r}")
     p = p.replace(null_models=0, paired_seeds=False, models_per_family=int(s["models_per_family"]))
-    return SizeConfig(p, archs, int(s["split"]) + int(seed))
+    return SizeConfig(p, archs, int(s["split"]) + int(seed), tuple(s["cpu_trains"]))
 
 
 def size_designs(cfg: SizeConfig, data_root=None) -> list:
@@ -296,7 +301,10 @@ def _run(cfg: SizeConfig, *, store=None, train=True, device="cpu", cache_dir=Non
     st = open_store(store, cfg.preset.name)
     designs = size_designs(cfg, data_root)
     if train:
+        on_cpu = str(device) == "cpu"
         for d in designs:
+            if on_cpu and d.preset.arch not in cfg.cpu_trains and missing(st, d):
+                continue  # left to a GPU (see SIZE_SETTINGS); read as absent
             stored_sslmem_run(st, d, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress)
     out = _read(st, designs, data_root)
     out.provenance = chapter_provenance(EXPERIMENT, cfg, ", ".join(d.name for d in designs), device,
