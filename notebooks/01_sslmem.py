@@ -533,7 +533,7 @@ display(table(mae_tab, digits=3))
 # %% tags=["remove-input"]
 size = run_experiment("arch-size", preset, device=device, seed=seed, progress=progress)
 size_claims = size.claims()
-glue_claims(size_claims)
+glue_claims(size_claims, rule_version=False)
 size_plan = size.planned_n()
 glue("claim_S14_planned_n", int(size_plan["planned n"].max()), display=False)
 glue("size_archs_stored", len(size.runs), display=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -267,6 +268,7 @@ def arch_size(pairs, absent=(), title: str = ""):
         if col == "memorisation":
             ax.axhline(0, color="gray", lw=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide on one decade
         ax.set_xlabel("encoder parameters (log scale)")
         ax.set_ylabel(label, fontsize=8)
     axes[0].legend(fontsize=7, frameon=False)

@@ -31,17 +31,20 @@ def smoke_banner(p: Preset) -> None:
         )
 
 
-def glue_claims(claims: pd.DataFrame) -> None:
+def glue_claims(claims: pd.DataFrame, *, rule_version: bool = True) -> None:
     """Glue each claim's ``status``, ``statistic`` and evidence for the scoreboard.
 
     The names are ``claim_<id>_status``, ``claim_<id>_stat`` and ``claim_<id>_test`` (the test, its unit of
-    replication and n, as one phrase, e.g. "one-sided t-test over pairs; unit: encoder pair, n = 12").
+    replication and n, as one phrase, e.g. "one-sided t-test over pairs; unit: encoder pair, n = 12"), and
+    ``verdict_rule_version`` unless ``rule_version=False`` (a page's second table of claims: glue keys are
+    unique per page).
     """
     from myst_nb import glue
 
     from ..verdicts import RULE_VERSION
 
-    glue("verdict_rule_version", RULE_VERSION, display=False)
+    if rule_version:
+        glue("verdict_rule_version", RULE_VERSION, display=False)
     for cid, row in claims.iterrows():
         glue(f"claim_{cid}_status", row.status, display=False)
         glue(f"claim_{cid}_stat", row.statistic, display=False)
