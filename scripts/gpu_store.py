@@ -3,14 +3,13 @@
     python scripts/gpu_store.py EXPERIMENT [--preset cpu] [--store DIR] [--out DIR] [--budget-s S]
 
 Design by design (each one batch of the store, so what finishes lands): the encoders it trains
-(``design.members``) train in one pool of ``$MEMLIB_GPU_WORKERS`` processes sharing the GPU (small encoders
-leave a GPU mostly idle), then its run is filled into the store (scored, probed, appended), as
-``memlib-evidence add`` does. A design that would not finish inside ``--budget-s`` (judged by the last one) is
-left out.
-3. The batch files this call added are packed into ``OUT/store_batches.tar`` (``memlib-evidence verify``
-   checks them here after unpacking into ``results/``), with ``OUT/gpu_store.json``: timings per phase.
+(``design.members``) train in one pool of ``$MEMLIB_GPU_WORKERS`` processes sharing the GPU, then its run is
+filled into the store (scored, probed, appended), as ``memlib-evidence add`` does. A design that would not
+finish inside ``--budget-s`` (judged by the last one) is left out. Then the batch files this call added are
+packed into ``OUT/store_batches.tar`` (``memlib-evidence verify`` checks them here after unpacking into
+``results/``), with ``OUT/gpu_store.json``: timings per phase.
 
-Run it on a copy of the store (the device tool's working tree holds ``results/``), so rows already stored are
+Run it on a copy of the store (a copy of the repository holds ``results/``), so rows already stored are
 recognised; a key stored with other values stops the append with :class:`~memlib.evidence.store.StoreConflict`
 (trained elsewhere, on other hardware): such designs belong to the machine that trained them.
 """
