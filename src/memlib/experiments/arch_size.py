@@ -34,7 +34,6 @@ import pandas as pd
 
 from ..evidence import open_store
 from ..models import build_encoder
-from ..probing import beats_floor
 from ..stats import kendall_floor, kendall_test
 from ..verdicts import (
     INCONCLUSIVE,
@@ -49,7 +48,7 @@ from ..verdicts import (
 from .claims import Claim, claims_table
 from .presets import Preset, get_preset
 from .registry import Experiment, check_parameters, register_experiment
-from .sslmem_evidence import missing, run_design, stored_sslmem_run
+from .sslmem_evidence import fill_run, missing, run_design, stored_sslmem_run
 from .sslmem_experiment import SSLMemRun
 from .stored import chapter_provenance
 
@@ -163,8 +162,7 @@ class ArchSize:
         linear accuracy, and whether its architecture beats the untrained floor."""
         rows = []
         for run, fl in zip(self.runs, self.floors()):
-            cal = run.pair_scores("calibrated")[:, run.subset == "candidate"].mean(1)
-            raw = run.pair_scores("raw")[:, run.subset == "candidate"].mean(1)
+            cal, raw = run.pair_memorisation("calibrated"), run.pair_memorisation("raw")
             acc = run.probe.loc[run.probe.family == "f", "linear_acc"].to_numpy()
             for i in range(len(cal)):
                 rows.append(
@@ -183,11 +181,7 @@ class ArchSize:
     def floors(self) -> list[dict]:
         """Per architecture: its f encoders' linear accuracy against its untrained floor
         (:func:`~memlib.probing.beats_floor`)."""
-        out = []
-        for run in self.runs:
-            acc = run.probe.loc[run.probe.family == "f", "linear_acc"].to_numpy()
-            out.append(beats_floor(list(acc), run.floor["linear_acc"].to_numpy()))
-        return out
+        return [run.floor_check() for run in self.runs]
 
     def table(self) -> pd.DataFrame:
         """Per architecture: parameters, pairs, calibrated memorisation (mean, sd over pairs), normalised SSLMem of
@@ -322,7 +316,7 @@ register_experiment(
         config=size_config,
         design=size_designs,
         run=_run,
-        fill=lambda d, *, store, **kw: stored_sslmem_run(open_store(store, d.preset.name), d, **kw),
+        fill=fill_run,
         minutes_per_encoder=22.6,  # the mean of the four widths' minutes per encoder above
         missing=missing,
     )

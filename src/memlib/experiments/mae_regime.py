@@ -26,12 +26,11 @@ import numpy as np
 import pandas as pd
 
 from ..evidence import open_store
-from ..probing import beats_floor
 from ..verdicts import REPRODUCED, decide, mean_evidence, preset_status, standardised_sesoi
 from .encoders import method_setup
 from .presets import Preset, get_preset
 from .registry import Experiment, check_parameters, register_experiment
-from .sslmem_evidence import missing, run_design, stored_sslmem_run
+from .sslmem_evidence import fill_run, missing, run_design, stored_sslmem_run
 from .sslmem_experiment import SSLMemRun
 from .stored import chapter_provenance
 
@@ -118,23 +117,18 @@ class MAERegime:
     store: object = None
     encoder_keys: list = dataclasses.field(default_factory=list)
 
-    def pair_memorisation(self, run: SSLMemRun) -> np.ndarray:
-        """Per encoder pair: calibrated memorisation of S_C (mean over S_C of the pair's raw score minus its
-        mean over S_E)."""
-        return run.pair_scores("calibrated")[:, run.subset == "candidate"].mean(1)
-
     def table(self, alpha: float = 0.05) -> pd.DataFrame:
         """Per regime: size, epochs, pairs, calibrated memorisation (``memorisation``, mean over pairs, and its
         ``sd``) with the rule's ``verdict`` on "> 0" (Holm over the regimes), f's linear accuracy against the
         untrained-ViT floor, and whether the regime memorises."""
-        mem = [self.pair_memorisation(r) for r in self.runs]
+        mem = [r.pair_memorisation() for r in self.runs]
         ev = {i: mean_evidence(x, sesoi=standardised_sesoi(x, why="pilot, no paper counterpart")) for i, x in
               enumerate(mem)}  # fmt: skip
         v = decide(ev, alpha=alpha)
         rows = []
         for i, (run, x) in enumerate(zip(self.runs, mem)):
             f_acc = run.probe.loc[run.probe.family == "f", "linear_acc"].to_numpy()
-            fl = beats_floor(list(f_acc), run.floor["linear_acc"].to_numpy(), alpha=alpha)
+            fl = run.floor_check(alpha)
             rows.append(
                 {
                     "train size": len(run.splits.f_train),
@@ -190,7 +184,7 @@ register_experiment(
         config=regime_config,
         design=regime_designs,
         run=_run,
-        fill=lambda d, *, store, **kw: stored_sslmem_run(open_store(store, d.preset.name), d, **kw),
+        fill=fill_run,
         minutes_per_encoder=2.5,
         missing=missing,
     )

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from ..data.datasets import test_point_ids
-from ..evidence import EvidenceStore
+from ..evidence import EvidenceStore, open_store
 from ..memorization.sslmem import sslmem_from_alignment
 from ..probing import atypicality, embed
 from ..training.loop import fingerprint
@@ -290,3 +290,8 @@ def stored_sslmem_run(
     return stored_run(store, d, experiment=d.experiment, chapter=d.chapter, missing=missing, compute=compute,
                       rows=run_rows, read=run_from_store, train=train, cache_dir=cache_dir,
                       data_root=data_root)  # fmt: skip
+
+
+def fill_run(d: RunDesign, *, store, **kw) -> SSLMemRun:
+    """An experiment's ``fill`` for designs that are SSLMem runs: :func:`stored_sslmem_run` into ``store``."""
+    return stored_sslmem_run(open_store(store, d.preset.name), d, **kw)

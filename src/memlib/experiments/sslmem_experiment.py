@@ -23,7 +23,7 @@ from ..data.datasets import test_point_ids
 from ..data.splits import SUBSET_LABELS, SUBSETS, Splits
 from ..device import resolve_device
 from ..memorization.sslmem import SSLMemResult, sslmem
-from ..probing import atypicality, embed, random_floor
+from ..probing import atypicality, beats_floor, embed, random_floor
 from ..stats import (
     mean_ci,
     point_intervals,
@@ -71,6 +71,16 @@ class SSLMemRun:
         if kind == "calibrated":
             per_pair = per_pair - per_pair[:, self.subset == "extra"].mean(1, keepdims=True)
         return per_pair
+
+    def pair_memorisation(self, kind: str = "calibrated", subset: str = "candidate") -> np.ndarray:
+        """Per encoder pair: the mean over ``subset`` of :meth:`pair_scores` (calibrated by default: the pair's
+        mean over S_C minus its mean over S_E)."""
+        return self.pair_scores(kind)[:, self.subset == subset].mean(1)
+
+    def floor_check(self, alpha: float = 0.05) -> dict:
+        """f's linear-probe accuracy against this run's untrained floor (:func:`~memlib.probing.beats_floor`)."""
+        f_acc = self.probe.loc[self.probe.family == "f", "linear_acc"].to_numpy()
+        return beats_floor(list(f_acc), self.floor["linear_acc"].to_numpy(), alpha=alpha)
 
     def scores(self, kind: str = "score") -> dict[str, np.ndarray]:
         """Per-subset scores; ``kind`` is ``"score"`` (normalised) or ``"raw"``."""

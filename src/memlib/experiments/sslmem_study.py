@@ -53,7 +53,7 @@ from .claims import Claim, claims_table
 from .presets import Preset
 from .registry import Experiment, check_parameters, register_experiment
 from .settings import Settings
-from .sslmem_evidence import missing, run_design, stored_sslmem_run
+from .sslmem_evidence import fill_run, missing, run_design, stored_sslmem_run
 from .sslmem_experiment import SSLMemRun, run_sslmem
 
 #: The paper's mean normalised score per subset, from its §4.2 and Fig. 2c (MAE, ViT-tiny, CIFAR-10, 5,000
@@ -837,7 +837,7 @@ register_experiment(
         config=study_config,
         design=study_designs,
         run=run_study,
-        fill=lambda d, *, store, **kw: stored_sslmem_run(open_store(store, d.preset.name), d, **kw),
+        fill=fill_run,
         minutes_per_encoder=3.3,
         missing=missing,
     )
