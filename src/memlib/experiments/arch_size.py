@@ -180,7 +180,7 @@ class ArchSize:
 
     def floors(self) -> list[dict]:
         """Per architecture: its f encoders' linear accuracy against its untrained floor
-        (:func:`~memlib.probing.beats_floor`)."""
+        (:func:`~memlib.probing.floor.beats_floor`)."""
         return [run.floor_check() for run in self.runs]
 
     def table(self) -> pd.DataFrame:

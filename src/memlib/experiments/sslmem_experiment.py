@@ -78,7 +78,7 @@ class SSLMemRun:
         return self.pair_scores(kind)[:, self.subset == subset].mean(1)
 
     def floor_check(self, alpha: float = 0.05) -> dict:
-        """f's linear-probe accuracy against this run's untrained floor (:func:`~memlib.probing.beats_floor`)."""
+        """f's linear-probe accuracy against this run's untrained floor (:func:`~memlib.probing.floor.beats_floor`)."""
         f_acc = self.probe.loc[self.probe.family == "f", "linear_acc"].to_numpy()
         return beats_floor(list(f_acc), self.floor["linear_acc"].to_numpy(), alpha=alpha)
 
