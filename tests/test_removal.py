@@ -55,20 +55,35 @@ def test_smoke_run(fmnist_small):
     r = run.results
     assert set(r.how) == {"none", "top", "random"}
     k = r.loc[r.how == "top", "k"].iloc[0]
-    assert k == round(0.25 * 48)
+    assert k == round(0.25 * 24)
     for ds in DOWNSTREAM:
         assert r[ds].between(0, 1).all()
-    assert len(run.scores) == 48 and np.isfinite(run.scores).all()
+    assert len(run.scores) == 24 and np.isfinite(run.scores).all()
     assert set(run.f_indices).isdisjoint(run.g_indices)
     claims = run.claims()
     assert claims.loc["S19", "status"].startswith("not reproduced yet")  # smoke decides nothing
     assert len(run.tests()) == len(DOWNSTREAM)
-    # a second call reuses every cached encoder and gives the same numbers
-    again = run_removal("smoke", progress=False)
-    assert np.allclose(again.results[list(DOWNSTREAM)].to_numpy(), r[list(DOWNSTREAM)].to_numpy())
-    from memlib.atomic import is_complete
+    # the top-k retrain lost exactly the k best-ranked points of f's half
+    from memlib.experiments.registry import get_experiment
 
-    assert is_complete(run.run_dir)  # results, scores and provenance written, then the COMPLETE marker
+    exp = get_experiment("removal")
+    d = exp.design(exp.config("smoke"))[0].bind(run.store)
+    top = next(s for label, s in d.named_specs().items() if label.startswith("top"))
+    lost = np.setdiff1d(d.half_ids, top.indices)
+    assert set(lost) == set(d.half_ids[np.argsort(-d.scores, kind="stable")[:k]])
+    # read back from the store alone (train=False), the run gives the same numbers
+    again = run_removal("smoke", progress=False, train=False)
+    assert np.allclose(again.results[list(DOWNSTREAM)].to_numpy(), r[list(DOWNSTREAM)].to_numpy())
+
+
+def test_an_empty_store_is_refused_without_training(fmnist_small):
+    with pytest.raises(LookupError, match="in/out ranking"):
+        run_removal("smoke", progress=False, train=False)
+
+
+def test_half_larger_than_the_pool_is_refused():
+    with pytest.raises(ValueError, match=r"half=100 exceeds the in/out pool of 48 points"):
+        run_removal("smoke", half=100, progress=False)
 
 
 def _removal_run(effect, pair_raw):

@@ -26,6 +26,7 @@ from typing import Callable
 _MODULES = (
     "memlib.experiments.sslmem_study",
     "memlib.experiments.subset_study",
+    "memlib.experiments.removal_evidence",
     "memlib.experiments.regularization_evidence",
     "memlib.experiments.dp_evidence",
     "memlib.experiments.localization_evidence",

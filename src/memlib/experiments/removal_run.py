@@ -1,18 +1,17 @@
 """Removing the most memorised points (SSLMem paper §4.4, Fig. 3, 6, 7, Table 14).
 
-An encoder f and a reference encoder g train on disjoint halves of a training
-pool (25k points each for CIFAR-10 in the paper). SSLMem scores f's half with g
-as the reference; then the top-k most memorised points, or as a control k
-random points, are removed from f's half, f is retrained from scratch on what
-is left, and the retrained encoders are linear-probed on the training
-distribution (Fashion-MNIST test) and on two data sets they never saw
-(``mnist5k`` and the 8×8 scikit-learn ``digits``, resized to the encoder's
-input size). The claim (S19): removing memorised points harms downstream
-accuracy more than removing random ones.
+In the paper, an encoder f and a reference encoder g train on disjoint halves of a training pool (25k points
+each for CIFAR-10); SSLMem scores f's half with g as the reference; then the top-k most memorised points, or as
+a control k random points, are removed from f's half, f is retrained from scratch on what is left, and the
+retrained encoders are linear-probed on the training distribution and on data sets they never saw. The claim
+(S19): removing memorised points harms downstream accuracy more than removing random ones.
 
-Every encoder is trained through the shared loop :func:`~memlib.training.loop.train`
-with a checkpoint keyed by its :class:`~memlib.experiments.encoders.EncoderSpec`,
-so a re-run, or another experiment with the same configuration, reuses it.
+Here f's half is ranked by chapter 01's in/out design instead of one f and g
+(:mod:`~memlib.experiments.removal_evidence`), whose ranking is the more reliable at equal compute; the
+downstream sets are Fashion-MNIST (Fashion-MNIST test), ``mnist5k`` and the 8×8 scikit-learn ``digits``, resized
+to the encoder's input size. This module holds the selection rule, the settings, the run's analysis
+(:class:`RemovalRun`) and its compute step; the evidence store and the registered experiment are in
+:mod:`~memlib.experiments.removal_evidence`.
 """
 
 from __future__ import annotations
@@ -25,9 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from ..data.augment import build_augmentation
 from ..data.datasets import load_dataset
-from ..memorization.sslmem import sslmem
 from ..probing import beats_floor, random_floor
 from ..stats import mean_ci, split_half_reliability
 from ..verdicts import (
@@ -43,30 +40,32 @@ from ..verdicts import (
 from .artifacts import REMOVAL
 from .claims import Claim, claims_table
 from .context import RunContext
-from .encoders import EncoderSpec, model_seed
-from .inputs import DOWNSTREAM, downstream_sets, probe_rng, probe_sets
+from .inputs import DOWNSTREAM
 from .presets import Preset
 from .probes import probe_all
 from .settings import Settings
+from .validate import check_run_folders
 
 # fmt: off
-#: Removal settings per preset (training settings come from the SSLMem preset of the same name).
-#: ``half`` = size of f's (and g's) half of the pool; ``fractions`` = k as fractions of the half
-#: (the paper: 500…16k of 25k = 2 %…64 %); ``seeds`` = retraining seeds per (k, how).
+#: Removal settings per preset. Training settings are the preset's, shared with the in/out design whose ranking
+#: picks the removed points (:mod:`~memlib.experiments.subset_study`), so the retrains follow its recipe.
+#: ``half`` = points of the pool f trains on (the pool's first ``half``, at most the pool); ``fractions`` = k as
+#: fractions of the half (the paper: 500…16k of 25k = 2 %…64 %); ``seeds`` = retraining seeds per (k, how).
 REMOVAL_SETTINGS: dict[str, dict] = {
-    "smoke": {"half": 48, "fractions": (0.25,), "seeds": (0,), "epochs": 2, "batch_size": 16,
-              "downstream_train": 256, "downstream_test": 128},
-    # 2 cores, about 30 min: 150 points per encoder at chapter 01's 400 epochs; 2 f and 2 g encoders, so the
-    # ranking that picks the removed points has a split-half reliability; 2 fractions × 2 ways × 2 seeds = 8
-    # retrains.
-    "cpu": {"half": 150, "fractions": (0.08, 0.32), "seeds": (0, 1), "epochs": 400, "batch_size": 50,
-            "models_per_family": 2, "null_models": 0, "probe_train": 2000, "probe_test": 1000, "probe_epochs": 100,
+    "smoke": {"half": 24, "fractions": (0.25,), "seeds": (0,), "downstream_train": 256, "downstream_test": 128},
+    # 2 cores: 150 points per encoder at chapter 01's 400 epochs, ranked by the 48 in/out encoders of chapter 01;
+    # 2 fractions × 4 seeds = 8 retrained pairs (16 retrains and one encoder on the whole half, about 25 min on
+    # one core). Planned n, declared before the run: 38 pairs (d = 0.5 at α = 0.05/3, 80 % power); 8 is an
+    # interim n, so S19 can be decided now only by a clear effect.
+    "cpu": {"half": 150, "fractions": (0.08, 0.32), "seeds": (0, 1, 2, 3), "probe_train": 2000, "probe_test": 1000,
+            "probe_epochs": 100, "downstream_train": None, "downstream_test": None},
+    "gpu": {"half": 5000, "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "seeds": (0, 1, 2),
             "downstream_train": None, "downstream_test": None},
-    "gpu": {"half": 25000, "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "seeds": (0, 1, 2),
-            "downstream_train": None, "downstream_test": None},
-    "paper": {"half": 25000, "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "seeds": (0, 1, 2),
+    "paper": {"half": 5000, "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "seeds": (0, 1, 2),
               "downstream_train": None, "downstream_test": None},
 }
+#: Retrained pairs per downstream set that S19 needs (d = 0.5, one-sided, α = 0.05 / 3 sets, 80 % power).
+PLANNED_PAIRS = 38
 # fmt: on
 
 
@@ -134,6 +133,12 @@ class RemovalRun:
     #: Linear-probe accuracy of untrained encoders of the same architecture, one row per seed and a column per
     #: downstream set (the random floor).
     floor: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Reliability of the ranking that picked the removed points, when it comes from elsewhere (the in/out
+    #: design's Spearman–Brown value over f's half); ``None``: from ``pair_raw``.
+    rank_reliability: float | None = None
+    #: The evidence store the run was read from, and its encoders' keys (``None`` for a run built by hand).
+    store: object = None
+    encoder_keys: list = field(default_factory=list)
 
     def floor_check(self) -> dict:
         """Whether the trained encoders (f and every retrained one) probe better on the training data set than
@@ -145,7 +150,10 @@ class RemovalRun:
         return beats_floor(self.results[ds], self.floor[ds])
 
     def reliability(self) -> float:
-        """Split-half Spearman ρ of the ranking that picks the removed points (NaN with one encoder pair)."""
+        """Reliability of the ranking that picks the removed points: :attr:`rank_reliability` when given, else the
+        split-half Spearman ρ of ``pair_raw``'s pairs (NaN with one encoder pair)."""
+        if self.rank_reliability is not None:
+            return float(self.rank_reliability)
         if self.pair_raw is None or self.pair_raw.shape[0] < 2:
             return float("nan")
         return split_half_reliability(self.pair_raw, seed=self.seed)
@@ -255,12 +263,12 @@ class RemovalRun:
             why = "one encoder pair: unknown" if np.isnan(rho) else f"{rho:.2f} < {MIN_RELIABILITY}"
             parts.insert(
                 0,
-                f"ranking of the removed points unreliable (split-half ρ {why}), so inconclusive; "
+                f"ranking of the removed points unreliable (reliability {why}), so inconclusive; "
                 f"the tests alone: {status}",
             )
             status = INCONCLUSIVE
         else:
-            parts.insert(0, f"ranking split-half ρ = {rho:.2f}")
+            parts.insert(0, f"ranking reliability {rho:.2f}")
         na = "not attempted (no segmentation / depth labels available offline)"
         return claims_table(
             [
@@ -307,104 +315,56 @@ removal_settings = RemovalSettings.for_preset
 
 
 def run_removal(
-    preset="smoke", *, device="cpu", seed=0, cache_dir=None, data_root=None, progress=True, **overrides
+    preset="smoke",
+    *,
+    device="cpu",
+    seed=0,
+    store=None,
+    train=True,
+    cache_dir=None,
+    data_root=None,
+    progress=True,
+    **overrides,
 ) -> RemovalRun:
-    """Run the removal experiment of the paper's §4.4 at a preset.
+    """Run the removal experiment of the paper's §4.4 at a preset, on the evidence store.
 
-    Settings come from :data:`REMOVAL_SETTINGS` at ``preset`` and from ``overrides`` (``half``, ``fractions``,
-    ``seeds``, ``downstream_train``, ``downstream_test`` or a Preset field; ``None`` is ignored). ``seed``
-    draws the pool and seeds f, g and the scoring views. The remaining arguments are those of
-    :meth:`~memlib.experiments.context.RunContext.start`. Returns a :class:`RemovalRun`.
+    The registered experiment ``"removal"`` (:mod:`~memlib.experiments.removal_evidence`): settings come from
+    :data:`REMOVAL_SETTINGS` at ``preset`` and from ``overrides`` (``half``, ``fractions``, ``seeds``,
+    ``downstream_train``, ``downstream_test`` or a Preset field; ``None`` is ignored). The removed points are
+    ranked by the in/out design of ``seed`` (:mod:`~memlib.experiments.subset_study`); what the store lacks is
+    computed first (only with ``train=True``). Folders are checked before any data are loaded.
     """
-    p, s = removal_settings(preset, **overrides)
-    ctx = RunContext.start(
-        REMOVAL, p, device, seed, {"settings": s.to_dict()}, cache_dir, data_root, progress, splits=False
-    )
-    dev, half = ctx.device, s["half"]
+    from .registry import run_experiment
+
+    check_run_folders(cache_dir, data_root)
+    return run_experiment("removal", preset, device=device, seed=seed, store=store, train=train,
+                          cache_dir=cache_dir, data_root=data_root, progress=progress, **overrides)  # fmt: skip
+
+
+def compute_removal(d, *, device="cpu", cache_dir=None, data_root=None, progress=True) -> RemovalRun:
+    """Train and probe design ``d``'s encoders (a bound :class:`~memlib.experiments.removal_evidence.RemovalDesign`:
+    its ranking read from the store): f on the whole half, each top-k and random-k retrain, and untrained encoders
+    of the same architecture (the random floor), each linear-probed on every downstream set."""
+    p, s = d.preset, d.settings
+    ctx = RunContext.start(REMOVAL, p, device, d.seed, {"settings": s.to_dict(), "design": d.name}, cache_dir,
+                           data_root, progress, splits=False)  # fmt: skip
     train_set = load_dataset(p.dataset, "train", root=data_root)
-    if 2 * half > len(train_set):
-        raise ValueError(f"half={half} needs 2·half ≤ {len(train_set)} training images of {p.dataset}")
-    pool = np.random.default_rng(seed).permutation(len(train_set))[: 2 * half]
-    f_idx, g_idx = np.sort(pool[:half]), np.sort(pool[half:])
-
-    # f and g families on the disjoint halves, then SSLMem of f's half.
-    specs = [
-        EncoderSpec.from_preset(p, idx, model_seed(seed, fam, i))
-        for fam, idx in (("f", f_idx), ("g", g_idx))
-        for i in range(p.models_per_family)
-    ]
-    fitted = ctx.fit(specs, train_set, labels=[f"{fam}{i}" for fam in "fg" for i in range(p.models_per_family)])
-    fs = [f.encoder for f in fitted[: p.models_per_family]]
-    gs = [f.encoder for f in fitted[p.models_per_family :]]
-    aug = build_augmentation(p.augmentation, train_set.image_size)
-    res = sslmem(fs, gs, train_set.images[f_idx], aug, ids=f_idx, **ctx.scoring(p))
-    t_score = ctx.elapsed()
-
-    sets = downstream_sets(
-        train_set.channels,
-        train_set.image_size,
-        s["downstream_train"],
-        s["downstream_test"],
-        seed,
-        data_root,
-        names=[d for d in DOWNSTREAM if d != p.dataset],
-    )
-    # The Fashion-MNIST probe uses the preset's probe sizes (train split for the probe, test split to score).
-    test_set = load_dataset(p.dataset, "test", root=data_root)
-    sets[p.dataset] = probe_sets(p, train_set, test_set, probe_rng(seed))
-
-    rows = [{"k": 0, "fraction": 0.0, "how": "none", "seed": seed, **probe_all(fs[0], sets, p.probe_epochs, seed, dev)}]
-    jobs = [(frac, how, rs) for frac in s["fractions"] for rs in s["seeds"] for how in ("top", "random")]
-    retrain = []
-    for frac, how, rs in jobs:
-        k = max(1, round(frac * half))
-        keep = np.delete(f_idx, select_removal(res.score, k, how, seed=seed * 1000 + rs))
-        # The retraining seed is shared by top and random removal, so their accuracies pair up.
-        retrain.append(EncoderSpec.from_preset(p, keep, seed * 1000 + 500 + rs))
-    labels = [f"{how} k={max(1, round(frac * half))} s{rs}" for frac, how, rs in jobs]
-    for (frac, how, rs), fit in zip(jobs, ctx.fit(retrain, train_set, labels=labels)):
-        rows.append(
-            {
-                "k": max(1, round(frac * half)),
-                "fraction": frac,
-                "how": how,
-                "seed": rs,
-                **probe_all(fit.encoder, sets, p.probe_epochs, seed, dev),
-            }
-        )
-    results = pd.DataFrame(rows)
-    # The random floor: untrained encoders of the same architecture on every downstream set.
-    floor_seeds = [seed * 1000 + 900 + i for i in range(3)]
+    sets = d.probe_sets(train_set, data_root)
+    named = d.named_specs()
+    fitted = ctx.fit(list(named.values()), train_set, labels=list(named))
+    rows = []
+    for (label, spec), fit in zip(named.items(), fitted):
+        how, k, rs = d.job_of(label)
+        acc = probe_all(fit.encoder, sets, p.probe_epochs, d.seed, ctx.device)
+        rows.append({"k": k, "fraction": k / s["half"], "how": how, "seed": rs, **acc})
     floor = pd.DataFrame(
         {
-            name: random_floor(p.arch, tr, te, seeds=floor_seeds, probe_epochs=p.probe_epochs, device=dev,
+            name: random_floor(p.arch, tr, te, seeds=d.floor_seeds, probe_epochs=p.probe_epochs, device=ctx.device,
                                stats_set=train_set)["linear_acc"].to_numpy()
             for name, (tr, te) in sets.items()
         },
-        index=pd.Index(floor_seeds, name="seed"),
+        index=pd.Index(d.floor_seeds, name="seed"),
     )  # fmt: skip
     prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
-    run = RemovalRun(
-        p,
-        s,
-        seed,
-        f_idx,
-        g_idx,
-        res.score,
-        res.raw,
-        results,
-        prov,
-        ctx.run_dir,
-        {"score_s": t_score, "total_s": ctx.elapsed()},
-        res.align_g_models[: min(len(fs), len(gs))] - res.align_f_models[: min(len(fs), len(gs))],
-        floor,
-    )
-    ctx.save(
-        tables={
-            "results": results,
-            "scores": pd.DataFrame({"index": f_idx, "raw": res.raw, "score": res.score}),
-            "random_floor": floor.reset_index(),
-        },
-        jsons={"provenance": prov},
-    )
-    return run
+    return RemovalRun(p, s, d.seed, d.half_ids, d.rest_ids, d.scores, d.raw, pd.DataFrame(rows), prov, ctx.run_dir,
+                      {"total_s": ctx.elapsed()}, floor=floor, rank_reliability=d.rank_reliability)  # fmt: skip

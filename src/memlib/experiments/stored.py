@@ -252,22 +252,30 @@ def stored_experiment(
     rows: Callable,
     read: Callable,
     minutes_per_encoder: float,
+    prepare: Callable | None = None,
 ) -> Experiment:
     """An :class:`~memlib.experiments.registry.Experiment` of one design per config, on the evidence store.
 
     ``design(cfg, data_root)`` gives the design; ``compute(d, device=, cache_dir=, data_root=, progress=)``
     computes its run (training what the cache lacks); ``missing``, ``rows`` and ``read`` as in
     :func:`stored_run`. The experiment's run reads the design from the store (computing first what it lacks)
-    and records :func:`chapter_provenance`.
+    and records :func:`chapter_provenance`. ``prepare(d, store=, train=, device=, cache_dir=, data_root=,
+    progress=)``, if given, runs first and returns the design to fill (e.g. one bound to rows another
+    experiment must have stored first).
     """
 
     def fill(d, *, store, train=True, device="cpu", cache_dir=None, data_root=None, progress=True):
         from ..evidence import open_store
 
+        store = open_store(store, d.preset.name)
+        if prepare is not None:
+            d = prepare(d, store=store, train=train, device=device, cache_dir=cache_dir, data_root=data_root,
+                        progress=progress)  # fmt: skip
+
         def run_it():
             return compute(d, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress)
 
-        return stored_run(open_store(store, d.preset.name), d, experiment=name, chapter=chapter, missing=missing,
+        return stored_run(store, d, experiment=name, chapter=chapter, missing=missing,
                           compute=run_it, rows=rows, read=read, train=train, cache_dir=cache_dir,
                           data_root=data_root)  # fmt: skip
 
