@@ -45,8 +45,8 @@
 # {glue:text}`planned_pairs` retrained pairs per set (d = 0.5 at α = 0.05/3,
 # 80 % power); a run with fewer is an interim look that can decide S19 only by
 # a clear effect. The removed points come from a ranking, so S19 is
-# inconclusive unless that ranking's reliability over f's half reaches 0.5 (the
-# threshold of chapter 01).
+# inconclusive unless that ranking's split-half ρ over f's half reaches 0.5
+# (the threshold of chapter 01).
 
 # %% tags=["parameters"]
 device = "cpu"  # "cpu", "cuda" or "auto"
@@ -67,7 +67,6 @@ from myst_nb import glue
 from memlib.experiments.notebooks import refuse_unknown_parameters
 from memlib.experiments.page import glue_claims, smoke_banner, table
 from memlib.experiments.removal_run import PLANNED_PAIRS, run_removal
-from memlib.experiments.subset_study import SubsetSettings
 from memlib.provenance import provenance_markdown
 
 refuse_unknown_parameters()  # papermill only warns about a misspelt -p name
@@ -84,7 +83,7 @@ glue("epochs", p.epochs, display=False)
 glue("half", s["half"], display=False)
 glue("ks", ", ".join(str(k) for k in sorted(run.results.loc[run.results.how == "top", "k"].unique())), display=False)
 glue("n_seeds", len(s["seeds"]), display=False)
-glue("n_inout", SubsetSettings.for_preset(p.name)[1].encoders, display=False)
+glue("n_inout", s["rank_encoders"], display=False)
 rho = run.reliability()
 glue("rho", "unknown (one encoder pair)" if rho != rho else f"{rho:.2f}", display=False)
 glue("planned_pairs", PLANNED_PAIRS, display=False)
@@ -95,9 +94,10 @@ glue("n_retrained_pairs", len(s["fractions"]) * len(s["seeds"]), display=False)
 #
 # Preset {glue:text}`preset`: architecture {glue:text}`arch`, SimCLR,
 # {glue:text}`epochs` epochs. f's half is {glue:text}`half` points of chapter
-# 01's in/out pool, ranked by that design's {glue:text}`n_inout` encoders; the
-# ranking's reliability over these points (Spearman–Brown, from two halves of
-# the encoders) is **{glue:text}`rho`**.
+# 01's in/out pool, ranked by the first {glue:text}`n_inout` encoders of that
+# design (fixed by this chapter's config); the ranking's split-half ρ over
+# these points (half the encoders against the other half) is
+# **{glue:text}`rho`**.
 # Removed: k = {glue:text}`ks` points, the most memorised or random ones, each
 # retrained with {glue:text}`n_seeds` seed(s), so {glue:text}`n_retrained_pairs`
 # retrained pairs per downstream set; a top-k and a random-k encoder share

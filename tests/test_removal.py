@@ -84,6 +84,8 @@ def test_an_empty_store_is_refused_without_training(fmnist_small):
 def test_half_larger_than_the_pool_is_refused():
     with pytest.raises(ValueError, match=r"half=100 exceeds the in/out pool of 48 points"):
         run_removal("smoke", half=100, progress=False)
+    with pytest.raises(ValueError, match=r"rank_encoders=6 must be a multiple of the in/out design's block \(4\)"):
+        run_removal("smoke", rank_encoders=6, progress=False)
 
 
 def _removal_run(effect, pair_raw):

@@ -54,11 +54,16 @@ def removal_config(preset="smoke", *, seed: int = 0, **params) -> ChapterConfig:
     settings (``half=``, ``fractions=``, ``seeds=``), ``None`` ignored, anything else refused with the closest
     name. ``half`` may not exceed the in/out pool."""
     cfg = chapter_config(RemovalSettings, EXPERIMENT, preset, seed, **params)
-    pool = SubsetSettings.for_preset(preset)[1].pool
-    if cfg.settings["half"] > pool:
+    sub = SubsetSettings.for_preset(preset)[1]
+    if cfg.settings["half"] > sub.pool:
         raise ValueError(
-            f"half={cfg.settings['half']} exceeds the in/out pool of {pool} points at preset {preset!r}; "
-            f"choose half ≤ {pool}"
+            f"half={cfg.settings['half']} exceeds the in/out pool of {sub.pool} points at preset {preset!r}; "
+            f"choose half ≤ {sub.pool}"
+        )
+    m = cfg.settings["rank_encoders"]
+    if m % sub.block or m < 2 * sub.block:
+        raise ValueError(
+            f"rank_encoders={m!r} must be a multiple of the in/out design's block ({sub.block}), at least two blocks"
         )
     return cfg
 
@@ -77,7 +82,7 @@ class RemovalDesign(StoredContexts):
     params: dict = field(default_factory=dict)
     scores: np.ndarray | None = None  # in/out score of each point of half_ids
     raw: np.ndarray | None = None
-    rank_reliability: float | None = None
+    rank_reliability: float | None = None  # split-half ρ of the ranking of half_ids
 
     @property
     def half_ids(self) -> np.ndarray:
@@ -170,7 +175,8 @@ class RemovalDesign(StoredContexts):
         study = subset_from_store(store, self.subset)
         n = self.settings["half"]
         order = np.argsort(self.subset.ids[:n], kind="stable")
-        rel = study.reliability_curve(points=np.arange(n)).iloc[-1]["reliability (Spearman–Brown)"]
+        # The gate of chapter 01: the split-half ρ (half the encoders against the other half) of the ranking.
+        rel = study.reliability_curve(points=np.arange(n)).iloc[-1]["rho halves"]
         return dataclasses.replace(
             self, scores=study.result.score[:n][order], raw=study.result.raw[:n][order], rank_reliability=float(rel)
         )
@@ -179,7 +185,10 @@ class RemovalDesign(StoredContexts):
 def removal_design(cfg: ChapterConfig, data_root=None) -> RemovalDesign:
     """The unbound :class:`RemovalDesign` of ``cfg`` (loads the data set to draw the pool; trains nothing)."""
     p = cfg.preset
-    sub = subset_design(p, SubsetSettings.for_preset(p.name)[1], cfg.seed, data_root)
+    # The first rank_encoders encoders of chapter 01's in/out design (whole blocks, so balanced): a ranking
+    # fixed by the config, whatever chapter 01's design has grown to.
+    ss = dataclasses.replace(SubsetSettings.for_preset(p.name)[1], encoders=cfg.settings["rank_encoders"])
+    sub = subset_design(p, ss, cfg.seed, data_root)
     return RemovalDesign(p, cfg.settings, cfg.seed, sub, cfg.params)
 
 

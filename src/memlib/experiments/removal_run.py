@@ -52,17 +52,19 @@ from .validate import check_run_folders
 #: ``half`` = points of the pool f trains on (the pool's first ``half``, at most the pool); ``fractions`` = k as
 #: fractions of the half (the paper: 500…16k of 25k = 2 %…64 %); ``seeds`` = retraining seeds per (k, how).
 REMOVAL_SETTINGS: dict[str, dict] = {
-    "smoke": {"half": 24, "fractions": (0.25,), "seeds": (0,), "downstream_train": 256, "downstream_test": 128},
-    # 2 cores: 150 points per encoder at chapter 01's 400 epochs, ranked by the 48 in/out encoders of chapter 01;
+    "smoke": {"half": 24, "fractions": (0.25,), "seeds": (0,), "rank_encoders": 8, "downstream_train": 256,
+              "downstream_test": 128},
+    # 2 cores: 150 points per encoder at chapter 01's 400 epochs, ranked by the first 48 in/out encoders of
+    # chapter 01 (fixed here, so the retrains stay valid when chapter 01's design grows);
     # 2 fractions × 4 seeds = 8 retrained pairs (16 retrains and one encoder on the whole half, about 25 min on
     # one core). Planned n, declared before the run: 38 pairs (d = 0.5 at α = 0.05/3, 80 % power); 8 is an
     # interim n, so S19 can be decided now only by a clear effect.
-    "cpu": {"half": 150, "fractions": (0.08, 0.32), "seeds": (0, 1, 2, 3), "probe_train": 2000, "probe_test": 1000,
-            "probe_epochs": 100, "downstream_train": None, "downstream_test": None},
+    "cpu": {"half": 150, "fractions": (0.08, 0.32), "seeds": (0, 1, 2, 3), "rank_encoders": 48, "probe_train": 2000,
+            "probe_test": 1000, "probe_epochs": 100, "downstream_train": None, "downstream_test": None},
     "gpu": {"half": 5000, "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "seeds": (0, 1, 2),
-            "downstream_train": None, "downstream_test": None},
+            "rank_encoders": 32, "downstream_train": None, "downstream_test": None},
     "paper": {"half": 5000, "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "seeds": (0, 1, 2),
-              "downstream_train": None, "downstream_test": None},
+              "rank_encoders": 32, "downstream_train": None, "downstream_test": None},
 }
 #: Retrained pairs per downstream set that S19 needs (d = 0.5, one-sided, α = 0.05 / 3 sets, 80 % power).
 PLANNED_PAIRS = 38
@@ -133,8 +135,8 @@ class RemovalRun:
     #: Linear-probe accuracy of untrained encoders of the same architecture, one row per seed and a column per
     #: downstream set (the random floor).
     floor: pd.DataFrame = field(default_factory=pd.DataFrame)
-    #: Reliability of the ranking that picked the removed points, when it comes from elsewhere (the in/out
-    #: design's Spearman–Brown value over f's half); ``None``: from ``pair_raw``.
+    #: Split-half ρ of the ranking that picked the removed points, when it comes from elsewhere (the in/out
+    #: design's two halves of encoders, over f's half); ``None``: from ``pair_raw``.
     rank_reliability: float | None = None
     #: The evidence store the run was read from, and its encoders' keys (``None`` for a run built by hand).
     store: object = None
@@ -263,12 +265,12 @@ class RemovalRun:
             why = "one encoder pair: unknown" if np.isnan(rho) else f"{rho:.2f} < {MIN_RELIABILITY}"
             parts.insert(
                 0,
-                f"ranking of the removed points unreliable (reliability {why}), so inconclusive; "
+                f"ranking of the removed points unreliable (split-half ρ {why}), so inconclusive; "
                 f"the tests alone: {status}",
             )
             status = INCONCLUSIVE
         else:
-            parts.insert(0, f"ranking reliability {rho:.2f}")
+            parts.insert(0, f"ranking split-half ρ = {rho:.2f}")
         na = "not attempted (no segmentation / depth labels available offline)"
         return claims_table(
             [
@@ -295,6 +297,7 @@ class RemovalSettings(Settings):
     half: int
     fractions: tuple[float, ...]
     seeds: tuple[int, ...]
+    rank_encoders: int = 8
     downstream_train: int | None = None
     downstream_test: int | None = None
 

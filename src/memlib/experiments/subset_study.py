@@ -50,9 +50,11 @@ _PROBES = ("linear_acc", "linear_train_acc", "knn_acc")
 SUBSET_SETTINGS = {
     "smoke": {"pool": 48, "encoders": 8},
     # 2 cores: encoders of 150 points × 400 epochs (each the compute of one encoder of the paper's design).
-    # Planned n, declared before the top-up (2026-12-04): 24 encoders gave a full-set reliability of 0.37;
-    # Spearman–Brown projects 0.54 at 48, the least multiple of the block above the 0.5 that gates rankings
-    # (41 encoders). Grown by whole blocks, so the first 24 encoders and their rows are kept.
+    # Grown by whole blocks, so earlier encoders and their rows are kept. 24 encoders gave a full-set
+    # (Spearman–Brown) reliability of 0.37. The gate on rankings is the split-half ρ (half the encoders against
+    # the other half) ≥ 0.5, so each half needs a reliability of 0.5: about 41 encoders per half by
+    # Spearman–Brown, 88 in all (22 blocks). That is the planned n; 48 (declared 2026-12-04, before the
+    # top-up) is the step one session's spare core could train, and chapter 02 ranks with these 48.
     "cpu": {"pool": 300, "encoders": 48},
     "gpu": {"pool": 10000, "encoders": 32},
     "paper": {"pool": 10000, "encoders": 32},
