@@ -196,6 +196,7 @@ glue("n_significant", int((tests.p < 0.05).sum()), display=False)
 claims = run.claims()
 display(table(claims, wrap=["statistic"]))
 glue_claims(claims)
+glue("claim_S19_planned_n", PLANNED_PAIRS, display=False)
 
 # %% [markdown]
 # ## Provenance
