@@ -174,6 +174,33 @@ def test_s19_is_refuted_by_one_refuted_downstream_set():
     assert f"{len(sets) - 1} reproduced, 1 refuted of {len(sets)} parts" in mixed.loc["S19", "statistic"]
 
 
+def test_s20_holds_and_fails_on_the_segmentation_probe():
+    from memlib.experiments.inputs import DOWNSTREAM
+    from memlib.experiments.removal_run import SEGMENTATION, RemovalRun
+
+    rng = np.random.default_rng(5)
+    tasks = [*DOWNSTREAM, SEGMENTATION]
+
+    def run(seg_effect, rho=0.8):
+        rows = []
+        for k in (12, 48):
+            for seed in range(4):
+                base = rng.normal(0.5, 0.01, len(tasks))
+                for how, sign in (("top", -1.0), ("random", 0.0)):
+                    eff = np.array([0.02] * len(DOWNSTREAM) + [seg_effect])
+                    acc = base + sign * eff + rng.normal(0, 0.002, len(tasks))
+                    rows.append({"k": k, "fraction": k / 150, "how": how, "seed": seed, **dict(zip(tasks, acc))})
+        floor = pd.DataFrame({t: rng.normal(0.3, 0.01, 3) for t in tasks})
+        return RemovalRun(CPU, {}, 0, np.arange(150), np.arange(150, 300), np.zeros(150), np.zeros(150),
+                          pd.DataFrame(rows), {}, Path("."), floor=floor, rank_reliability=rho).claims()  # fmt: skip
+
+    _holds(run(0.02), "S20")
+    _fails(run(-0.02), "S20")
+    gated = run(0.02, rho=0.2)
+    assert gated.loc["S20", "status"].startswith("inconclusive") and "unreliable" in gated.loc["S20", "statistic"]
+    assert "stand-in" in run(0.02).loc["S20", "statistic"]
+
+
 # --- chapter 03 ------------------------------------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ from .encoders import EncoderSpec
 from .inputs import DOWNSTREAM, downstream_sets, probe_rng, probe_sets
 from .presets import Preset
 from .registry import register_experiment
-from .removal_run import RemovalRun, RemovalSettings, compute_removal, select_removal
+from .removal_run import SEGMENTATION, RemovalRun, RemovalSettings, compute_removal, select_removal
 from .stored import (
     ChapterConfig,
     StoredContexts,
@@ -123,6 +123,21 @@ class RemovalDesign(StoredContexts):
             f"linear probe {p.probe_epochs} epochs"
         )
 
+    def task_context(self, task: str) -> str:
+        """The ``probes`` context of a task: a downstream set's linear probe, or the dense probe (S20)."""
+        if task != SEGMENTATION:
+            return self.downstream_context(task)
+        p, s = self.preset, self.settings
+        return (
+            f"chapter 02 segmentation of {p.dataset} object masks (intensity > {s['mask_threshold']:g}), probe "
+            f"sets of seed {self.seed}: train {p.probe_train or 'all'}, test {p.probe_test or 'all'}; 1×1 linear "
+            f"probe {s['segmentation_epochs']} epochs"
+        )
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.datasets + [SEGMENTATION]
+
     def probe_sets(self, train_set, data_root=None) -> dict:
         """(train, test) probe sets per downstream set; the training data set's from the preset's probe sizes."""
         p, s = self.preset, self.settings
@@ -200,10 +215,17 @@ def missing(store: EvidenceStore, d: RemovalDesign) -> list[str]:
     b = d.bind(store)
     out = missing_encoders(store, b.keys())
     pr = store.load("probes")
-    have = pr[pr.encoder.isin(b.keys()) & (pr.probe == "linear_acc")].groupby("context").size()
-    if any(have.get(b.downstream_context(ds), 0) < len(b.keys()) for ds in b.datasets):
-        out.append("downstream probe accuracies")
+    have = pr[pr.encoder.isin(b.keys()) & pr.probe.isin(["linear_acc", _MIOU])].groupby("context").size()
+    if any(have.get(b.task_context(t), 0) < len(b.keys()) for t in b.tasks):
+        out.append("downstream probe scores")
     return out
+
+
+_MIOU = "test_miou"
+
+
+def _probe(task: str) -> str:
+    return _MIOU if task == SEGMENTATION else "linear_acc"
 
 
 def removal_rows(run: RemovalRun, d: RemovalDesign, cache) -> dict[str, pd.DataFrame]:
@@ -216,13 +238,13 @@ def removal_rows(run: RemovalRun, d: RemovalDesign, cache) -> dict[str, pd.DataF
                       "member": int(r["seed"])})  # fmt: skip
         ckpt = torch.load(spec.checkpoint(cache), map_location="cpu", weights_only=False, mmap=True)
         hist.append(history_rows(key, ckpt.get("history", [])))
-        probes += [{"encoder": key, "probe": "linear_acc", "context": d.downstream_context(ds), "value": float(r[ds])}
-                   for ds in d.datasets]  # fmt: skip
+        probes += [{"encoder": key, "probe": _probe(t), "context": d.task_context(t), "value": float(r[t])}
+                   for t in d.tasks]  # fmt: skip
     for key, seed in zip(d.floor_keys(), d.floor_seeds):
         enc.append(untrained_row(d.preset, key, seed))
         roles.append({"experiment": EXPERIMENT, "design": d.name, "encoder": key, "role": "untrained", "member": seed})
-        probes += [{"encoder": key, "probe": "linear_acc", "context": d.downstream_context(ds),
-                    "value": float(run.floor.at[seed, ds])} for ds in d.datasets]  # fmt: skip
+        probes += [{"encoder": key, "probe": _probe(t), "context": d.task_context(t),
+                    "value": float(run.floor.at[seed, t])} for t in d.tasks]  # fmt: skip
     return {
         "encoders": pd.DataFrame(enc),
         "roles": pd.DataFrame(roles),
@@ -235,15 +257,16 @@ def run_from_store(store: EvidenceStore, d: RemovalDesign, data_root=None) -> Re
     """The :class:`~memlib.experiments.removal_run.RemovalRun` of ``d`` from stored rows only."""
     b = d.bind(store)
     pr = store.load("probes")
-    pr = pr[(pr.probe == "linear_acc") & pr.encoder.isin(b.keys())]
-    acc = {ds: pr[pr.context == b.downstream_context(ds)].set_index("encoder").value for ds in b.datasets}
+    pr = pr[pr.encoder.isin(b.keys())]
+    acc = {t: pr[(pr.context == b.task_context(t)) & (pr.probe == _probe(t))].set_index("encoder").value
+           for t in b.tasks}  # fmt: skip
     rows = [
         {"k": k, "fraction": k / b.settings["half"], "how": how, "seed": rs,
-         **{ds: float(acc[ds][spec.key()]) for ds in b.datasets}}
+         **{t: float(acc[t][spec.key()]) for t in b.tasks}}
         for (how, k, rs), spec in zip(b.jobs().values(), b.named_specs().values())
     ]  # fmt: skip
     floor = pd.DataFrame(
-        {ds: [float(acc[ds][key]) for key in b.floor_keys()] for ds in b.datasets},
+        {t: [float(acc[t][key]) for key in b.floor_keys()] for t in b.tasks},
         index=pd.Index(b.floor_seeds, name="seed"),
     )
     prov = store_provenance(store, b, EXPERIMENT)

@@ -25,7 +25,8 @@ import pandas as pd
 from scipy import stats as st
 
 from ..data.datasets import load_dataset
-from ..probing import beats_floor, random_floor
+from ..probing import beats_floor, random_floor, untrained_encoder
+from ..probing.dense import segment_encoder
 from ..stats import mean_ci, split_half_reliability
 from ..verdicts import (
     INCONCLUSIVE,
@@ -57,8 +58,8 @@ REMOVAL_SETTINGS: dict[str, dict] = {
     # 2 cores: 150 points per encoder at chapter 01's 400 epochs, ranked by the first 48 in/out encoders of
     # chapter 01 (fixed here, so the retrains stay valid when chapter 01's design grows);
     # 2 fractions × 4 seeds = 8 retrained pairs (16 retrains and one encoder on the whole half, about 25 min on
-    # one core). Planned n, declared before the run: 38 pairs (d = 0.5 at α = 0.05/3, 80 % power); 8 is an
-    # interim n, so S19 can be decided now only by a clear effect.
+    # one core). Planned n, declared before the run: 41 pairs (d = 0.5 at α = 0.05/4, 80 % power); 8 is an
+    # interim n, so S19 and S20 can be decided now only by a clear effect.
     "cpu": {"half": 150, "fractions": (0.08, 0.32), "seeds": (0, 1, 2, 3), "rank_encoders": 48, "probe_train": 2000,
             "probe_test": 1000, "probe_epochs": 100, "downstream_train": None, "downstream_test": None},
     "gpu": {"half": 5000, "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "seeds": (0, 1, 2),
@@ -66,8 +67,10 @@ REMOVAL_SETTINGS: dict[str, dict] = {
     "paper": {"half": 5000, "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "seeds": (0, 1, 2),
               "rank_encoders": 32, "downstream_train": None, "downstream_test": None},
 }
-#: Retrained pairs per downstream set that S19 needs (d = 0.5, one-sided, α = 0.05 / 3 sets, 80 % power).
-PLANNED_PAIRS = 38
+#: Retrained pairs that S19 and S20 need (d = 0.5, one-sided, α = 0.05 / 4 tasks, 80 % power).
+PLANNED_PAIRS = 41
+#: The dense probe's column in :attr:`RemovalRun.results` and :attr:`RemovalRun.floor` (S20's stand-in).
+SEGMENTATION = "segmentation"
 # fmt: on
 
 
@@ -142,18 +145,18 @@ class RemovalRun:
     store: object = None
     encoder_keys: list = field(default_factory=list)
 
-    def floor_check(self) -> dict:
-        """Whether the trained encoders (f and every retrained one) probe better on the training data set than
-        untrained encoders of the same architecture (:func:`~memlib.probing.floor.beats_floor`); empty without
-        a floor."""
-        ds = self.preset.dataset
-        if ds not in self.floor or len(self.floor) < 2 or len(self.results) < 2:
+    def floor_check(self, task: str | None = None) -> dict:
+        """Whether the trained encoders (f and every retrained one) score better on ``task`` (default: the probe
+        on the training data set) than untrained encoders of the same architecture
+        (:func:`~memlib.probing.floor.beats_floor`); empty without a floor."""
+        ds = task or self.preset.dataset
+        if ds not in self.floor or ds not in self.results or len(self.floor) < 2 or len(self.results) < 2:
             return {}
         return beats_floor(self.results[ds], self.floor[ds])
 
     def reliability(self) -> float:
-        """Reliability of the ranking that picks the removed points: :attr:`rank_reliability` when given, else the
-        split-half Spearman ρ of ``pair_raw``'s pairs (NaN with one encoder pair)."""
+        """Split-half ρ of the ranking that picks the removed points: :attr:`rank_reliability` when given, else
+        that of ``pair_raw``'s pairs (NaN with one encoder pair)."""
         if self.rank_reliability is not None:
             return float(self.rank_reliability)
         if self.pair_raw is None or self.pair_raw.shape[0] < 2:
@@ -165,11 +168,17 @@ class RemovalRun:
         """The downstream sets probed (the training data set first, then the unseen ones)."""
         return [self.preset.dataset] + [d for d in DOWNSTREAM if d != self.preset.dataset]
 
+    @property
+    def tasks(self) -> list[str]:
+        """Every downstream score of the run: the linear probe per set, then ``segmentation`` (the dense probe's
+        mIoU, :mod:`memlib.probing.dense`) when it was measured."""
+        return self.datasets + [SEGMENTATION] * (SEGMENTATION in self.results)
+
     def curves(self) -> pd.DataFrame:
-        """Mean accuracy and its 95 % CI per (dataset, how, k), for the plot."""
+        """Mean score and its 95 % CI per (task, how, k), for the plot (column ``dataset`` names the task)."""
         rows = []
         long = self.results.melt(
-            id_vars=["k", "fraction", "how", "seed"], value_vars=self.datasets, var_name="dataset", value_name="acc"
+            id_vars=["k", "fraction", "how", "seed"], value_vars=self.tasks, var_name="dataset", value_name="acc"
         )
         for (ds, how, k), g in long.groupby(["dataset", "how", "k"]):
             m, lo, hi = mean_ci(g.acc.to_numpy())
@@ -188,13 +197,13 @@ class RemovalRun:
         return pd.DataFrame(rows)
 
     def tests(self) -> pd.DataFrame:
-        """One-sided paired t-test per (dataset, k) of H0: acc(random removal) ≤ acc(top removal).
+        """One-sided paired t-test per (task, k) of H0: score(random removal) ≤ score(top removal).
 
         Pairs share the retraining seed. With one seed the test is undefined (NaN).
         """
         rows = []
         r = self.results
-        for ds in self.datasets:
+        for ds in self.tasks:
             for k in sorted(r.loc[r.how == "top", "k"].unique()):
                 top = r[(r.how == "top") & (r.k == k)].set_index("seed")[ds]
                 rnd = r[(r.how == "random") & (r.k == k)].set_index("seed")[ds].reindex(top.index)
@@ -222,70 +231,79 @@ class RemovalRun:
     def claims(self, alpha: float = 0.05) -> pd.DataFrame:
         """Verdicts on S19–S21, by :mod:`memlib.verdicts`.
 
-        S19's unit is the retrained pair (top and random removal from the same retraining seed, at one k).
-        Each downstream set is a declared part ("also on data the encoder never saw"): per set, the paired
-        differences acc(random) − acc(top) over all k and seeds are tested one-sided in both directions and
-        against the part's SESOI (d = 0.5 over retrained pairs: the paper's accuracy gap has no counterpart at
-        this scale), Holm over the sets (the chapter's whole family: S20 and S21 are not attempted). A refuted
-        set refutes the claim. The removed points come from a ranking; when its split-half reliability
-        (:meth:`reliability`) is below :data:`~memlib.verdicts.MIN_RELIABILITY`, or unknown (one encoder
-        pair), S19 is inconclusive whatever the tests say. S20 (segmentation) and S21 (depth) need dense
-        labels that no data set available here has. A preset that is not ``meaningful`` decides nothing.
+        The unit is the retrained pair (top and random removal from the same retraining seed, at one k). Each
+        task is tested on the paired differences score(random) − score(top) over all k and seeds, one-sided in
+        both directions and against its SESOI (d = 0.5 over retrained pairs: the paper's gaps have no
+        counterpart at this scale), Holm over every task of the chapter (its whole family).
+
+        - S19: each downstream set's linear probe is a declared part ("also on data the encoder never saw"); a
+          refuted set refutes the claim.
+        - S20: the dense probe's mIoU (:mod:`memlib.probing.dense`, object masks of the training data set: a
+          stand-in for the paper's segmentation) when measured, else not attempted.
+        - S21 (depth) needs depth labels that no data set available here has.
+
+        The removed points come from a ranking; when its split-half ρ (:meth:`reliability`) is below
+        :data:`~memlib.verdicts.MIN_RELIABILITY`, or unknown (one encoder pair), S19 and S20 are inconclusive
+        whatever the tests say, as is a task whose trained encoders do not beat untrained ones. A preset that
+        is not ``meaningful`` decides nothing.
         """
         r = self.results
         top = r[r.how == "top"].set_index(["k", "seed"]).sort_index()
         rnd = r[r.how == "random"].set_index(["k", "seed"]).reindex(top.index)
-        diffs = {ds: (rnd[ds] - top[ds]).to_numpy() for ds in self.datasets}
-        why = "the paper's accuracy gap has no counterpart at this scale"
+        diffs = {ds: (rnd[ds] - top[ds]).to_numpy() for ds in self.tasks}
+        why = "the paper's gap has no counterpart at this scale"
         ver = decide(
             {ds: mean_evidence(d, sesoi=standardised_sesoi(d, why=why)) for ds, d in diffs.items()}, alpha=alpha
         )
-        verdicts = list(ver.values())
-        parts = [
-            f"{ds}: random − top {d.mean():+.4f} (n = {len(d)}; "
-            f"{'no SESOI: no spread' if v.sesoi is None else f'SESOI {v.sesoi.value:.4f}'}), Holm p = {v.p:.2g}"
-            + ("" if v.p_smaller is None else f", smaller than the SESOI p = {v.p_smaller:.2g}")
-            + ("" if v.power is None else f", power {v.power:.0%} for the SESOI")
-            + f": {v.status}"
-            for (ds, d), v in zip(diffs.items(), verdicts)
-        ]
-        parts.insert(0, parts_count([v.status for v in verdicts]))
-        status = parts_status([v.status for v in verdicts])
-        fc = self.floor_check()
-        if fc and not fc["informative"]:
-            parts.insert(
-                0,
-                f"uninformative: the encoders' probe on {self.preset.dataset} "
-                f"({fc['mean_trained']:.3f}) does not beat untrained ones ({fc['mean_floor']:.3f}, "
-                f"p = {fc['p']:.2g}); the tests alone: {status}",
+
+        def part(ds: str) -> str:
+            d, v = diffs[ds], ver[ds]
+            return (
+                f"{ds}: random − top {d.mean():+.4f} (n = {len(d)}; "
+                f"{'no SESOI: no spread' if v.sesoi is None else f'SESOI {v.sesoi.value:.4f}'}), Holm p = {v.p:.2g}"
+                + ("" if v.p_smaller is None else f", smaller than the SESOI p = {v.p_smaller:.2g}")
+                + ("" if v.power is None else f", power {v.power:.0%} for the SESOI")
+                + f": {v.status}"
             )
-            status = INCONCLUSIVE
-        rho = self.reliability()
-        if not rho >= MIN_RELIABILITY:
-            why = "one encoder pair: unknown" if np.isnan(rho) else f"{rho:.2f} < {MIN_RELIABILITY}"
-            parts.insert(
-                0,
-                f"ranking of the removed points unreliable (split-half ρ {why}), so inconclusive; "
-                f"the tests alone: {status}",
-            )
-            status = INCONCLUSIVE
+
+        def gated(status: str, parts: list[str], floor_task: str) -> tuple[str, list[str]]:
+            fc = self.floor_check(floor_task)
+            if fc and not fc["informative"]:
+                parts.insert(
+                    0,
+                    f"uninformative: the encoders' {floor_task} score ({fc['mean_trained']:.3f}) does not beat "
+                    f"untrained ones ({fc['mean_floor']:.3f}, p = {fc['p']:.2g}); the tests alone: {status}",
+                )
+                status = INCONCLUSIVE
+            rho = self.reliability()
+            if not rho >= MIN_RELIABILITY:
+                why = "one encoder pair: unknown" if np.isnan(rho) else f"{rho:.2f} < {MIN_RELIABILITY}"
+                parts.insert(
+                    0,
+                    f"ranking of the removed points unreliable (split-half ρ {why}), so inconclusive; "
+                    f"the tests alone: {status}",
+                )
+                status = INCONCLUSIVE
+            else:
+                parts.insert(0, f"ranking split-half ρ = {rho:.2f}")
+            return status, parts
+
+        statuses = [ver[ds].status for ds in self.datasets]
+        s19, p19 = gated(parts_status(statuses), [parts_count(statuses)] + [part(ds) for ds in self.datasets],
+                         self.preset.dataset)  # fmt: skip
+        test = "one-sided paired t-test, against 0 and a SESOI of d = 0.5, Holm over the chapter's tasks"
+        unit = "retrained encoder pair (top vs random, same seed)"
+        recs = [Claim("S19", preset_status(self.preset, s19), "; ".join(p19), f"{test} (a part per downstream set)",
+                      unit, len(top))]  # fmt: skip
+        if SEGMENTATION in self.results:
+            s20, p20 = gated(ver[SEGMENTATION].status, [part(SEGMENTATION)], SEGMENTATION)
+            p20.append("stand-in: per-pixel object masks of single-object images, not the paper's ADE20K")
+            recs.append(Claim("S20", preset_status(self.preset, s20), "; ".join(p20), f"{test} (mIoU)", unit,
+                              len(top)))  # fmt: skip
         else:
-            parts.insert(0, f"ranking split-half ρ = {rho:.2f}")
-        na = "not attempted (no segmentation / depth labels available offline)"
-        return claims_table(
-            [
-                Claim(
-                    "S19",
-                    preset_status(self.preset, status),
-                    "; ".join(parts),
-                    "one-sided paired t-test per downstream set (parts), against 0 and a SESOI of d = 0.5, Holm",
-                    "retrained encoder pair (top vs random, same seed)",
-                    len(top),
-                ),
-                Claim("S20", na, "—"),
-                Claim("S21", na, "—"),
-            ]
-        )
+            recs.append(Claim("S20", "not attempted (no dense probe in this run)", "—"))
+        recs.append(Claim("S21", "not attempted (no depth labels available offline)", "—"))
+        return claims_table(recs)
 
 
 @dataclass(frozen=True)
@@ -298,6 +316,8 @@ class RemovalSettings(Settings):
     fractions: tuple[float, ...]
     seeds: tuple[int, ...]
     rank_encoders: int = 8
+    segmentation_epochs: int = 30
+    mask_threshold: float = 0.2
     downstream_train: int | None = None
     downstream_test: int | None = None
 
@@ -355,16 +375,24 @@ def compute_removal(d, *, device="cpu", cache_dir=None, data_root=None, progress
     sets = d.probe_sets(train_set, data_root)
     named = d.named_specs()
     fitted = ctx.fit(list(named.values()), train_set, labels=list(named))
+    seg_tr, seg_te = sets[p.dataset]
+
+    def segment(encoder) -> float:
+        return segment_encoder(encoder, seg_tr, seg_te, epochs=s["segmentation_epochs"], seed=d.seed,
+                               device=ctx.device, threshold=s["mask_threshold"])["test_miou"]  # fmt: skip
+
     rows = []
     for (label, spec), fit in zip(named.items(), fitted):
         how, k, rs = d.job_of(label)
         acc = probe_all(fit.encoder, sets, p.probe_epochs, d.seed, ctx.device)
-        rows.append({"k": k, "fraction": k / s["half"], "how": how, "seed": rs, **acc})
+        rows.append({"k": k, "fraction": k / s["half"], "how": how, "seed": rs, **acc,
+                     SEGMENTATION: segment(fit.encoder)})  # fmt: skip
     floor = pd.DataFrame(
         {
-            name: random_floor(p.arch, tr, te, seeds=d.floor_seeds, probe_epochs=p.probe_epochs, device=ctx.device,
-                               stats_set=train_set)["linear_acc"].to_numpy()
-            for name, (tr, te) in sets.items()
+            **{name: random_floor(p.arch, tr, te, seeds=d.floor_seeds, probe_epochs=p.probe_epochs, device=ctx.device,
+                                  stats_set=train_set)["linear_acc"].to_numpy()
+               for name, (tr, te) in sets.items()},
+            SEGMENTATION: [segment(untrained_encoder(p.arch, train_set.images, x, ctx.device)) for x in d.floor_seeds],
         },
         index=pd.Index(d.floor_seeds, name="seed"),
     )  # fmt: skip
