@@ -347,6 +347,7 @@ rank_reliability, rank_reliability_halves = sub.rank_reliability()
 adopted = "the in/out design" if study.per_point is not None else "the paper's design"
 for name, value in {
     "sub_encoders": sub.design.settings.encoders,
+    "sub_planned": sub.design.settings.planned or "not planned",
     "sub_pool": sub.design.settings.pool,
     "sub_seed": sub.design.seed,
     "rank_reliability": rank_reliability,
@@ -383,6 +384,12 @@ display(table(shown.set_index(["design", "points", "encoders"]), digits=3))
 # split; per-point claims therefore use **{glue:text}`adopted_design`**. On the
 # {glue:text}`agree_n` candidates both designs score, their scores agree with
 # Spearman ρ = {glue:text}`agree_rho:.2f` (p = {glue:text}`agree_p:.2g`).
+#
+# A ranking gates a claim through its split-half ρ (half the encoders against
+# the other half), which must reach {glue:text}`rel_threshold`. Planned from
+# the first 24 encoders by Spearman–Brown, the in/out design needs
+# {glue:text}`sub_planned` encoders for that (declared before its top-up); this
+# run has {glue:text}`sub_encoders`.
 #
 # At the encoder level, the table compares the spread of each design's
 # memorisation estimate over its units, and the trainings each needs for 80 %

@@ -55,7 +55,7 @@ SUBSET_SETTINGS = {
     # the other half) ≥ 0.5, so each half needs a reliability of 0.5: about 41 encoders per half by
     # Spearman–Brown, 88 in all (22 blocks). That is the planned n; 48 (declared 2026-12-04, before the
     # top-up) is the step one session's spare core could train, and chapter 02 ranks with these 48.
-    "cpu": {"pool": 300, "encoders": 48},
+    "cpu": {"pool": 300, "encoders": 48, "planned": 88},
     "gpu": {"pool": 10000, "encoders": 32},
     "paper": {"pool": 10000, "encoders": 32},
 }
@@ -75,6 +75,8 @@ class SubsetSettings(Settings):
         Encoders (a multiple of ``block``).
     block
         The design is balanced within each block of this many encoders.
+    planned
+        Encoders the gate on rankings needs (split-half ρ ≥ 0.5), planned from a pilot; ``None``: not planned.
     """
 
     TABLE: ClassVar[dict[str, dict]] = SUBSET_SETTINGS
@@ -82,6 +84,7 @@ class SubsetSettings(Settings):
     pool: int
     encoders: int
     block: int = 4
+    planned: int | None = None
 
     def __post_init__(self):
         if self.pool < 4 or self.pool % 2:
