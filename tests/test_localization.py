@@ -252,6 +252,23 @@ def test_finetune_leaves_the_encoder_untouched():
         torch.testing.assert_close(v, state[k])
 
 
+def test_finetune_is_the_same_whatever_ran_before():
+    """The head starts from the seed, not the global RNG (a recomputed store row must not change)."""
+    from memlib.data.datasets import ImageDataset
+    from memlib.experiments.localization_run import finetune_layers
+
+    torch.manual_seed(0)
+    enc = build_encoder("resnet_narrow", 1, 16)
+    ds = ImageDataset(torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8), torch.arange(64) % 4,
+                      ["a", "b", "c", "d"], "t")  # fmt: skip
+    runs = []
+    for state in (1, 2):
+        torch.manual_seed(state)  # what ran before
+        runs.append(finetune_layers(enc, ["layer4.0"], ds, ds, epochs=3, batch_size=16, seed=7))
+    assert np.array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], finetune_layers(enc, ["layer4.0"], ds, ds, epochs=3, batch_size=16, seed=8))
+
+
 @pytest.mark.parametrize(
     "kw, msg",
     [

@@ -117,8 +117,8 @@ class LocalizationDesign(StoredContexts):
     def finetune_context(self, layers: str) -> str:
         p = self.preset
         return (
-            f"fine-tuning the {self.settings.n_finetune} {layers} layers, {self.finetune_epochs} epochs; "
-            f"probe sets of seed {self.seed}: train {p.probe_train}, test {p.probe_test}"
+            f"fine-tuning the {self.settings.n_finetune} {layers} layers, {self.finetune_epochs} epochs, head "
+            f"from seed {self.seed}; probe sets of seed {self.seed}: train {p.probe_train}, test {p.probe_test}"
         )
 
     def pruning_jobs(self) -> list[tuple[float, str, int]]:

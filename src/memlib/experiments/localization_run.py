@@ -605,7 +605,11 @@ def finetune_layers(
     # Standardise the head's input with the starting features' statistics, as linear_probe does.
     feats = embed(enc, train_set.images, device=device)
     mu, sd = feats.mean(0), feats.std(0).clamp_min(1e-6)
-    head = nn.Linear(enc.pooled_dim, train_set.num_classes).to(device)
+    # The head starts from ``seed``, not from the global RNG, so a fine-tuning gives the same result whatever
+    # ran before it (the store refuses a recomputed row with another value).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = nn.Linear(enc.pooled_dim, train_set.num_classes).to(device)
     logits = lambda imgs: head((enc.pooled(to_float(imgs.to(device))) - mu) / sd)  # noqa: E731
     opt = torch.optim.Adam(params + list(head.parameters()), lr=lr)
     x, y = train_set.images, train_set.labels
