@@ -27,7 +27,7 @@ from ..data.datasets import load_dataset
 from ..evidence import EvidenceStore
 from .encoders import EncoderSpec
 from .inputs import DOWNSTREAM, downstream_sets, probe_rng, probe_sets
-from .presets import Preset
+from .presets import Preset, get_preset
 from .registry import register_experiment
 from .removal_run import SEGMENTATION, RemovalRun, RemovalSettings, compute_removal, select_removal
 from .stored import (
@@ -203,7 +203,10 @@ def removal_design(cfg: ChapterConfig, data_root=None) -> RemovalDesign:
     # The first rank_encoders encoders of chapter 01's in/out design (whole blocks, so balanced): a ranking
     # fixed by the config, whatever chapter 01's design has grown to.
     ss = dataclasses.replace(SubsetSettings.for_preset(p.name)[1], encoders=cfg.settings["rank_encoders"])
-    sub = subset_design(p, ss, cfg.seed, data_root)
+    # Chapter 01's probe sets, whatever this chapter probes with, so the in/out rows are found as stored.
+    base = get_preset(p.name)
+    sp = p.replace(probe_train=base.probe_train, probe_test=base.probe_test, probe_epochs=base.probe_epochs)
+    sub = subset_design(sp, ss, cfg.seed, data_root)
     return RemovalDesign(p, cfg.settings, cfg.seed, sub, cfg.params)
 
 
