@@ -138,9 +138,13 @@ plt.close(fig)
 
 # %% tags=["remove-input"]
 curves = run.curves()
-fig, axes = plt.subplots(1, len(run.tasks), figsize=(3.6 * len(run.tasks), 3.2), squeeze=False)
+ncol = min(2, len(run.tasks))
+nrow = -(-len(run.tasks) // ncol)
+fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.3 * nrow), squeeze=False)
 base = run.results[run.results.how == "none"]
-for ax, ds in zip(axes[0], run.tasks):
+for ax in axes.ravel()[len(run.tasks) :]:
+    ax.set_visible(False)
+for ax, ds in zip(axes.ravel(), run.tasks):
     for how, colour in (("top", "tab:red"), ("random", "tab:blue")):
         c = curves[(curves.dataset == ds) & (curves.how == how)].sort_values("k")
         ax.plot(c.k, c["mean"], "o-", color=colour, label=f"{how} k removed")

@@ -86,7 +86,7 @@ class RemovalDesign(StoredContexts):
 
     @property
     def half_ids(self) -> np.ndarray:
-        """f's half: the pool's first ``half`` points, sorted."""
+        """The points f trains on (f's half), the pool's first ``half`` points, sorted."""
         return np.sort(self.subset.ids[: self.settings["half"]])
 
     @property

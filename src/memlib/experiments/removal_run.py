@@ -170,7 +170,7 @@ class RemovalRun:
 
     @property
     def tasks(self) -> list[str]:
-        """Every downstream score of the run: the linear probe per set, then ``segmentation`` (the dense probe's
+        """The run's downstream scores, the linear probe per set and then ``segmentation`` (the dense probe's
         mIoU, :mod:`memlib.probing.dense`) when it was measured."""
         return self.datasets + [SEGMENTATION] * (SEGMENTATION in self.results)
 
