@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.augment import to_float
+from .features import embed
+from .linear import fit_head
 
 
 def object_masks(images: torch.Tensor, labels: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
@@ -31,20 +33,9 @@ def object_masks(images: torch.Tensor, labels: torch.Tensor, threshold: float = 
 
 
 def spatial_features(encoder: nn.Module, images: torch.Tensor, batch_size: int = 512, device=None) -> torch.Tensor:
-    """The encoder's frozen spatial feature map (B, C, h, w) in eval mode; refuses encoders without one."""
-    if device is None:
-        p = next(iter(encoder.parameters()), None)
-        device = p.device if p is not None else torch.device("cpu")
-    was_training = encoder.training
-    encoder.eval()
-    out = []
-    try:
-        with torch.inference_mode():
-            for s in range(0, images.shape[0], batch_size):
-                out.append(encoder.forward_features(to_float(images[s : s + batch_size].to(device))).float())
-    finally:
-        encoder.train(was_training)
-    f = torch.cat(out)
+    """The encoder's frozen spatial feature map (B, C, h, w) (:func:`~memlib.probing.features.embed` with
+    ``spatial=True``); refuses encoders without one."""
+    f = embed(encoder, images, spatial=True, batch_size=batch_size, device=device)
     if f.ndim != 4:
         raise ValueError(
             f"the encoder's forward_features gives shape {tuple(f.shape)}, not a (B, C, h, w) map; the dense probe "
@@ -96,18 +87,7 @@ def segmentation_probe(
     def logits(x):
         return F.interpolate(head(x), size=size, mode="bilinear", align_corners=False)
 
-    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    n = xtr.shape[0]
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen).to(dev)
-        for s in range(0, n, batch_size):
-            i = perm[s : s + batch_size]
-            loss = F.cross_entropy(logits(xtr[i]), ytr[i])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        sched.step()
+    fit_head(head, logits, xtr, ytr, epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size, gen=gen)
     with torch.no_grad():
         pte = torch.cat([logits(xte[s : s + 1024]).argmax(1) for s in range(0, len(xte), 1024)])
         ptr = torch.cat([logits(xtr[s : s + 1024]).argmax(1) for s in range(0, len(xtr), 1024)])

@@ -39,18 +39,25 @@ def linear_probe(
     with torch.no_grad():
         layer.weight.normal_(0, 0.01, generator=gen) if dev.type == "cpu" else layer.weight.normal_(0, 0.01)
         layer.bias.zero_()
-    opt = torch.optim.Adam(layer.parameters(), lr=lr, weight_decay=weight_decay)
+    fit_head(layer, layer, xtr, ytr, epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size, gen=gen)
+    with torch.no_grad():
+        acc = lambda x, y: (layer(x).argmax(1) == y).float().mean().item()  # noqa: E731
+        return {"test_acc": acc(xte, yte), "train_acc": acc(xtr, ytr)}
+
+
+def fit_head(head: torch.nn.Module, forward, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
+             weight_decay: float, batch_size: int, gen: torch.Generator) -> None:  # fmt: skip
+    """Train ``head``'s parameters with Adam and a cosine schedule on cross-entropy of ``forward(x[i])`` against
+    ``y[i]``, in minibatches drawn with ``gen`` (the loop of every probe: linear, dense)."""
+    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    n = xtr.shape[0]
+    n = x.shape[0]
     for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen).to(dev)
+        perm = torch.randperm(n, generator=gen).to(x.device)
         for s in range(0, n, batch_size):
             i = perm[s : s + batch_size]
-            loss = F.cross_entropy(layer(xtr[i]), ytr[i])
+            loss = F.cross_entropy(forward(x[i]), y[i])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         sched.step()
-    with torch.no_grad():
-        acc = lambda x, y: (layer(x).argmax(1) == y).float().mean().item()  # noqa: E731
-        return {"test_acc": acc(xte, yte), "train_acc": acc(xtr, ytr)}
