@@ -156,9 +156,6 @@ class RemovalDesign(StoredContexts):
                         out[f"{how} k={k} s{rs}"] = (how, k, rs)
         return out
 
-    def job_of(self, label: str) -> tuple[str, int, int]:
-        return self.jobs()[label]
-
     def named_specs(self) -> dict[str, EncoderSpec]:
         """Label → spec. A top-k and a random-k retrain share their retraining seed, so their accuracies pair."""
         half = self.half_ids

@@ -333,10 +333,6 @@ class RemovalSettings(Settings):
         self._set("seeds", tuple(int(x) for x in self.seeds))
 
 
-#: The training preset and removal settings for a preset, with overrides (None ignored).
-removal_settings = RemovalSettings.for_preset
-
-
 def run_removal(
     preset="smoke",
     *,
@@ -382,8 +378,7 @@ def compute_removal(d, *, device="cpu", cache_dir=None, data_root=None, progress
                                device=ctx.device, threshold=s["mask_threshold"])["test_miou"]  # fmt: skip
 
     rows = []
-    for (label, spec), fit in zip(named.items(), fitted):
-        how, k, rs = d.job_of(label)
+    for (how, k, rs), fit in zip(d.jobs().values(), fitted):
         acc = probe_all(fit.encoder, sets, p.probe_epochs, d.seed, ctx.device)
         rows.append({"k": k, "fraction": k / s["half"], "how": how, "seed": rs, **acc,
                      SEGMENTATION: segment(fit.encoder)})  # fmt: skip
