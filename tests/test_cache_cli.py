@@ -27,7 +27,7 @@ from memlib.experiments.cache import (
 )
 from memlib.experiments.encoders import EncoderSpec
 from memlib.experiments.presets import get_preset
-from memlib.experiments.setups_run import _load_snapshot
+from memlib.experiments.setups_evidence import _load_snapshot
 from memlib.models import build_encoder, channel_stats
 
 
@@ -58,7 +58,7 @@ def cache(tmp_path):
     p = get_preset("smoke")
     for i, kind in enumerate(KINDS.values()):
         key = f"{i:016x}"
-        if kind is DYNAMICS:  # where run_setups' training_dynamics puts its pair (encoders with snapshots)
+        if kind is DYNAMICS:  # where run_setups puts Fig. 2b's pair (encoders with snapshots)
             ckpt = EncoderSpec.from_preset(p, np.arange(10), 0, snapshots=True).checkpoint(root)
             _checkpoint(ckpt)
             save_torch({"epoch": 1, "encoder": {}}, ckpt.parent / "snapshots" / "epoch0001.pt")
@@ -186,17 +186,17 @@ def test_truncated_snapshot_names_the_file_and_the_fix(tmp_path):
     enc = build_encoder(p.arch, 1, 28, *stats)
     snap = DYNAMICS.folder(tmp_path, "0123456789abcdef") / "snapshots" / "epoch0001.pt"
     save_torch({"epoch": 1, "encoder": enc.state_dict()}, snap)
-    assert _load_snapshot(p, ds, stats, snap) is not None  # the intact one loads
+    assert _load_snapshot(p.arch, ds, snap) is not None  # the intact one loads
     data = snap.read_bytes()
     snap.write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptFileError) as e:
-        _load_snapshot(p, ds, stats, snap)
+        _load_snapshot(p.arch, ds, snap)
     msg = str(e.value)
     assert f"snapshot {snap} is unreadable" in msg
     assert f"Fix: delete its encoder folder {snap.parent.parent} and rerun run_setups" in msg
     assert snap.stat().st_size == len(data) // 2  # left for the user to delete
     with pytest.raises(CorruptFileError, match="epoch0002.pt is unreadable"):  # a missing one, too
-        _load_snapshot(p, ds, stats, snap.with_name("epoch0002.pt"))
+        _load_snapshot(p.arch, ds, snap.with_name("epoch0002.pt"))
 
 
 # --------------------------------------------------------------------------- #

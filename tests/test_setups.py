@@ -1,4 +1,4 @@
-"""Chapter 06's runner (memlib.experiments.setups_run): its settings, plan and overlap sizes."""
+"""Chapter 06 (memlib.experiments.setups_run, setups_evidence): its settings, plan, overlap sizes and config."""
 
 import pytest
 
@@ -22,36 +22,21 @@ def test_plan_shares_candidates_across_table1_setups():
     assert {rp.method for rp, _ in t1} == {"simclr", "dino", "mae", "vicreg", "supervised"}
 
 
-class _Started(Exception):
-    pass
-
-
 @pytest.mark.parametrize("preset", ["smoke", "cpu"])
-def test_seed_shifts_every_seed_and_zero_is_the_presets_own(monkeypatch, preset):
-    """One seed convention (memlib.experiments.presets): run_setups adds ``seed`` to every seed of its settings,
-    as run_sslmem_study does; at seed 0 its settings are the preset's own, so it plans the same encoders."""
+def test_seed_shifts_every_seed_and_zero_is_the_presets_own(preset):
+    """One seed convention (memlib.experiments.presets): chapter 06's config adds ``seed`` to every seed of its
+    settings, as chapter 01's does; at seed 0 its settings are the preset's own, so it plans the same encoders."""
     import dataclasses
 
-    import memlib.experiments.setups_run as sr
-
-    started = []
-
-    def start(kind, p, device, seed, key, *a, **k):
-        started.append((seed, key["settings"]))
-        raise _Started  # stop before anything loads or trains
-
-    monkeypatch.setattr(sr.RunContext, "start", start)
-
-    def settings(**kw):
-        with pytest.raises(_Started):
-            sr.run_setups(preset, data_root="unused", **kw)
-        seed, s = started.pop()
-        assert seed == s["seeds"][0]  # the run is recorded under its first seed
-        return s
+    from memlib.experiments.setups_evidence import run_setups, setups_config
 
     p, own = setups_settings(preset)
-    assert settings() == dataclasses.replace(own, train_augmentation=p.augmentation).to_dict()
-    assert settings(seed=10)["seeds"] == tuple(x + 10 for x in own["seeds"])
-    assert settings(seed=10, seeds=(0, 1))["seeds"] == (10, 11)  # explicit seeds shift too
+    cfg = setups_config(preset)
+    assert cfg.settings.to_dict() == dataclasses.replace(own, train_augmentation=p.augmentation).to_dict()
+    assert cfg.seed == own["seeds"][0]  # the chapter is recorded under its first seed
+    assert setups_config(preset, seed=10).settings["seeds"] == tuple(x + 10 for x in own["seeds"])
+    assert setups_config(preset, seed=10, seeds=(0, 1)).settings["seeds"] == (10, 11)  # explicit seeds shift too
     with pytest.raises(TypeError, match="seed='1' must be an int"):
-        sr.run_setups(preset, seed="1")
+        run_setups(preset, seed="1")
+    with pytest.raises(TypeError, match="did you mean 'seeds'"):
+        setups_config(preset, seedz=(0,))

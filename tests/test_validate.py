@@ -9,7 +9,7 @@ import os
 import pytest
 
 from memlib.experiments import run_dp, run_localization, run_regularization, run_removal, run_sslmem
-from memlib.experiments.setups_run import run_setups
+from memlib.experiments.setups_evidence import run_setups
 from memlib.experiments.validate import check_run_folders
 
 RUNNERS = {

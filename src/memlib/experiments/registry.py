@@ -32,6 +32,7 @@ _MODULES = (
     "memlib.experiments.localization_evidence",
     "memlib.experiments.mae_regime",
     "memlib.experiments.arch_size",
+    "memlib.experiments.setups_evidence",
 )
 
 #: Registered experiments by name (filled by :func:`register_experiment`).

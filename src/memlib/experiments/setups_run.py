@@ -1,7 +1,9 @@
 """SSLMem across training setups: the SSLMem paper's Table 1, Fig. 2b, Tables 4, 7–9 and 11–13.
 
-One call, :func:`run_setups`, runs every comparison of the section on the
-same seeded splits, so that all setups score the *same* candidates:
+This module holds the section's settings, its plan of SSLMem runs and its analysis
+(:func:`setups_analysis`, from stored rows); :func:`~memlib.experiments.setups_evidence.run_setups`
+fills the evidence store and calls it. Every comparison runs on the same seeded splits, so that all setups
+score the *same* candidates:
 
 - **Table 1**: SSLMem and linear-probe accuracy per method × architecture
   (:data:`SETUPS`), over seeds; does more memorisation go with more accuracy (S13)?
@@ -16,13 +18,12 @@ same seeded splits, so that all setups score the *same* candidates:
 
 Each setup is an SSLMem run (:func:`~memlib.experiments.sslmem_experiment.run_sslmem`)
 with a few preset fields changed, so encoders are cached and shared with the
-other chapters (the SimCLR encoders of seed 0 are chapter 01's first pair).
+other chapters (the SimCLR encoders of seed 0 are chapter 01's first pair, and their rows in the store too).
 The ablations (Tables 7–9, Fig. 2b) use the first seed only.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,40 +31,30 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats as st
 
-from ..atomic import CorruptFileError
-from ..data.augment import AUGMENTATIONS, build_augmentation
-from ..data.datasets import load_dataset
-from ..memorization.dejavu import dejavu
-from ..memorization.feldman import supervised_memorization
-from ..memorization.sslmem import sslmem
+from ..data.augment import AUGMENTATIONS
 from ..methods import METHODS
-from ..models import build_encoder, channel_stats
 from ..probing import beats_floor
 from ..stats import kendall_tau, kendall_test, mean_ci, overlap_at_k
-from ..training.loop import fingerprint
 from ..verdicts import (
     INCONCLUSIVE,
     Evidence,
     Sesoi,
     decide,
     mean_evidence,
+    plan_n,
+    plan_n_kendall,
     preset_status,
     standardised_sesoi,
     verdict_rule,
 )
-from .artifacts import SETUPS as SETUPS_KIND
 from .claims import Claim, claims_table
-from .context import RunContext, scoring_options
-from .encoders import family_specs, fit, method_setup, vit_arch
-from .inputs import load_with_splits, probe_rng, probe_sets
-from .presets import Preset, shift_seeds
-from .probes import probe_encoder
+from .encoders import method_setup, vit_arch
+from .presets import Preset
 from .settings import Settings
-from .sslmem_experiment import SSLMemRun, random_floor_of, run_sslmem
-from .validate import check_method_kwargs, validate_run_parameters
+from .sslmem_experiment import SSLMemRun
+from .validate import check_method_kwargs
 
 #: The setups of Table 1, each name mapped to (method, architecture kind), where ``"resnet"`` is the
 #: preset's architecture and ``"vit"`` its ViT (:func:`~memlib.experiments.encoders.vit_arch`).
@@ -222,6 +213,9 @@ class SetupsRun:
     timings: dict = field(default_factory=dict)
     #: Probe accuracies of untrained encoders, per architecture (column ``arch``), on the first seed's probe sets.
     floor: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: The evidence store the run was read from, and its encoders' keys.
+    store: object = None
+    encoder_keys: list = field(default_factory=list)
 
     # ---- tables -------------------------------------------------------------------------------------
     def table1(self) -> pd.DataFrame:
@@ -241,6 +235,65 @@ class SetupsRun:
             }
         )
         return out
+
+    def planned_n(self, alpha: float = 0.05) -> pd.DataFrame:
+        """The sample-size plan per claim, declared with the design: its unit, the units now, the SESOI, the units a
+        one-sided test needs for 80 % power at α/m, the encoders one unit costs, and the CPU hours of the
+        planned n at this run's median training time per encoder (from the store).
+
+        m is every claim of the chapter (10): if each were replicated and decided, they would share one Holm
+        correction. S13 is a Kendall τ over SSL runs (SESOI |τ| 0.2, :func:`~memlib.verdicts.plan_n_kendall`);
+        every other claim is a mean over its units of a difference between levels or setups, planned for a
+        standardised SESOI of d = 0.5 (:func:`~memlib.verdicts.plan_n`; the one-pair-per-level ablations have
+        no spread to pilot with, and S17's paper gap has no counterpart at this scale).
+        """
+        s, runs = self.settings, self.table1_runs
+        m = len(SETUPS_TESTS)
+        n_t1 = int(((runs["method"] != "supervised") & runs["beats_floor"]).sum())
+        n17 = len(set(runs.loc[runs.setup == BASE_SETUP, "seed"]) & set(runs.loc[runs.method == "supervised", "seed"]))
+        d_n = plan_n(0.5, 1.0, alpha=alpha, m=m)
+        n_setups = len(s["setups"])
+        plan = {  # claim: (unit, units now, SESOI, planned n, encoders per unit)
+            "S10": ("encoder pair with snapshots", 1, "d = 0.5", d_n, 2),
+            "S13": ("SSL run (setup × seed)", n_t1, "|τ| = 0.2", plan_n_kendall(0.2, alpha=alpha, m=m), 2),
+            "S15": ("replicate (a pair per overlap ratio)", 1, "d = 0.5", d_n, 2 * len(s["overlaps"])),
+            "S16": ("split (a pair per setup)", 1, "d = 0.5", d_n, 2 * n_setups),
+            "S17": ("seed (SimCLR and supervised pairs)", n17, "d = 0.5", d_n, 4),
+            "S18": ("split (SimCLR and supervised pairs)", 1, "d = 0.5", d_n, 4),
+            "S26": ("split (a pair per setup)", 1, "d = 0.5", d_n, 2 * n_setups),
+            "S27": ("encoder pair", 1, "d = 0.5", d_n, 2),
+            "S28": (
+                "replicate (a pair per training augmentation)",
+                1,
+                "d = 0.5",
+                d_n,
+                2 * len(s["train_augmentations"]),
+            ),
+            "S29": ("replicate (a pair per mask ratio)", 1, "d = 0.5", d_n, 2 * len(s["mask_ratios"])),
+        }
+        df = pd.DataFrame.from_dict(
+            plan, orient="index", columns=["unit", "n now", "SESOI", "planned n", "encoders per unit"]
+        )
+        df.index.name = "claim"
+        df["encoders at planned n"] = df["planned n"] * df["encoders per unit"]
+        minutes = self.minutes_per_encoder()
+        df["CPU hours at planned n"] = df["encoders at planned n"] * minutes / 60
+        return df
+
+    def n_trained(self) -> int:
+        """How many trained encoders the chapter's rows come from (untrained floors and snapshots not counted)."""
+        if self.store is None:
+            return 0
+        enc = self.store.load("encoders")
+        return int((enc.encoder.isin(self.encoder_keys) & (enc.kind == "trained")).sum())
+
+    def minutes_per_encoder(self) -> float:
+        """The median training time of the chapter's trained encoders in minutes (from the store; NaN without)."""
+        if self.store is None:
+            return float("nan")
+        enc = self.store.load("encoders")
+        enc = enc[enc.encoder.isin(self.encoder_keys) & (enc.kind == "trained")]
+        return float(np.nanmedian(enc.train_wall_s) / 60) if len(enc) else float("nan")
 
     def tau_matrix(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Kendall's τ and its p-value between every pair of setups' candidate scores (Table 13)."""
@@ -486,147 +539,54 @@ def _row(run: SSLMemRun, **extra) -> dict:
     }
 
 
-def _load_snapshot(p: Preset, train_set, stats, path: Path):
-    """The encoder of the snapshot ``path``; a missing, truncated or foreign file names itself and the fix."""
-    enc = build_encoder(p.arch, train_set.channels, train_set.image_size, *stats)
-    try:
-        enc.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["encoder"])
-    except Exception as e:  # torch raises several types for truncated or foreign files
-        raise CorruptFileError(
-            f"training_dynamics: snapshot {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0]}). "
-            f"Fix: delete its encoder folder {path.parent.parent} and rerun run_setups, which trains that "
-            f"encoder again with its snapshots"
-        ) from e
-    return enc.eval()
+@dataclass
+class SetupsExtras:
+    """What chapter 06 measures beyond its SSLMem runs, read from stored rows (see
+    :mod:`~memlib.experiments.setups_evidence`).
 
-
-def training_dynamics(p: Preset, seed: int, device, cache: Path, data_root=None, progress: bool = False):
-    """SSLMem, loss and probe accuracy over training (Fig. 2b) from snapshots of one f and one g.
-
-    The pair trains in its own cache folder (``<cache>/dynamics``, the kind
-    ``DYNAMICS`` of :mod:`memlib.experiments.artifacts`) with snapshots at every
-    checkpoint epoch; at each snapshot, the candidates and shared points are
-    scored (raw scores, comparable across epochs) and f is probed (linear and kNN).
-
-    Returns
-    -------
-    tuple
-        A DataFrame (one row per snapshot epoch) and the candidates' raw scores per epoch.
+    ``measure``: the base setup's scores with each measuring augmentation (Table 8); ``label_prob``: the
+    supervised setup's softmax probability of each candidate's label per family (Feldman's memorisation,
+    Table 12), or ``None`` without a supervised setup; ``dejavu``: per Table 1 setup, its Déjà Vu result
+    (Table 4); ``snapshots``: per snapshot epoch of the base pair, f's probe accuracies and loss and the
+    candidates' and shared points' raw scores (Fig. 2b).
     """
-    p1 = p.replace(models_per_family=1)
-    train_set, test_set, splits = load_with_splits(p1, seed, data_root)
-    # snapshots=True: a cache of its own, <cache>/dynamics/encoders/<key> (the kind DYNAMICS)
-    specs = {fam: ss[0] for fam, ss in family_specs(p1, splits, seed, snapshots=True).items()}
-    f0 = fit([specs["f"], specs["g"]], train_set, cache, device, progress=progress, labels=["f0", "g0"])[0]
-    rng = probe_rng(seed)
-    probe_tr, probe_te = probe_sets(p1, train_set, test_set, rng)
-    aug = build_augmentation(p1.augmentation, train_set.image_size)
-    cand, shared = train_set.subset(splits.candidate), train_set.subset(splits.shared)
-    images = torch.cat([cand.images, shared.images])
-    ids = np.concatenate([splits.candidate, splits.shared])
-    folders = {fam: spec.checkpoint(cache).parent / "snapshots" for fam, spec in specs.items()}
-    epochs = sorted(int(f.stem[5:]) for f in folders["f"].glob("epoch*.pt"))
-    if not epochs:
-        raise RuntimeError(
-            f"training_dynamics: no snapshots in {folders['f']}; that encoder was trained without "
-            f"them: delete {folders['f'].parent} and rerun"
-        )
-    loss = {h["epoch"]: h["loss"] for h in f0.history}
-    scoring = scoring_options(p1, seed, device)
-    stats = channel_stats(train_set.images)
-    rows, points = [], {}
-    for e in epochs:
-        f, g = (_load_snapshot(p1, train_set, stats, folders[fam] / f"epoch{e:04d}.pt") for fam in ("f", "g"))
-        res = sslmem([f.to(device)], [g.to(device)], images, aug, ids=ids, options=scoring)
-        c = res.raw[: len(cand)]
-        points[e] = c
-        pr = probe_encoder(f, probe_tr, probe_te, p1.probe_epochs, seed, device)
-        top = np.sort(c)[-max(1, len(c) // 10) :]
-        rows.append(
-            {
-                "epoch": e,
-                "loss": loss.get(e, np.nan),
-                "linear_acc": pr["linear_acc"],
-                "knn_acc": pr["knn_acc"],
-                "sslmem_raw": float(c.mean()),
-                "sslmem_top10": float(top.mean()),
-                "shared_raw": float(res.raw[len(cand) :].mean()),
-            }
-        )
-    return pd.DataFrame(rows), points
+
+    measure: dict  # augmentation → SSLMemResult over the base run's scored points
+    label_prob: dict | None  # {"f": (members, candidates), "g": ...}
+    dejavu: dict  # setup → DejaVuResult
+    snapshots: dict  # epoch → {"loss", "linear_acc", "knn_acc", "candidate": raw, "shared": raw}
 
 
-def run_setups(
-    preset="smoke", *, device="cpu", seed=0, cache_dir=None, data_root=None, progress=False, **overrides
+def setups_analysis(
+    p: Preset, s, runs: dict, floor: pd.DataFrame, extras: SetupsExtras, provenance: dict, path: Path
 ) -> SetupsRun:
-    """Run every comparison of the section (see the module docstring) at ``preset``.
-
-    The settings are :data:`SETUPS_SETTINGS` at ``preset``; ``overrides`` change them (``seeds``, ``setups``,
-    ``seed_setups`` (the setups that run every seed; the others run the first), ``overlaps``,
-    ``train_augmentations``, ``measure_augmentations``, ``mask_ratios``, ``dejavu_k``, ``dejavu_centre``,
-    ``public``, ``top_k``, ``kwargs``) or preset fields (``epochs=50``); ``None`` is ignored. ``seed`` shifts
-    every seed of the settings (``seed=10`` runs seeds 10, 11, 12 where they are 0, 1, 2; the convention of
-    :mod:`~memlib.experiments.presets`). For ``device``, ``cache_dir``, ``data_root`` and ``progress`` see
-    :meth:`~memlib.experiments.context.RunContext.start`. Returns a :class:`SetupsRun`.
-    """
-    p, s = setups_settings(preset, **overrides)
-    s = shift_seeds(s, seed)
-    # Every run's preset is checked before anything is trained.
-    runs = plan(p, s)
-    for _, _, rp, seed in runs:
-        validate_run_parameters(rp, device, seed)
-    s = dataclasses.replace(s, train_augmentation=p.augmentation)
-    ctx = RunContext.start(
-        SETUPS_KIND, p, device, s["seeds"][0], {"settings": s.to_dict()}, cache_dir, data_root, progress
-    )
-    dev, cache = ctx.device, ctx.cache
-    kw = dict(device=device, cache_dir=cache, data_root=data_root, progress=progress)
-    done: dict[tuple, SSLMemRun] = {}
-
-    def get(rp: Preset, seed: int) -> SSLMemRun:
-        key = (fingerprint(rp.to_dict()), seed)
-        if key not in done:
-            done[key] = run_sslmem(rp, seed=seed, floor=False, **kw)  # the floor: once per architecture
-        return done[key]
-
-    t1_rows, cand_cols = [], {}
+    """Chapter 06's tables from its runs (``(table, label, seed)`` → :class:`.SSLMemRun`, as planned by
+    :func:`plan`), the untrained floor per architecture (column ``arch``, the first seed's probe sets) and its
+    ``extras``; nothing is trained or scored here."""
     seed0 = s["seeds"][0]
-    for table, name, rp, seed in runs:
+    t1_rows, cand_cols = [], {}
+    for table, name, rp, seed in plan(p, s):
         if table != "table1":
             continue
-        run = get(rp, seed)
+        run = runs[(table, name, seed)]
         t1_rows.append(_row(run, setup=name, method=rp.method, arch=rp.arch, seed=seed))
         if seed == seed0:
             cand_cols[name] = _candidates(run)
     table1_runs = pd.DataFrame(t1_rows)
-
-    # The random floor per architecture (first seed's probe sets); a setup whose encoders do not beat it
-    # is uninformative and left out of the claims.
-    floor = pd.concat(
-        [
-            random_floor_of(setup_preset(p, s, name), seed=seed0, device=dev, data_root=data_root).assign(arch=arch)
-            for arch, name in {setup_preset(p, s, n).arch: n for n in s["setups"]}.items()
-        ],
-        ignore_index=True,
-    )
-    # f's and g's accuracies over the setup's seeds against the floor of its architecture.
+    # f's and g's accuracies over the setup's seeds against the floor of its architecture; a setup whose
+    # encoders do not beat it is uninformative and left out of the claims.
     accs = {n: g[["linear_acc", "linear_acc_g"]].to_numpy().ravel() for n, g in table1_runs.groupby("setup")}
     table1_runs["beats_floor"] = [
         bool(beats_floor(accs[r.setup], floor.loc[floor["arch"] == r.arch, "linear_acc"])["informative"])
         for r in table1_runs.itertuples()
     ]
 
-    # Feldman's supervised memorisation from the supervised setup's classifiers (heads kept).
+    # Feldman's supervised memorisation (Table 12): mean p(y|x) under f minus under g.
     feldman_rows = []
     sup = [n for n in s["setups"] if SETUPS[n][0] == "supervised"]
-    if sup:
-        rp = setup_preset(p, s, sup[0])
-        train_set, _, splits = load_with_splits(rp, seed0, data_root)
-        fams = ctx.fit_families(rp, train_set, splits)  # whole methods: Feldman needs the classifier heads
-        cand = train_set.subset(splits.candidate)
-        cand_cols["Feldman (supervised)"] = supervised_memorization(
-            [f.method for f in fams["f"]], [f.method for f in fams["g"]], cand.images, cand.labels.numpy()
-        )
+    if sup and extras.label_prob is not None:
+        lp = extras.label_prob
+        cand_cols["Feldman (supervised)"] = lp["f"].mean(0) - lp["g"].mean(0)
         ssl_scores, fm = cand_cols[BASE_SETUP], cand_cols["Feldman (supervised)"]
         rng = np.random.default_rng(seed0)
         for k in s["top_k"]:
@@ -647,15 +607,15 @@ def run_setups(
     candidate_scores = pd.DataFrame(cand_cols)
 
     # Table 7: overlap ratio; Table 9: training augmentation and MAE mask ratio (first seed).
-    def ablation(table: str, key) -> tuple[pd.DataFrame, dict]:
+    def ablation(table: str, key: str) -> tuple[pd.DataFrame, dict]:
         rows, pts = [], {}
-        for _, value, rp, seed in [r for r in runs if r[0] == table]:
-            run = get(rp, seed)
+        for _, value, rp, seed in [r for r in plan(p, s) if r[0] == table]:
+            run = runs[(table, value, seed)]
             pts[value] = _candidates(run)
             r = _row(run)
             rows.append(
                 {
-                    key[:-1]: value,
+                    key: value,
                     "SSLMem": r["sslmem"],
                     "SSLMem calibrated": r["sslmem_calibrated"],
                     "SSLMem raw": r["sslmem_raw"],
@@ -666,19 +626,18 @@ def run_setups(
                     "candidate": rp.candidate,
                 }
             )
-        return pd.DataFrame(rows).set_index(key[:-1]), pts
+        return pd.DataFrame(rows).set_index(key), pts
 
-    overlap, overlap_points = ablation("overlap", "overlaps")
-    train_aug, train_aug_points = ablation("train_aug", "train_augmentations")
-    mask_ratio, mask_ratio_points = ablation("mask_ratio", "mask_ratios")
+    overlap, overlap_points = ablation("overlap", "overlap")
+    train_aug, train_aug_points = ablation("train_aug", "train_augmentation")
+    mask_ratio, mask_ratio_points = ablation("mask_ratio", "mask_ratio")
 
-    # Table 8: the base setup's encoders measured with other augmentations (one scoring each, same views seed).
-    base = get(setup_preset(p, s, BASE_SETUP), seed0)
+    # Table 8: the base setup's encoders measured with other augmentations (same views seed).
+    base = runs[("table1", BASE_SETUP, seed0)]
+    cand = base.subset == "candidate"
     measure_rows, measure_points = [], {}
-    for a in s["measure_augmentations"]:
-        aug = build_augmentation(a, base.images.shape[-1])
-        res = sslmem(base.encoders["f"], base.encoders["g"], base.images, aug, ids=base.result.ids, **ctx.scoring(p))
-        c = res.score[base.subset == "candidate"]
+    for a, res in extras.measure.items():
+        c = res.score[cand]
         measure_points[a] = c
         lo_hi = mean_ci(c)
         measure_rows.append(
@@ -687,34 +646,16 @@ def run_setups(
                 "SSLMem": lo_hi[0],
                 "ci95 low": lo_hi[1],
                 "ci95 high": lo_hi[2],
-                "SSLMem raw": float(res.raw[base.subset == "candidate"].mean()),
+                "SSLMem raw": float(res.raw[cand].mean()),
                 "trained with": a == p.augmentation,
             }
         )
     measure_aug = pd.DataFrame(measure_rows).set_index("augmentation")
 
-    # Table 4: Déjà Vu beside SSLMem, for every Table 1 setup at the first seed. The public set is drawn
-    # from the test split without S_E (no encoder trained on any of it).
-    test_set = load_dataset(p.dataset, "test", root=data_root)
-    pool = np.setdiff1d(np.arange(len(test_set)), base.splits.extra)  # Table 1's setups share base's splits
-    public = test_set.subset(
-        np.sort(np.random.default_rng(seed0 + 7).choice(pool, min(s["public"], len(pool)), replace=False))
-    )
+    # Table 4: Déjà Vu beside SSLMem, for every Table 1 setup at the first seed.
     dv_rows = []
-    for name in s["setups"]:
-        run = get(setup_preset(p, s, name), seed0)
-        cmask = run.subset == "candidate"
-        res = dejavu(
-            run.encoders["f"],
-            run.encoders["g"],
-            run.images[cmask],
-            run.labels[cmask],
-            public.images,
-            public.labels.numpy(),
-            k=s["dejavu_k"],
-            centre=s["dejavu_centre"],
-            device=dev,
-        )
+    for name, res in extras.dejavu.items():
+        run = runs[("table1", name, seed0)]
         sm = res.summary()
         dv_rows.append(
             {
@@ -730,15 +671,25 @@ def run_setups(
         )
     dv = pd.DataFrame(dv_rows).set_index("setup")
 
-    # Fig. 2b: the base setup's first f and g pair over training.
-    dynamics, dynamics_points = training_dynamics(
-        setup_preset(p, s, BASE_SETUP), seed0, dev, cache, data_root, progress
-    )
-
-    for r in done.values():
-        ctx.trained_at += r.provenance.get("trained_at") or []
-    prov = ctx.provenance({**p.to_dict(), **s.to_dict()})
-    out = SetupsRun(
+    # Fig. 2b: the base setup's first f and g pair over training, from its snapshots.
+    dyn_rows, dynamics_points = [], {}
+    for e, snap in sorted(extras.snapshots.items()):
+        c = snap["candidate"]
+        dynamics_points[e] = c
+        top = np.sort(c)[-max(1, len(c) // 10) :]
+        dyn_rows.append(
+            {
+                "epoch": e,
+                "loss": snap["loss"],
+                "linear_acc": snap["linear_acc"],
+                "knn_acc": snap["knn_acc"],
+                "sslmem_raw": float(c.mean()),
+                "sslmem_top10": float(top.mean()),
+                "shared_raw": float(snap["shared"].mean()),
+            }
+        )
+    distinct = {id(r): r for r in runs.values()}
+    return SetupsRun(
         p,
         s,
         table1_runs,
@@ -753,12 +704,10 @@ def run_setups(
         mask_ratio_points,
         overlap_points,
         dv,
-        dynamics,
+        pd.DataFrame(dyn_rows),
         dynamics_points,
-        prov,
-        ctx.run_dir,
-        {"total_s": ctx.elapsed(), "sslmem_experiments": len(done)},
+        provenance,
+        Path(path),
+        {"sslmem_experiments": len(distinct)},
         floor,
     )
-    ctx.save(tables={name: getattr(out, name) for name in TABLES}, jsons={"provenance": prov}, index=True)
-    return out

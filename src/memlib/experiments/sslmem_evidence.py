@@ -244,8 +244,8 @@ def run_from_store(store: EvidenceStore, d: RunDesign, data_root=None) -> SSLMem
             ]
         )
     train_set, test_set, splits = load_with_splits(p, d.seed, data_root)
-    images = _images(train_set, test_set, d.ids)
-    labels = _labels(train_set, test_set, d.ids)
+    images = point_images(train_set, test_set, d.ids)
+    labels = point_labels(train_set, test_set, d.ids)
     return SSLMemRun(
         p,
         d.seed,
@@ -267,12 +267,15 @@ def run_from_store(store: EvidenceStore, d: RunDesign, data_root=None) -> SSLMem
     )
 
 
-def _images(train_set, test_set, ids: np.ndarray) -> torch.Tensor:
+def point_images(train_set, test_set, ids: np.ndarray) -> torch.Tensor:
+    """The images of point ``ids`` (training split first, then the test split, as :func:`test_point_ids` numbers
+    them)."""
     n = len(train_set)
     return torch.stack([train_set.images[i] if i < n else test_set.images[i - n] for i in ids.tolist()])
 
 
-def _labels(train_set, test_set, ids: np.ndarray) -> np.ndarray:
+def point_labels(train_set, test_set, ids: np.ndarray) -> np.ndarray:
+    """The labels of point ``ids`` (numbered as in :func:`point_images`)."""
     n = len(train_set)
     return np.array([int(train_set.labels[i]) if i < n else int(test_set.labels[i - n]) for i in ids.tolist()])
 

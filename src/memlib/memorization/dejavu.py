@@ -89,18 +89,29 @@ def dejavu(
     -------
     DejaVuResult
     """
+    labels = np.asarray(labels)
+    f_hits = [dejavu_hits(e, images, labels, public_images, public_labels, k, centre, device) for e in f_encoders]
+    g_hits = [dejavu_hits(e, images, labels, public_images, public_labels, k, centre, device) for e in g_encoders]
+    return DejaVuResult(np.mean(f_hits, axis=0), np.mean(g_hits, axis=0))
+
+
+def dejavu_hits(
+    encoder,
+    images: torch.Tensor,
+    labels,
+    public_images: torch.Tensor,
+    public_labels,
+    k: int = 20,
+    centre: int = 14,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Whether ``encoder``'s kNN vote over the public set labels each point right from its periphery (0 or 1
+    per point); :func:`dejavu` averages these over each family's members."""
     if len(public_images) < k:
         raise ValueError(f"dejavu: the public set has {len(public_images)} points, fewer than k={k}")
     labels = torch.as_tensor(np.asarray(labels)).long()
     public_labels = torch.as_tensor(np.asarray(public_labels)).long()
-    crops = periphery_crop(images, centre)
     n_cls = int(max(labels.max(), public_labels.max())) + 1
-
-    def correct(encs):
-        hits = []
-        for enc in encs:
-            bank, q = embed(enc, public_images, device=device), embed(enc, crops, device=device)
-            hits.append((knn_predict(bank, public_labels, q, k=k, num_classes=n_cls) == labels).numpy())
-        return np.mean(hits, axis=0)
-
-    return DejaVuResult(correct(f_encoders), correct(g_encoders))
+    bank = embed(encoder, public_images, device=device)
+    q = embed(encoder, periphery_crop(images, centre), device=device)
+    return (knn_predict(bank, public_labels, q, k=k, num_classes=n_cls) == labels).numpy().astype(np.float64)
