@@ -40,3 +40,27 @@ def test_seed_shifts_every_seed_and_zero_is_the_presets_own(preset):
         run_setups(preset, seed="1")
     with pytest.raises(TypeError, match="did you mean 'seeds'"):
         setups_config(preset, seedz=(0,))
+
+
+def test_chapter_reads_back_from_the_store_alone(tmp_path):
+    """Chapter 06 fills the store once; read back with an empty cache and ``train=False`` (no weights, no training)
+    every table is the same, and a store missing the chapter's rows is refused with the command that fills it."""
+    import pandas as pd
+
+    from memlib.evidence import EvidenceStore
+    from memlib.experiments.setups_evidence import run_setups
+
+    kw = dict(setups=("SimCLR-ResNet", "Supervised-ResNet"), overlaps=(0.7,), train_augmentations=("noise",),
+              measure_augmentations=("simclr", "rotation"), mask_ratios=(), top_k=(5,), progress=False)  # fmt: skip
+    store = tmp_path / "store"
+    first = run_setups("smoke", store=store, cache_dir=tmp_path / "cache", **kw)
+    again = run_setups("smoke", store=store, cache_dir=tmp_path / "empty", train=False, **kw)
+    assert not (tmp_path / "empty" / "encoders").exists()  # nothing trained or loaded
+    for name in ("table1_runs", "candidate_scores", "feldman", "measure_aug", "dejavu", "dynamics", "overlap"):
+        pd.testing.assert_frame_equal(getattr(first, name), getattr(again, name))
+    pd.testing.assert_frame_equal(first.claims(), again.claims())
+    snaps = EvidenceStore(store).load("encoders")
+    assert (snaps.kind == "snapshot").sum() == 2 * len(first.dynamics)  # f and g at every snapshot epoch
+    assert first.measure_aug.loc["simclr", "SSLMem"] == first.table1().loc["SimCLR-ResNet", "SSLMem"]
+    with pytest.raises(LookupError, match="memlib-evidence add --chapter 06"):
+        run_setups("smoke", store=tmp_path / "other", cache_dir=tmp_path / "empty", train=False, **kw)

@@ -626,7 +626,8 @@ def setups_analysis(
                     "candidate": rp.candidate,
                 }
             )
-        return pd.DataFrame(rows).set_index(key), pts
+        cols = [key, "SSLMem", "SSLMem calibrated", "SSLMem raw", "linear acc", "kNN acc", "n", "shared", "candidate"]
+        return pd.DataFrame(rows, columns=cols).set_index(key), pts  # columns: an ablation may have no levels
 
     overlap, overlap_points = ablation("overlap", "overlap")
     train_aug, train_aug_points = ablation("train_aug", "train_augmentation")
