@@ -451,30 +451,22 @@ def run_chapter(
         ignore_index=True,
     )
     keys = list(dict.fromkeys(k for d in [*designs.values(), extras_d] for k in d.keys()))
-    stored = store_provenance(st, _Keys(cfg.preset, cfg.seed, keys, extras_d.name), EXPERIMENT)
+    batches = _batches(st, [*designs.values(), extras_d], keys)
+    stored = store_provenance(st, extras_d, EXPERIMENT, keys=keys, batches=batches)
     out = setups_analysis(cfg.preset, cfg.settings, runs, floor, extras, {}, st.path)
     out.provenance = chapter_provenance(EXPERIMENT, cfg, extras_d.name, device, time.perf_counter() - t0, stored)
-    out.provenance["store"]["batches"] = _batches(st, [*designs.values(), extras_d])
     out.store, out.encoder_keys = st, keys
     return out
 
 
-@dataclass(frozen=True)
-class _Keys:
-    preset: Preset
-    seed: int
-    encoder_keys: list
-    name: str
-
-    def keys(self) -> list[str]:
-        return self.encoder_keys
-
-
-def _batches(store: EvidenceStore, designs: list) -> list[str]:
-    """The store batches that gave the encoders of ``designs`` their roles in this chapter."""
+def _batches(store: EvidenceStore, designs: list, keys: list[str]) -> list[str]:
+    """The store batches behind the chapter: those that gave its encoders their roles here, and those that
+    stored encoders it shares with other chapters (SimCLR's first pairs are chapter 01's)."""
     roles = store.load("roles")
     names = {d.name for d in designs}
-    return sorted(set(roles.loc[(roles.experiment == EXPERIMENT) & roles.design.isin(names), "batch"]))
+    mine = set(roles.loc[(roles.experiment == EXPERIMENT) & roles.design.isin(names), "batch"])
+    enc = store.load("encoders")
+    return sorted(mine | set(enc.loc[enc.encoder.isin(keys), "batch"]))
 
 
 def run_setups(

@@ -128,13 +128,15 @@ def matrix(df: pd.DataFrame, keys: list[str], ids: np.ndarray, value: str) -> np
     return wide.loc[keys, ids].to_numpy(dtype=np.float64)
 
 
-def store_provenance(store: EvidenceStore, d, experiment: str) -> dict:
+def store_provenance(store: EvidenceStore, d, experiment: str, *, keys=None, batches=None) -> dict:
     """Where design ``d``'s rows came from: the store batches that gave its encoders their roles in
-    ``experiment``, and the encoders' training."""
-    enc = store.load("encoders").set_index("encoder").loc[d.keys()]
-    roles = store.load("roles")
-    mine = roles.encoder.isin(d.keys()) & (roles.design == d.name) & (roles.experiment == experiment)
-    batches = sorted(set(roles.loc[mine, "batch"]))
+    ``experiment`` (or ``batches``), and the training of its encoders (or of ``keys``)."""
+    keys = d.keys() if keys is None else list(keys)
+    enc = store.load("encoders").set_index("encoder").loc[keys]
+    if batches is None:
+        roles = store.load("roles")
+        mine = roles.encoder.isin(keys) & (roles.design == d.name) & (roles.experiment == experiment)
+        batches = sorted(set(roles.loc[mine, "batch"]))
     prov = store.batches().set_index("batch").loc[batches] if batches else pd.DataFrame()
     trained = enc[enc.kind == "trained"]
     return {
