@@ -73,15 +73,26 @@ def test_smoke_run(fmnist_small):
     top = next(s for label, s in d.named_specs().items() if label.startswith("top"))
     lost = np.setdiff1d(d.half_ids, top.indices)
     assert set(lost) == set(d.half_ids[np.argsort(-d.scores, kind="stable")[:k]])
+    # the status counts every encoder of the bound design, top-k retrains included
+    from memlib.experiments.evidence_cli import chapter_status
+
+    st = next(c for c in chapter_status(run.store, "smoke", 1) if c["experiment"] == "removal")
+    assert st["encoders_needed"] == len(d.keys()) == st["encoders_stored"] and st["designs_unbound"] == 0
+    assert len(d.keys()) > len(exp.design(exp.config("smoke"))[0].keys())  # more than the unbound design knows
     # read back from the store alone (train=False), the run gives the same numbers
     again = run_removal("smoke", progress=False, train=False)
     cols = [*DOWNSTREAM, "segmentation"]
     assert np.allclose(again.results[cols].to_numpy(), r[cols].to_numpy())
 
 
-def test_an_empty_store_is_refused_without_training(fmnist_small):
+def test_an_empty_store_is_refused_without_training(fmnist_small, tmp_path):
     with pytest.raises(LookupError, match="in/out ranking"):
         run_removal("smoke", progress=False, train=False)
+    from memlib.evidence import EvidenceStore
+    from memlib.experiments.evidence_cli import chapter_status
+
+    st = next(c for c in chapter_status(EvidenceStore(tmp_path / "empty"), "smoke", 1) if c["experiment"] == "removal")
+    assert st["designs_unbound"] == 1 and st["encoders_stored"] == 0  # said, not silently undercounted
 
 
 def test_half_larger_than_the_pool_is_refused():

@@ -82,7 +82,16 @@ def chapter_status(store, preset: str, workers: int) -> list[dict]:
     rows = []
     for exp in experiments().values():
         cfg = exp.config(preset)
-        designs = exp.design(cfg)
+        designs, unbound = exp.design(cfg), 0
+        if exp.bind is not None:  # designs that depend on other rows list every encoder once those are stored
+            bound = []
+            for d in designs:
+                try:
+                    bound.append(exp.bind(d, store))
+                except LookupError:
+                    bound.append(d)
+                    unbound += 1
+            designs = bound
         keys = list(dict.fromkeys(k for d in designs for k in d.keys()))
         trained = {k for d in designs for k in d.trained_keys()}
         lack = [k for k in keys if k not in held and k in trained]
@@ -96,6 +105,7 @@ def chapter_status(store, preset: str, workers: int) -> list[dict]:
                 "encoders_stored": sum(k in held for k in keys),
                 "trainings_missing": len(lack),
                 "cpu_minutes_missing": round(len(lack) * exp.minutes_per_encoder / max(workers, 1), 1),
+                "designs_unbound": unbound,
             }
         )
     return rows
@@ -120,7 +130,9 @@ def _status(args) -> int:
         print(
             f"  {r['chapter']} {r['experiment']}: {r['encoders_stored']} of {r['encoders_needed']} encoders stored; "
             f"{r['trainings_missing']} to train, about {r['cpu_minutes_missing']} min on {args.workers or 2} workers"
-        )
+            + (f" (and encoders of {r['designs_unbound']} designs whose inputs are not stored yet)"
+               if r["designs_unbound"] else "")
+        )  # fmt: skip
     registered = {r["chapter"] for r in chapters}
     others = sorted({c["chapter"] for c in claims if c["chapter"] and c["chapter"] not in registered})
     if others:

@@ -71,6 +71,10 @@ class Experiment:
     missing
         ``(store, design) → list`` of what the store lacks for a design (empty: nothing to compute), or
         ``None``, where a design lacks only encoders.
+    bind
+        ``(design, store) → design`` completed from rows already in the store (a design whose encoders depend on
+        another experiment's rows, e.g. chapter 02's ranking), computing nothing; it raises ``LookupError`` while
+        those rows are missing. ``None``: every design is complete as given.
     """
 
     name: str
@@ -84,6 +88,7 @@ class Experiment:
     fill: Callable
     minutes_per_encoder: float = 1.7
     missing: Callable | None = None
+    bind: Callable | None = None
 
 
 def check_parameters(params: dict, known, experiment: str) -> None:

@@ -131,6 +131,11 @@ class ExtrasDesign(StoredContexts):
         """Every snapshot as (family, epoch, store key)."""
         return [(fam, e, snapshot_key(s, e)) for fam, s in self.dynamics.items() for e in self.epochs]
 
+    def trained_keys(self) -> list[str]:
+        """What the extras train: the snapshot pair, each standing as its last snapshot (the runs' encoders are
+        the run designs')."""
+        return [snapshot_key(s, self.epochs[-1]) for s in self.dynamics.values()]
+
     def keys(self) -> list[str]:
         runs = [self.base, *([self.supervised] if self.supervised else []), *self.dejavu_runs.values()]
         held = list(dict.fromkeys(k for d in runs for k in d.trained_keys()))

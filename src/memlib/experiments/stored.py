@@ -289,6 +289,9 @@ def stored_experiment(
         out.provenance = chapter_provenance(name, cfg, d.name, device, time.perf_counter() - t0, out.provenance)
         return out
 
+    def bind(d, store):
+        return d if prepare is None else prepare(d, store=store, train=False)
+
     return Experiment(
         name=name,
         chapter=chapter,
@@ -301,4 +304,5 @@ def stored_experiment(
         fill=fill,
         minutes_per_encoder=minutes_per_encoder,
         missing=missing,
+        bind=bind if prepare is not None else None,
     )
