@@ -125,7 +125,7 @@ def _status(args) -> int:
         n = "" if c["n"] is None else c["n"]
         plan = "—" if c["planned_n"] is None else c["planned_n"]
         print(f"{c['id']:6} {c['chapter'] or '—':3} {n!s:>4} {plan!s:>5}  {c['verdict']}")
-    print(f"\nchapters at preset {args.preset} (registered experiments; the others do not use the store yet):")
+    print(f"\nchapters at preset {args.preset} (registered experiments):")
     for r in chapters:
         print(
             f"  {r['chapter']} {r['experiment']}: {r['encoders_stored']} of {r['encoders_needed']} encoders stored; "
