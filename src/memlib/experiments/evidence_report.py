@@ -32,6 +32,7 @@ def store_summary(store: EvidenceStore, keys: list[str]) -> dict:
         "encoders": len(enc),
         "trained": len(trained),
         "untrained": int((enc.kind == "untrained").sum()),
+        "snapshots": int((enc.kind == "snapshot").sum()),
         "missing": len(set(keys)) - len(enc),
         "trained_from": dates[0] if dates else "",
         "trained_to": dates[-1] if dates else "",
@@ -50,7 +51,12 @@ def store_markdown(store: EvidenceStore, keys: list[str], repository: str | None
     url = repository or repository_url()
     rows = [
         ("evidence store", f"`{store.path.name}/` ({len(s['batches'])} batches)"),
-        ("encoders", f"{s['encoders']} ({s['trained']} trained, {s['untrained']} untrained)"),
+        (
+            "encoders",
+            f"{s['encoders']} ({s['trained']} trained, {s['untrained']} untrained"
+            + (f", {s['snapshots']} training snapshots" if s["snapshots"] else "")
+            + ")",
+        ),
         ("trained", f"{s['trained_from']} to {s['trained_to']}" if s["trained_from"] else "—"),
         ("trained on", ", ".join(s["hardware"]) or "—"),
         ("training time", f"{s['train_hours']:.2f} h (sum over encoders)"),

@@ -121,7 +121,7 @@ class ExtrasDesign(StoredContexts):
 
     @property
     def dynamics_ids(self) -> np.ndarray:
-        """The points scored at every snapshot: candidates, then shared points."""
+        """The points each snapshot is scored on (candidates, then shared points)."""
         return self.base.ids[np.isin(self.base.subset, ("candidate", "shared"))]
 
     def measure_scoring(self, augmentation: str) -> dict:
@@ -190,7 +190,9 @@ def _extras_design(cfg: ChapterConfig, data_root=None) -> ExtrasDesign:
 
 # ----- extras: compute, rows, read -------------------------------------------------------------------------
 @dataclass
-class _Computed:
+class ExtrasComputed:
+    """The extras' rows as computed (per store table) and where and when they were computed."""
+
     tables: dict
     provenance: dict
 
@@ -224,7 +226,7 @@ def _stat_rows(key: str, dataset: str, ids, stat: str, context: str, values) -> 
                          "value": np.asarray(values, dtype=np.float64)})  # fmt: skip
 
 
-def compute_extras(d: ExtrasDesign, *, device="cpu", cache_dir=None, data_root=None, progress=True) -> _Computed:
+def compute_extras(d: ExtrasDesign, *, device="cpu", cache_dir=None, data_root=None, progress=True) -> ExtrasComputed:
     """Every extras row of ``d``: load the encoders (training only the snapshot pair, if the cache lacks it),
     score, probe and embed."""
     t0 = time.perf_counter()
@@ -268,7 +270,7 @@ def compute_extras(d: ExtrasDesign, *, device="cpu", cache_dir=None, data_root=N
     tables = {k: pd.concat(v, ignore_index=True) if v and isinstance(v[0], pd.DataFrame) else pd.DataFrame(v)
               for k, v in rows.items() if v}  # fmt: skip
     prov = provenance({"experiment": EXPERIMENT, "design": d.name}, dev, time.perf_counter() - t0)
-    return _Computed(tables, prov)
+    return ExtrasComputed(tables, prov)
 
 
 def _snapshot_rows(d: ExtrasDesign, rows: dict, train_set, test_set, cache, dev, progress) -> None:
@@ -310,7 +312,7 @@ def _snapshot_row(spec: EncoderSpec, key: str, epoch: int, loss, ckpt: dict) -> 
     }])  # fmt: skip
 
 
-def extras_rows(run: _Computed, d: ExtrasDesign, cache) -> dict[str, pd.DataFrame]:
+def extras_rows(run: ExtrasComputed, d: ExtrasDesign, cache) -> dict[str, pd.DataFrame]:
     """The store rows of computed extras (already rows)."""
     return run.tables
 

@@ -90,7 +90,8 @@ SETUPS_SETTINGS: dict[str, dict] = {
 
 @dataclass(frozen=True)
 class SetupsSettings(Settings):
-    """This experiment's own settings (see :data:`SETUPS_SETTINGS` and :func:`run_setups`)."""
+    """This experiment's own settings (see :data:`SETUPS_SETTINGS` and
+    :func:`~memlib.experiments.setups_evidence.run_setups`)."""
 
     TABLE: ClassVar[dict[str, dict]] = SETUPS_SETTINGS
 
@@ -190,7 +191,8 @@ def plan(p: Preset, s: dict) -> list[tuple[str, object, Preset, int]]:
 
 @dataclass
 class SetupsRun:
-    """Everything :func:`run_setups` produced; each table is a DataFrame, each claim a method."""
+    """Everything :func:`~memlib.experiments.setups_evidence.run_setups` produced; each table is a DataFrame, each
+    claim a method."""
 
     preset: Preset
     settings: dict
@@ -237,15 +239,16 @@ class SetupsRun:
         return out
 
     def planned_n(self, alpha: float = 0.05) -> pd.DataFrame:
-        """The sample-size plan per claim, declared with the design: its unit, the units now, the SESOI, the units a
-        one-sided test needs for 80 % power at α/m, the encoders one unit costs, and the CPU hours of the
-        planned n at this run's median training time per encoder (from the store).
+        """The sample-size plan per claim, declared with the design: its unit, the units now, the SESOI, the
+        units a one-sided test needs for 80 % power at α/m, the encoders one unit costs, and the CPU hours of
+        the planned n at this run's median training time per encoder (from the store).
 
         m is every claim of the chapter (10): if each were replicated and decided, they would share one Holm
-        correction. S13 is a Kendall τ over SSL runs (SESOI |τ| 0.2, :func:`~memlib.verdicts.plan_n_kendall`);
-        every other claim is a mean over its units of a difference between levels or setups, planned for a
-        standardised SESOI of d = 0.5 (:func:`~memlib.verdicts.plan_n`; the one-pair-per-level ablations have
-        no spread to pilot with, and S17's paper gap has no counterpart at this scale).
+        correction. S13 is a Kendall τ over SSL runs (SESOI: an absolute τ of 0.2,
+        :func:`~memlib.verdicts.plan_n_kendall`); every other claim is a mean over its units of a difference
+        between levels or setups, planned for a standardised SESOI of d = 0.5 (:func:`~memlib.verdicts.plan_n`;
+        the one-pair-per-level ablations have no spread to pilot with, and S17's paper gap has no counterpart at
+        this scale).
         """
         s, runs = self.settings, self.table1_runs
         m = len(SETUPS_TESTS)
