@@ -269,7 +269,7 @@ def run_from_store(store: EvidenceStore, d: RunDesign, data_root=None) -> SSLMem
 
 def point_images(train_set, test_set, ids: np.ndarray) -> torch.Tensor:
     """The images of point ``ids`` (training split first, then the test split, as
-    :func:`~memlib.data.datasets.test_point_ids` numbers them)."""
+    ``memlib.data.datasets.test_point_ids`` numbers them)."""
     n = len(train_set)
     return torch.stack([train_set.images[i] if i < n else test_set.images[i - n] for i in ids.tolist()])
 
