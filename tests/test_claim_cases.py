@@ -372,3 +372,40 @@ def test_s13_and_s17_hold_and_fail_with_their_planted_effects():
 def test_single_pair_ablations_are_inconclusive_by_design():
     t = _setups(acc_slope=1.0, sup_gap=0.05)
     assert _status(t, "S10") == "inconclusive (cpu)" and _status(t, "S16") == "inconclusive (cpu)"
+
+
+def test_every_single_pair_ablation_is_inconclusive_by_design_even_with_a_planted_effect():
+    """S15, S18 and S26–S29 get one encoder pair per level (one split for S18): however strong the planted
+    effect, the rule gives no verdict (one pair carries no estimate of training noise); the statistic still
+    reports the test alone. Undecidable at this design by construction, and the chapter's planned-n table
+    says what each would need."""
+    import dataclasses
+
+    from memlib.experiments.setups_run import SetupsRun, setups_settings
+
+    settings = dataclasses.replace(setups_settings("cpu")[1], seeds=(0,), train_augmentation="crop_flip")
+    rng = np.random.default_rng(1)
+    rows = [{"setup": s, "method": s.split("-")[0].lower(), "seed": 0, "sslmem": m, "sslmem_calibrated": m,
+             "sslmem_raw": m, "linear_acc": 0.5 + m, "knn_acc": 0.5, "beats_floor": True}
+            for s, m in (("SimCLR-ResNet", 0.3), ("MAE-ViT", 0.05), ("Supervised-ResNet", 0.4))]  # fmt: skip
+    pts = lambda mu: rng.normal(mu, 0.01, N)  # noqa: E731
+    feldman = pd.DataFrame([{"k": 5, "overlap": 1.0, "chance": 0.2, "overlap p": 0.001, "tau": 0.9, "p": 1e-6}])
+    level = lambda idx, name: pd.DataFrame({name: idx, "SSLMem": [0.3, 0.2, 0.1][: len(idx)],  # noqa: E731
+                                            "linear acc": [0.8, 0.7, 0.6][: len(idx)]}).set_index(name)  # fmt: skip
+    dv = pd.DataFrame({"setup": ["SimCLR-ResNet", "MAE-ViT"], "method": ["simclr", "mae"], "sslmem": [0.3, 0.05],
+                       "dejavu_gap": [0.01, 0.3]}).set_index("setup")  # fmt: skip
+    run = SetupsRun(
+        CPU, settings, pd.DataFrame(rows),
+        pd.DataFrame({c: pts(0) for c in ("SimCLR-ResNet", "MAE-ViT", "Supervised-ResNet")}), feldman,
+        level([0.7, 0.8, 0.85], "overlap"), level(["crop_flip", "noise"], "augmentation"),
+        {"crop_flip": pts(0.5), "noise": pts(0.0)}, level(["crop_flip", "noise", "mask"], "train_augmentation"),
+        {"crop_flip": pts(0.5), "noise": pts(0.1), "mask": pts(0.0)}, level([0.5, 0.75, 0.9], "mask_ratio"),
+        {0.5: pts(0.1), 0.75: pts(0.5), 0.9: pts(0.0)}, {0.7: pts(0.0), 0.8: pts(0.5), 0.85: pts(0.5)}, dv,
+        pd.DataFrame({"epoch": [0, 10, 20], "linear_acc": [0.5, 0.8, 0.8]}),
+        {0: pts(0.0), 10: pts(0.1), 20: pts(0.5)}, {}, Path("."),
+    )  # fmt: skip
+    t = run.claims()
+    for cid in ("S10", "S15", "S16", "S18", "S26", "S27", "S28", "S29"):
+        assert _status(t, cid) == "inconclusive (cpu)", cid
+        assert "inconclusive" in t.loc[cid, "statistic"], cid
+    assert run.planned_n().loc[["S15", "S18", "S26", "S27", "S28", "S29"], "planned n"].gt(1).all()
