@@ -35,7 +35,7 @@ from ..device import resolve_device
 from ..evidence import EvidenceStore, open_store
 from ..memorization.dejavu import DejaVuResult, dejavu_hits
 from ..memorization.feldman import label_probability
-from ..memorization.sslmem import sslmem, sslmem_from_alignment
+from ..memorization.sslmem import alignment_loss, sslmem_from_alignment
 from ..models import build_encoder, channel_stats
 from ..provenance import provenance
 from ..training.loop import fingerprint
@@ -55,12 +55,13 @@ from .setups_run import (
     plan,
     setups_analysis,
 )
-from .sslmem_evidence import RunDesign, missing, point_images, point_labels, run_design, run_from_store, run_rows
+from .sslmem_evidence import RunDesign, missing, point_images, point_labels, run_design, stored_sslmem_run
 from .stored import (
     ChapterConfig,
     StoredContexts,
     chapter_config,
     chapter_provenance,
+    matrix,
     missing_encoders,
     store_provenance,
     stored_run,
@@ -145,7 +146,8 @@ class ExtrasDesign(StoredContexts):
 def setups_designs(cfg: ChapterConfig, data_root=None) -> list:
     """The chapter's designs: one run design per distinct (setup preset, seed) of the plan, then its
     :class:`ExtrasDesign` (loads the data set to draw the splits; trains nothing)."""
-    return [*_run_designs(cfg, data_root)[0].values(), _extras_design(cfg, data_root)]
+    designs, index = _run_designs(cfg, data_root)
+    return [*designs.values(), _extras_design(cfg, designs, index, data_root)]
 
 
 def _run_designs(cfg: ChapterConfig, data_root=None) -> tuple[dict, dict]:
@@ -165,9 +167,9 @@ def _run_designs(cfg: ChapterConfig, data_root=None) -> tuple[dict, dict]:
     return designs, index
 
 
-def _extras_design(cfg: ChapterConfig, data_root=None) -> ExtrasDesign:
+def _extras_design(cfg: ChapterConfig, designs: dict, index: dict, data_root=None) -> ExtrasDesign:
+    """The extras of ``cfg`` over its run ``designs`` (and ``index``) from :func:`_run_designs`."""
     p, s, seed = cfg.preset, cfg.settings, cfg.seed
-    designs, index = _run_designs(cfg, data_root)
     t1 = {name: designs[index[("table1", name, seed)]] for name in s["setups"]}
     sup = [n for n in s["setups"] if SETUPS[n][0] == "supervised"]
     base = t1[BASE_SETUP]
@@ -240,11 +242,11 @@ def compute_extras(d: ExtrasDesign, *, device="cpu", cache_dir=None, data_root=N
     for a in d.settings["measure_augmentations"]:
         if a == base.scoring["augmentation"]:
             continue  # the base run's own rows
-        res = sslmem([x.encoder for x in fams["f"]], [x.encoder for x in fams["g"]], images,
-                     build_augmentation(a, train_set.image_size), ids=base.ids, options=opts)  # fmt: skip
-        for fam, al in (("f", res.align_f_models), ("g", res.align_g_models)):
-            for spec, v in zip(base.members[fam], al):
-                rows["alignments"].append(_alignment_rows(spec.key(), p.dataset, base.ids, d.measure_scoring(a), v))
+        specs = [*base.members["f"], *base.members["g"]]
+        al = alignment_loss([x.encoder for x in (*fams["f"], *fams["g"])], images,
+                            build_augmentation(a, train_set.image_size), ids=base.ids, options=opts)  # fmt: skip
+        for spec, v in zip(specs, al):
+            rows["alignments"].append(_alignment_rows(spec.key(), p.dataset, base.ids, d.measure_scoring(a), v))
     if d.supervised is not None:
         sup = d.supervised
         cand = sup.ids[sup.subset == "candidate"]
@@ -291,8 +293,8 @@ def _snapshot_rows(d: ExtrasDesign, rows: dict, train_set, test_set, cache, dev,
             rows["encoders"].append(_snapshot_row(spec, key, e, loss.get(e), ckpt))
             rows["roles"].append({"experiment": EXPERIMENT, "design": d.name, "encoder": key,
                                   "role": f"{fam} snapshot", "member": e})  # fmt: skip
-            res = sslmem([enc], [enc], images, aug, ids=ids, options=opts)
-            rows["alignments"].append(_alignment_rows(key, p.dataset, ids, d.base.scoring, res.align_f_models[0]))
+            al = alignment_loss([enc], images, aug, ids=ids, options=opts)[0]
+            rows["alignments"].append(_alignment_rows(key, p.dataset, ids, d.base.scoring, al))
             if fam == "f":
                 pr = probe_encoder(enc, probe_tr, probe_te, p.probe_epochs, d.seed, dev)
                 rows["probes"] += [{"encoder": key, "probe": k, "context": d.probe_context, "value": float(pr[k])}
@@ -400,8 +402,8 @@ def read_extras(store: EvidenceStore, d: ExtrasDesign, data_root=None) -> Setups
 
 
 def _matrix(df: pd.DataFrame, keys: list[str], ids: np.ndarray, value: str) -> np.ndarray:
-    from .stored import matrix
-
+    """:func:`~memlib.experiments.stored.matrix` of the rows of ``keys`` and ``ids`` only (the long table holds
+    every chapter's rows)."""
     return matrix(df[df.encoder.isin(keys) & df.point_id.isin(ids)], keys, ids, value)
 
 
@@ -417,14 +419,7 @@ def fill(d, *, store, train=True, device="cpu", cache_dir=None, data_root=None, 
                                                          progress=progress),
                           rows=extras_rows, read=read_extras, **kw)  # fmt: skip
 
-    def compute():
-        from .sslmem_experiment import run_sslmem
-
-        return run_sslmem(d.preset, seed=d.seed, device=device, cache_dir=cache_dir, data_root=data_root,
-                          progress=progress, probe=True, floor=bool(d.floor))  # fmt: skip
-
-    return stored_run(store, d, experiment=EXPERIMENT, chapter=CHAPTER, missing=missing, compute=compute,
-                      rows=run_rows, read=run_from_store, **kw)  # fmt: skip
+    return stored_sslmem_run(store, d, device=device, progress=progress, **kw)
 
 
 def missing_any(store: EvidenceStore, d) -> list[str]:
@@ -441,7 +436,7 @@ def run_chapter(
         validate_run_parameters(rp, device, seed)
     st = open_store(store, cfg.preset.name)
     designs, index = _run_designs(cfg, data_root)
-    extras_d = _extras_design(cfg, data_root)
+    extras_d = _extras_design(cfg, designs, index, data_root)
     kw = dict(store=st, train=train, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress)
     if train:  # train every run's encoders first, so the pool of workers stays busy across runs
         from .sslmem_experiment import run_sslmem

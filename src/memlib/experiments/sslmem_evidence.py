@@ -287,8 +287,9 @@ def stored_sslmem_run(
     (:func:`~memlib.experiments.stored.stored_run`; ``train=False`` refuses to compute)."""
 
     def compute():
+        # A design without floor keys (a chapter probing its architecture's floor once) skips the floor.
         return run_sslmem(d.preset, seed=d.seed, device=device, cache_dir=cache_dir, data_root=data_root,
-                          progress=progress, probe=d.probe)  # fmt: skip
+                          progress=progress, probe=d.probe, floor=bool(d.floor))  # fmt: skip
 
     return stored_run(store, d, experiment=d.experiment, chapter=d.chapter, missing=missing, compute=compute,
                       rows=run_rows, read=run_from_store, train=train, cache_dir=cache_dir,
