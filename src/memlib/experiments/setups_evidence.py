@@ -52,7 +52,9 @@ from .setups_run import (
     SetupsExtras,
     SetupsRun,
     SetupsSettings,
+    mask_ratio_kwargs,
     plan,
+    setup_preset,
     setups_analysis,
 )
 from .sslmem_evidence import RunDesign, missing, point_images, point_labels, run_design, stored_sslmem_run
@@ -66,6 +68,9 @@ from .stored import (
     store_provenance,
     stored_run,
 )
+from .subset_study import SubsetDesign, SubsetSettings, subset_design, subset_from_store
+from .subset_study import fill as subset_fill
+from .subset_study import missing as subset_missing
 from .validate import check_run_folders, validate_run_parameters
 
 EXPERIMENT = "setups"
@@ -144,10 +149,49 @@ class ExtrasDesign(StoredContexts):
 
 
 def setups_designs(cfg: ChapterConfig, data_root=None) -> list:
-    """The chapter's designs: one run design per distinct (setup preset, seed) of the plan, then its
-    :class:`ExtrasDesign` (loads the data set to draw the splits; trains nothing)."""
+    """The chapter's designs: one run design per distinct (setup preset, seed) of the plan, its
+    :class:`ExtrasDesign`, then its in/out levels (:func:`inout_designs`; loads the data set to draw the splits;
+    trains nothing)."""
     designs, index = _run_designs(cfg, data_root)
-    return [*designs.values(), _extras_design(cfg, designs, index, data_root)]
+    return [*designs.values(), _extras_design(cfg, designs, index, data_root), *inout_designs(cfg, data_root).values()]
+
+
+def inout_designs(cfg: ChapterConfig, data_root=None) -> dict[tuple[str, object], SubsetDesign]:
+    """The in/out (random-subset) levels of the ablations, by ``(table, level)``: each is chapter 01's subset
+    design (same pool, the first ``inout_encoders`` rows of its inclusion, the same model seeds) trained with one
+    setup's recipe, so level i of every table trains on the same points from the same seed (paired by row).
+
+    Tables: ``"base"`` (the base setup: chapter 01b's own first encoders), ``"supervised"`` (S17),
+    ``"train_aug"`` (S28), ``"mask_ratio"`` (S29), each scored with its training augmentation, and
+    ``"measure_aug"`` (S27): the base encoders scored with each other measuring augmentation. Empty when
+    ``inout_encoders`` is ``None``."""
+    p, s, seed = cfg.preset, cfg.settings, cfg.seed
+    k = s["inout_encoders"]
+    if k is None:
+        return {}
+    _, sub = SubsetSettings.for_preset(p.name)
+    sub = dataclasses.replace(sub, encoders=k, planned=None)
+
+    def level(table, label, rp, measure=None):
+        d = subset_design(rp, sub, seed, data_root)
+        name = f"in/out {table} {label}"
+        return dataclasses.replace(d, label=name, experiment=EXPERIMENT, measure=measure)
+
+    base_p = setup_preset(p, s, BASE_SETUP)
+    out = {("base", BASE_SETUP): level("base", BASE_SETUP, base_p)}
+    sup = [n for n in s["setups"] if SETUPS[n][0] == "supervised"]
+    for n in sup[:1]:
+        out[("supervised", n)] = level("supervised", n, setup_preset(p, s, n))
+    for a in s["train_augmentations"]:
+        out[("train_aug", a)] = level("train_aug", a, setup_preset(p, s, BASE_SETUP, augmentation=a))
+    for r in s["mask_ratios"]:
+        out[("mask_ratio", r)] = level(
+            "mask_ratio", r, setup_preset(p, s, "MAE-ViT", method_kwargs=mask_ratio_kwargs(r))
+        )
+    for a in s["measure_augmentations"]:
+        if a != base_p.augmentation:
+            out[("measure_aug", a)] = level("measure_aug", a, base_p, measure=a)
+    return out
 
 
 def _run_designs(cfg: ChapterConfig, data_root=None) -> tuple[dict, dict]:
@@ -413,6 +457,16 @@ def fill(d, *, store, train=True, device="cpu", cache_dir=None, data_root=None, 
     with :func:`compute_extras`."""
     store = open_store(store, d.preset.name)
     kw = dict(train=train, cache_dir=cache_dir, data_root=data_root)
+    if isinstance(d, SubsetDesign):
+        lack = subset_missing(store, d)
+        if lack and not train:
+            raise LookupError(
+                f"the evidence store {store.path} lacks {', '.join(lack)} of {d.name}; run with train=True, or "
+                f"`memlib-evidence add --chapter {CHAPTER}`"
+            )
+        if lack:
+            subset_fill(d, store=store, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress)
+        return subset_from_store(store, d)
     if isinstance(d, ExtrasDesign):
         return stored_run(store, d, experiment=EXPERIMENT, chapter=CHAPTER, missing=missing_extras,
                           compute=lambda: compute_extras(d, device=device, cache_dir=cache_dir, data_root=data_root,
@@ -423,7 +477,9 @@ def fill(d, *, store, train=True, device="cpu", cache_dir=None, data_root=None, 
 
 
 def missing_any(store: EvidenceStore, d) -> list[str]:
-    """What the store lacks for design ``d`` (a run design or the extras)."""
+    """What the store lacks for design ``d`` (a run design, the extras or an in/out level)."""
+    if isinstance(d, SubsetDesign):
+        return subset_missing(store, d)
     return missing_extras(store, d) if isinstance(d, ExtrasDesign) else missing(store, d)
 
 
@@ -448,16 +504,19 @@ def run_chapter(
     read = {key: fill(d, **kw) for key, d in designs.items()}
     runs = {entry: read[key] for entry, key in index.items()}
     extras = fill(extras_d, **kw)
+    inout_d = inout_designs(cfg, data_root)
+    inout = {key: fill(d, **kw) for key, d in inout_d.items()}
     floor = pd.concat(
         [r.floor.assign(arch=d.preset.arch) for key, d in designs.items() if d.floor for r in [read[key]]],
         ignore_index=True,
     )
-    keys = list(dict.fromkeys(k for d in [*designs.values(), extras_d] for k in d.keys()))
-    batches = _batches(st, [*designs.values(), extras_d], keys)
+    every = [*designs.values(), extras_d, *inout_d.values()]
+    keys = list(dict.fromkeys(k for d in every for k in d.keys()))
+    batches = _batches(st, every, keys)
     stored = store_provenance(st, extras_d, EXPERIMENT, keys=keys, batches=batches)
     out = setups_analysis(cfg.preset, cfg.settings, runs, floor, extras, {}, st.path)
     out.provenance = chapter_provenance(EXPERIMENT, cfg, extras_d.name, device, time.perf_counter() - t0, stored)
-    out.store, out.encoder_keys = st, keys
+    out.store, out.encoder_keys, out.inout = st, keys, inout
     return out
 
 

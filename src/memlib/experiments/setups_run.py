@@ -43,6 +43,8 @@ from ..verdicts import (
     Sesoi,
     decide,
     mean_evidence,
+    parts_count,
+    parts_status,
     plan_n,
     plan_n_kendall,
     preset_status,
@@ -80,8 +82,13 @@ SETUPS_SETTINGS: dict[str, dict] = {
     # 2 cores: one f and one g per setup (no null family); seed 0 for every setup and the ablations, seeds 1
     # and 2 for the two setups S17 compares over seeds (SimCLR's pairs are chapter 01's first pair per split,
     # so only the supervised ones train): 36 trainings, about 90 minutes.
+    # In/out levels (declared 2026-12-04 before any of their encoders trained): chapter 01b's pool and its first
+    # 8 inclusion rows (two balanced blocks), one encoder per row per level, so levels pair by row; S17, S27–S29
+    # are tested over those 8 rows on relative memorisation (see SetupsRun.inout_evidence). 8 is set by the
+    # budget, not by a power plan: 56 new encoders (8 supervised, 24 SimCLR with other training augmentations,
+    # 32 MAE at four mask ratios), about an hour on two workers; S27 re-scores chapter 01b's encoders.
     "cpu": {"seeds": (0, 1, 2), "models_per_family": 1,
-            "seed_setups": ("SimCLR-ResNet", "Supervised-ResNet")},
+            "seed_setups": ("SimCLR-ResNet", "Supervised-ResNet"), "inout_encoders": 8},
     "gpu": {"seeds": (0, 1, 2)},
     "paper": {"seeds": (0, 1, 2)},
 }
@@ -108,6 +115,7 @@ class SetupsSettings(Settings):
     top_k: tuple[int, ...] = (5, 10, 25)
     kwargs: dict = field(default_factory=dict)
     train_augmentation: str | None = None  # the base setup's, filled in by run_setups
+    inout_encoders: int | None = 8
 
     def __post_init__(self):
         bad = [n for n in self.setups if n not in SETUPS]
@@ -132,6 +140,12 @@ class SetupsSettings(Settings):
         for method, kw in self.kwargs.items():
             check_method_kwargs(method, kw)
         self._set("seeds", tuple(int(x) for x in self.seeds))
+        k = self.inout_encoders
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 8 or k % 4):
+            raise ValueError(
+                f"inout_encoders={k!r} must be a multiple of 4, at least 8 (two blocks of the in/out design), "
+                "or None (no in/out levels)"
+            )
 
 
 #: The training preset and this experiment's settings for a preset, with overrides (None ignored).
@@ -218,6 +232,9 @@ class SetupsRun:
     #: The evidence store the run was read from, and its encoders' keys.
     store: object = None
     encoder_keys: list = field(default_factory=list)
+    #: The in/out levels, ``(table, level)`` → :class:`~memlib.experiments.subset_study.SubsetStudy` (empty:
+    #: none ran; the ablations then rest on their single pairs).
+    inout: dict = field(default_factory=dict, repr=False)
 
     # ---- tables -------------------------------------------------------------------------------------
     def table1(self) -> pd.DataFrame:
@@ -237,6 +254,116 @@ class SetupsRun:
             }
         )
         return out
+
+    def inout_encoders(self) -> pd.DataFrame:
+        """One row per in/out level and encoder row i (rows pair across levels: same points, same seed): its
+        memorisation (own in-versus-out contrast after point effects), its mean alignment over the pool, the
+        relative memorisation (their ratio, scale-free across methods and augmentations: the statistic the
+        claims test), and its linear-probe accuracy. ``measure_aug`` also lists the base encoders as measured
+        with their training augmentation."""
+        rows = []
+        studies = dict(self.inout)
+        if ("base", BASE_SETUP) in studies and any(t == "measure_aug" for t, _ in studies):
+            studies[("measure_aug", self.settings["train_augmentation"])] = studies[("base", BASE_SETUP)]
+        for (table, level), sd in studies.items():
+            r = sd.result
+            mean_al = r.alignment.mean(1)
+            acc = sd.probe["linear_acc"].to_numpy() if "linear_acc" in sd.probe else np.full(len(mean_al), np.nan)
+            for i, (m, a) in enumerate(zip(r.encoder_memorization, mean_al)):
+                rows.append(
+                    {
+                        "table": table,
+                        "level": level,
+                        "row": i,
+                        "memorisation": float(m),
+                        "mean alignment": float(a),
+                        "relative memorisation": float(m / a),
+                        "linear acc": float(acc[i]),
+                    }
+                )
+        cols = ["table", "level", "row", "memorisation", "mean alignment", "relative memorisation", "linear acc"]
+        return pd.DataFrame(rows, columns=cols)
+
+    def inout_levels(self) -> pd.DataFrame:
+        """Per in/out level: encoders, and mean with 95 % interval over encoders of the relative memorisation,
+        with the mean memorisation, alignment and linear accuracy (the figure's and tables' numbers)."""
+        df = self.inout_encoders()
+        rows = []
+        for (table, level), g in df.groupby(["table", "level"], sort=False):
+            m, lo, hi = mean_ci(g["relative memorisation"].to_numpy())
+            rows.append(
+                {
+                    "table": table,
+                    "level": level,
+                    "encoders": len(g),
+                    "relative memorisation": m,
+                    "ci95 low": lo,
+                    "ci95 high": hi,
+                    "memorisation": g["memorisation"].mean(),
+                    "mean alignment": g["mean alignment"].mean(),
+                    "linear acc": g["linear acc"].mean(),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def inout_evidence(self) -> dict[str, tuple[str, dict]]:
+        """The in/out tests, declared before the run, by claim: ``claim → (unit, {test key: per-row
+        differences})``. Every test is a one-sided paired t-test over encoder rows (the unit)
+        of a difference between levels, against 0 and a SESOI of d = 0.5 standardised:
+
+        - S17: relative memorisation, supervised − base setup;
+        - S27: relative memorisation, training augmentation − each other measuring augmentation (base encoders);
+        - S28: crop + flip − each other training augmentation, in relative memorisation and in linear accuracy;
+        - S29: MAE's 75 % mask ratio − each other ratio, in relative memorisation and in linear accuracy.
+        """
+        df = self.inout_encoders()
+        if not len(df):
+            return {}
+        wide = {
+            col: df.pivot_table(index="row", columns=["table", "level"], values=col)
+            for col in ("relative memorisation", "linear acc")
+        }
+
+        def diff(col, a, b):
+            w = wide[col]
+            if a not in w or b not in w:
+                return None
+            d = (w[a] - w[b]).dropna().to_numpy()
+            return d if len(d) >= 2 else None
+
+        out = {}
+        base = ("base", BASE_SETUP)
+        sup = [lv for t, lv in wide["relative memorisation"].columns if t == "supervised"]
+        if sup:
+            d = diff("relative memorisation", ("supervised", sup[0]), base)
+            if d is not None:
+                out["S17"] = ("encoder row (supervised and SimCLR in/out encoders)", {"S17": d})
+        train = self.settings["train_augmentation"]
+        levels = {t: [lv for tt, lv in wide["relative memorisation"].columns if tt == t] for t in INOUT_TABLES}
+
+        def parts(cid, table, top, cols):
+            tests = {}
+            for lv in levels[table]:
+                if lv == top:
+                    continue
+                for col in cols:
+                    d = diff(col, (table, top), (table, lv))
+                    if d is not None:
+                        tests[f"{cid} {col}: {top} > {lv}"] = d
+            return tests
+
+        if train in levels["measure_aug"] and len(levels["measure_aug"]) >= 2:
+            out["S27"] = ("encoder (base setup, in/out)", parts("S27", "measure_aug", train, ["relative memorisation"]))
+        if "crop_flip" in levels["train_aug"] and len(levels["train_aug"]) >= 2:
+            cols = ["relative memorisation", "linear acc"]
+            out["S28"] = (
+                "encoder row (one in/out encoder per training augmentation)",
+                parts("S28", "train_aug", "crop_flip", cols),
+            )
+        if 0.75 in levels["mask_ratio"] and len(levels["mask_ratio"]) >= 2:
+            cols = ["relative memorisation", "linear acc"]
+            out["S29"] = ("encoder row (one in/out MAE per mask ratio)", parts("S29", "mask_ratio", 0.75, cols))
+        return {k: v for k, v in out.items() if v[1]}
 
     def planned_n(self, alpha: float = 0.05) -> pd.DataFrame:
         """The sample-size plan per claim, declared with the design: its unit, the units now, the SESOI, the
@@ -340,11 +467,38 @@ class SetupsRun:
             if len(diff):
                 why = "the paper's gap is at 100 epochs of ImageNet-scale training"
                 ev["S17"] = mean_evidence(diff, sesoi=standardised_sesoi(diff, why=why))
+        # The in/out levels decide S17 and S27–S29 where they ran (declared with the design: more units than the
+        # single pairs, and S17's 8 encoder rows against 3 seeds of pairs).
+        inout = self.inout_evidence()
+        why = "an effect between in/out levels has no counterpart at the paper's scale"
+        for cid, (_, tests) in inout.items():
+            for k, d in tests.items():
+                ev[k] = mean_evidence(d, sesoi=standardised_sesoi(d, why=why))
         ver = decide(ev, alpha=alpha)
 
         def add(cid, status, stat, n):
             test, unit = SETUPS_TESTS[cid]
+            if cid in inout:
+                test, unit = INOUT_TEST, inout[cid][0]
             out.append(Claim(cid, preset_status(p, status), stat, test, unit, n))
+
+        def inout_claim(cid) -> bool:
+            """Add claim ``cid`` from its in/out parts (all must hold); False where it has none."""
+            if cid not in inout:
+                return False
+            tests = inout[cid][1]
+            statuses = [ver[k].status for k in tests]
+            parts = [
+                f"{k.split(' ', 1)[1]}: {ver[k].estimate:+.3g} (Holm p {ver[k].p:.2g}; {ver[k].reason})" for k in tests
+            ]
+            n = min(len(d) for d in tests.values())
+            add(
+                cid,
+                parts_status(statuses),
+                f"{parts_count(statuses)}; " + "; ".join(parts) + f"; Holm over {len(ev)}",
+                n,
+            )
+            return True
 
         def single(stat, unit="one encoder pair per level"):  # one unit: the test alone, never a verdict
             return verdict_rule(n=1, p=1.0, p_opposite=1.0).status, f"{stat}; {unit}: inconclusive"
@@ -414,7 +568,15 @@ class SetupsRun:
             )
 
         # S17: supervised has higher SSLMem than SimCLR after as many epochs (per seed: one pair each).
-        if sup:
+        if "S17" in inout:
+            v, d = ver["S17"], inout["S17"][1]["S17"]
+            stat = (
+                f"supervised − SimCLR relative in/out memorisation per encoder row: mean {v.estimate:+.4f} over "
+                f"{len(d)}; {v.sesoi}; Holm p = {v.p:.2g} over {v.m}; {v.reason}; the single pairs per seed "
+                "(calibrated SSLMem): " + ", ".join(f"{x:+.4f}" for x in diff)
+            )
+            add("S17", v.status, stat, len(d))
+        elif sup:
             if "S17" in ver:
                 v = ver["S17"]
                 stat = "supervised − SimCLR calibrated SSLMem per seed: " + ", ".join(f"{x:+.4f}" for x in diff)
@@ -456,12 +618,16 @@ class SetupsRun:
         # S27: the training augmentation gives the highest SSLMem (one pair, several measuring augmentations).
         mp = self.measure_points
         train_aug = self.settings["train_augmentation"]
-        if train_aug in mp and len(mp) >= 2:
+        if inout_claim("S27"):
+            pass
+        elif train_aug in mp and len(mp) >= 2:
             add("S27", *single(f"highest mean: {max(mp, key=lambda a: mp[a].mean())} (trained with {train_aug})"), 1)
 
         # S28: crops memorise more than noise or masking, and probe better (one pair per augmentation).
         ta, tp = self.train_aug, self.train_aug_points
-        if "crop_flip" in tp and len(tp) >= 2:
+        if inout_claim("S28"):
+            pass
+        elif "crop_flip" in tp and len(tp) >= 2:
             add(
                 "S28",
                 *single(
@@ -475,7 +641,9 @@ class SetupsRun:
 
         # S29: MAE memorisation and accuracy peak at a 75 % mask ratio (one pair per ratio).
         mr = self.mask_ratio
-        if 0.75 in mr.index and len(mr) >= 2:
+        if inout_claim("S29"):
+            pass
+        elif 0.75 in mr.index and len(mr) >= 2:
             add(
                 "S29",
                 *single(f"SSLMem peaks at {mr['SSLMem'].idxmax():g}, accuracy at {mr['linear acc'].idxmax():g}"),
@@ -484,6 +652,15 @@ class SetupsRun:
 
         return claims_table(sorted(out, key=lambda c: int(c.id[1:])))
 
+
+#: The in/out tables (:func:`~memlib.experiments.setups_evidence.inout_designs`) and the claim each decides.
+INOUT_TABLES = {"supervised": "S17", "measure_aug": "S27", "train_aug": "S28", "mask_ratio": "S29"}
+
+#: The test of every claim decided from the in/out levels.
+INOUT_TEST = (
+    "one-sided paired t-test over encoder rows of a difference between in/out levels, against 0 and a SESOI of "
+    "d = 0.5; Holm over the chapter's tests"
+)
 
 #: The test and unit of replication behind each claim of :meth:`SetupsRun.claims`.
 SETUPS_TESTS = {

@@ -112,14 +112,22 @@ class SubsetDesign(StoredContexts):
     inclusion: np.ndarray  # bool (encoders, pool)
     specs: list[EncoderSpec]
     common: np.ndarray  # positions in the pool of split `seed`'s candidates (scored by both designs)
+    label: str = ""  # names a variant of the design (another setup on the same pool and inclusion)
+    experiment: str = EXPERIMENT  # the experiment its ``roles`` rows name
+    measure: str | None = None  # the measuring augmentation, if not the training one
 
     @property
     def name(self) -> str:
         s = self.settings
         return (
-            f"subset design seed {self.seed}: pool {s.pool}, {s.encoders} encoders in blocks of {s.block}, "
+            (f"{self.label}: " if self.label else "")
+            + f"subset design seed {self.seed}: pool {s.pool}, {s.encoders} encoders in blocks of {s.block}, "
             f"{self.preset.epochs} epochs"
         )
+
+    @property
+    def scoring(self) -> dict:
+        return {**super().scoring, **({"augmentation": self.measure} if self.measure else {})}
 
     @property
     def members(self) -> dict[str, list[EncoderSpec]]:
@@ -153,7 +161,7 @@ class SubsetDesign(StoredContexts):
         pr = store.load("probes")
         n_pr = pr[pr.context == self.probe_context].groupby("encoder").size()
         ro = store.load("roles")
-        has_role = set(ro[(ro.experiment == EXPERIMENT) & (ro.design == self.name)].encoder)
+        has_role = set(ro[(ro.experiment == self.experiment) & (ro.design == self.name)].encoder)
         return {
             "encoders": [i for i, k in enumerate(keys) if k not in held],
             "alignments": [i for i, k in enumerate(keys) if n_al.get(k, 0) < len(self.ids)],
@@ -198,7 +206,7 @@ def fill(d: SubsetDesign, *, store, device="cpu", cache_dir=None, data_root=None
     fitted = dict(zip(todo, ctx.fit([d.specs[i] for i in todo], train_set))) if todo else {}
     images = train_set.images[d.ids]
     labels = train_set.labels[d.ids]
-    aug = build_augmentation(p.augmentation, train_set.image_size)
+    aug = build_augmentation(d.scoring["augmentation"], train_set.image_size)
     scored = lack["alignments"]
     y = dict(zip(scored, alignment_loss([fitted[i].encoder for i in scored], images, aug, ids=d.ids,
                                         **ctx.scoring(p)))) if scored else {}  # fmt: skip
@@ -208,7 +216,7 @@ def fill(d: SubsetDesign, *, store, device="cpu", cache_dir=None, data_root=None
     for i in lack["roles"]:
         rows["roles"].append(
             pd.DataFrame(
-                [{"experiment": EXPERIMENT, "design": d.name, "encoder": keys[i], "role": "subset", "member": i}]
+                [{"experiment": d.experiment, "design": d.name, "encoder": keys[i], "role": "subset", "member": i}]
             )  # fmt: skip
         )
     for i in lack["encoders"]:
@@ -253,7 +261,7 @@ def fill(d: SubsetDesign, *, store, device="cpu", cache_dir=None, data_root=None
                 [{"encoder": keys[i], "probe": k, "context": d.probe_context, "value": acc[k]} for k in _PROBES]
             )
         )
-    prov = batch_provenance(EXPERIMENT, d.name, p.name, d.seed, ctx.device, ctx.elapsed(), commit=ctx.commit)
+    prov = batch_provenance(d.experiment, d.name, p.name, d.seed, ctx.device, ctx.elapsed(), commit=ctx.commit)
     store.append({k: pd.concat(v, ignore_index=True) for k, v in rows.items() if v}, prov)
 
 
@@ -381,7 +389,7 @@ def subset_from_store(store: EvidenceStore, d: SubsetDesign) -> SubsetStudy:
         {k: pr.loc[keys, k].to_numpy() for k in _PROBES if k in pr}, index=[f"s{i}" for i in range(len(keys))]
     )
     ro = store.load("roles")
-    batches = sorted(set(ro[(ro.experiment == EXPERIMENT) & ro.encoder.isin(keys)].batch))
+    batches = sorted(set(ro[(ro.experiment == d.experiment) & ro.encoder.isin(keys)].batch))
     prov = store.batches().set_index("batch").loc[batches] if batches else pd.DataFrame()
     return SubsetStudy(
         d,
