@@ -157,40 +157,46 @@ def setups_designs(cfg: ChapterConfig, data_root=None) -> list:
 
 
 def inout_designs(cfg: ChapterConfig, data_root=None) -> dict[tuple[str, object], SubsetDesign]:
-    """The in/out (random-subset) levels of the ablations, by ``(table, level)``: each is chapter 01's subset
-    design (same pool, the first ``inout_encoders`` rows of its inclusion, the same model seeds) trained with one
-    setup's recipe, so level i of every table trains on the same points from the same seed (paired by row).
+    """The in/out (random-subset) levels of the ablations, by ``(table, level)``: each is chapter 01b's subset
+    design (same pool, the first k rows of its inclusion, the same model seeds; k from the settings' ``inout``)
+    trained with one setup's recipe, so row i of every level trains on the same points from the same seed
+    (paired by row).
 
-    Tables: ``"base"`` (the base setup: chapter 01b's own first encoders), ``"supervised"`` (S17),
-    ``"train_aug"`` (S28), ``"mask_ratio"`` (S29), each scored with its training augmentation, and
-    ``"measure_aug"`` (S27): the base encoders scored with each other measuring augmentation. Empty when
-    ``inout_encoders`` is ``None``."""
+    Tables: ``"supervised"`` (S17) with ``("base", BASE_SETUP)`` over as many rows (chapter 01b's own
+    encoders), ``"train_aug"`` (S28) and ``"mask_ratio"`` (S29), each scored with its training augmentation, and
+    ``"measure_aug"`` (S27): chapter 01b's encoders scored with every measuring augmentation (its training one is
+    01b's own rows). Empty when ``inout`` is ``None``. A k beyond chapter 01b's design is refused."""
     p, s, seed = cfg.preset, cfg.settings, cfg.seed
-    k = s["inout_encoders"]
-    if k is None:
+    ks = s["inout"]
+    if not ks:
         return {}
     _, sub = SubsetSettings.for_preset(p.name)
-    sub = dataclasses.replace(sub, encoders=k, planned=None)
+    over = {t: k for t, k in ks.items() if k > sub.encoders and t in ("supervised", "measure_aug")}
+    if over:
+        raise ValueError(
+            f"inout={ks!r}: {over} exceed chapter 01b's {sub.encoders} encoders, whose rows these tables reuse; "
+            f"use at most {sub.encoders}"
+        )
 
-    def level(table, label, rp, measure=None):
-        d = subset_design(rp, sub, seed, data_root)
-        name = f"in/out {table} {label}"
-        return dataclasses.replace(d, label=name, experiment=EXPERIMENT, measure=measure)
+    def level(table, label, rp, k, measure=None):
+        d = subset_design(rp, dataclasses.replace(sub, encoders=k, planned=None), seed, data_root)
+        return dataclasses.replace(d, label=f"in/out {table} {label}", experiment=EXPERIMENT, measure=measure)
 
     base_p = setup_preset(p, s, BASE_SETUP)
-    out = {("base", BASE_SETUP): level("base", BASE_SETUP, base_p)}
+    out = {}
     sup = [n for n in s["setups"] if SETUPS[n][0] == "supervised"]
-    for n in sup[:1]:
-        out[("supervised", n)] = level("supervised", n, setup_preset(p, s, n))
-    for a in s["train_augmentations"]:
-        out[("train_aug", a)] = level("train_aug", a, setup_preset(p, s, BASE_SETUP, augmentation=a))
-    for r in s["mask_ratios"]:
-        out[("mask_ratio", r)] = level(
-            "mask_ratio", r, setup_preset(p, s, "MAE-ViT", method_kwargs=mask_ratio_kwargs(r))
-        )
-    for a in s["measure_augmentations"]:
-        if a != base_p.augmentation:
-            out[("measure_aug", a)] = level("measure_aug", a, base_p, measure=a)
+    if "supervised" in ks and sup:
+        out[("base", BASE_SETUP)] = level("base", BASE_SETUP, base_p, ks["supervised"])
+        out[("supervised", sup[0])] = level("supervised", sup[0], setup_preset(p, s, sup[0]), ks["supervised"])
+    if "measure_aug" in ks:
+        for a in s["measure_augmentations"]:
+            measure = None if a == base_p.augmentation else a
+            out[("measure_aug", a)] = level("measure_aug", a, base_p, ks["measure_aug"], measure)
+    for a in s["train_augmentations"] if "train_aug" in ks else ():
+        out[("train_aug", a)] = level("train_aug", a, setup_preset(p, s, BASE_SETUP, augmentation=a), ks["train_aug"])
+    for r in s["mask_ratios"] if "mask_ratio" in ks else ():
+        mae = setup_preset(p, s, "MAE-ViT", method_kwargs=mask_ratio_kwargs(r))
+        out[("mask_ratio", r)] = level("mask_ratio", r, mae, ks["mask_ratio"])
     return out
 
 

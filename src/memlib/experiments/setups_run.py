@@ -82,13 +82,15 @@ SETUPS_SETTINGS: dict[str, dict] = {
     # 2 cores: one f and one g per setup (no null family); seed 0 for every setup and the ablations, seeds 1
     # and 2 for the two setups S17 compares over seeds (SimCLR's pairs are chapter 01's first pair per split,
     # so only the supervised ones train): 36 trainings, about 90 minutes.
-    # In/out levels (declared 2026-12-04 before any of their encoders trained): chapter 01b's pool and its first
-    # 8 inclusion rows (two balanced blocks), one encoder per row per level, so levels pair by row; S17, S27–S29
-    # are tested over those 8 rows on relative memorisation (see SetupsRun.inout_evidence). 8 is set by the
-    # budget, not by a power plan: 56 new encoders (8 supervised, 24 SimCLR with other training augmentations,
-    # 32 MAE at four mask ratios), about an hour on two workers; S27 re-scores chapter 01b's encoders.
+    # In/out levels (declared 2026-12-04 before any of their encoders trained or were scored): chapter 01b's
+    # pool and the first k rows of its inclusion (whole balanced blocks), one encoder per row per level, so
+    # levels pair by row; S17, S27–S29 are tested over those rows (see SetupsRun.inout_evidence). The planned n
+    # for d = 0.5 at α/17 (the chapter's 17 tests) is 56 rows. S17 (8 s per supervised encoder) and S27 (no
+    # training: chapter 01b's 88 encoders re-scored) reach it; S28 and S29 (24 SimCLR and 32 MAE encoders
+    # at 8 rows, about 45 minutes on two workers) are set by the budget and say what they would need.
     "cpu": {"seeds": (0, 1, 2), "models_per_family": 1,
-            "seed_setups": ("SimCLR-ResNet", "Supervised-ResNet"), "inout_encoders": 8},
+            "seed_setups": ("SimCLR-ResNet", "Supervised-ResNet"),
+            "inout": {"supervised": 56, "measure_aug": 88, "train_aug": 8, "mask_ratio": 8}},
     "gpu": {"seeds": (0, 1, 2)},
     "paper": {"seeds": (0, 1, 2)},
 }
@@ -115,7 +117,11 @@ class SetupsSettings(Settings):
     top_k: tuple[int, ...] = (5, 10, 25)
     kwargs: dict = field(default_factory=dict)
     train_augmentation: str | None = None  # the base setup's, filled in by run_setups
-    inout_encoders: int | None = 8
+    #: Encoder rows of each in/out table (``supervised``, ``measure_aug``, ``train_aug``, ``mask_ratio``):
+    #: the first k rows of chapter 01b's inclusion; ``None``: no in/out levels.
+    inout: dict | None = field(
+        default_factory=lambda: {"supervised": 8, "measure_aug": 8, "train_aug": 8, "mask_ratio": 8}
+    )
 
     def __post_init__(self):
         bad = [n for n in self.setups if n not in SETUPS]
@@ -140,12 +146,15 @@ class SetupsSettings(Settings):
         for method, kw in self.kwargs.items():
             check_method_kwargs(method, kw)
         self._set("seeds", tuple(int(x) for x in self.seeds))
-        k = self.inout_encoders
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 8 or k % 4):
-            raise ValueError(
-                f"inout_encoders={k!r} must be a multiple of 4, at least 8 (two blocks of the in/out design), "
-                "or None (no in/out levels)"
-            )
+        if self.inout is not None:
+            bad = sorted(set(self.inout) - set(INOUT_TABLES))
+            if bad:
+                raise ValueError(f"inout={self.inout!r}: unknown tables {bad}; choose from {sorted(INOUT_TABLES)}")
+            for t, k in self.inout.items():
+                if isinstance(k, bool) or not isinstance(k, int) or k < 8 or k % 4:
+                    raise ValueError(
+                        f"inout[{t!r}]={k!r} must be a multiple of 4, at least 8 (two blocks of the in/out design)"
+                    )
 
 
 #: The training preset and this experiment's settings for a preset, with overrides (None ignored).
@@ -259,13 +268,9 @@ class SetupsRun:
         """One row per in/out level and encoder row i (rows pair across levels: same points, same seed): its
         memorisation (own in-versus-out contrast after point effects), its mean alignment over the pool, the
         relative memorisation (their ratio, scale-free across methods and augmentations: the statistic the
-        claims test), and its linear-probe accuracy. ``measure_aug`` also lists the base encoders as measured
-        with their training augmentation."""
+        claims test), and its linear-probe accuracy."""
         rows = []
-        studies = dict(self.inout)
-        if ("base", BASE_SETUP) in studies and any(t == "measure_aug" for t, _ in studies):
-            studies[("measure_aug", self.settings["train_augmentation"])] = studies[("base", BASE_SETUP)]
-        for (table, level), sd in studies.items():
+        for (table, level), sd in self.inout.items():
             r = sd.result
             mean_al = r.alignment.mean(1)
             acc = sd.probe["linear_acc"].to_numpy() if "linear_acc" in sd.probe else np.full(len(mean_al), np.nan)
@@ -370,15 +375,17 @@ class SetupsRun:
         units a one-sided test needs for 80 % power at α/m, the encoders one unit costs, and the CPU hours of
         the planned n at this run's median training time per encoder (from the store).
 
-        m is every claim of the chapter (10): if each were replicated and decided, they would share one Holm
-        correction. S13 is a Kendall τ over SSL runs (SESOI: an absolute τ of 0.2,
+        m is every claim of the chapter (10), or, with the in/out levels, every test of the chapter's Holm
+        family (S13, S17 and the parts of S27–S29) if that is more. S13 is a Kendall τ over SSL runs (SESOI: an
+        absolute τ of 0.2,
         :func:`~memlib.verdicts.plan_n_kendall`); every other claim is a mean over its units of a difference
         between levels or setups, planned for a standardised SESOI of d = 0.5 (:func:`~memlib.verdicts.plan_n`;
         the one-pair-per-level ablations have no spread to pilot with, and S17's paper gap has no counterpart at
         this scale).
         """
         s, runs = self.settings, self.table1_runs
-        m = len(SETUPS_TESTS)
+        inout = self.inout_evidence()
+        m = max(len(SETUPS_TESTS), (2 if "S17" not in inout else 1) + sum(len(t) for _, t in inout.values()))
         n_t1 = int(((runs["method"] != "supervised") & runs["beats_floor"]).sum())
         n17 = len(set(runs.loc[runs.setup == BASE_SETUP, "seed"]) & set(runs.loc[runs.method == "supervised", "seed"]))
         d_n = plan_n(0.5, 1.0, alpha=alpha, m=m)
@@ -401,6 +408,11 @@ class SetupsRun:
             ),
             "S29": ("replicate (a pair per mask ratio)", 1, "d = 0.5", d_n, 2 * len(s["mask_ratios"])),
         }
+        # The in/out levels replace the single pairs where they ran: a row trains one encoder per level it
+        # adds (S17: the supervised one, SimCLR's is chapter 01b's; S27: none, it re-scores 01b's).
+        new = {"S17": 1, "S27": 0, "S28": len(s["train_augmentations"]), "S29": len(s["mask_ratios"])}
+        for cid, (unit, tests) in inout.items():
+            plan[cid] = (unit, min(len(d) for d in tests.values()), "d = 0.5", d_n, new[cid])
         df = pd.DataFrame.from_dict(
             plan, orient="index", columns=["unit", "n now", "SESOI", "planned n", "encoders per unit"]
         )
@@ -572,9 +584,10 @@ class SetupsRun:
             v, d = ver["S17"], inout["S17"][1]["S17"]
             stat = (
                 f"supervised − SimCLR relative in/out memorisation per encoder row: mean {v.estimate:+.4f} over "
-                f"{len(d)}; {v.sesoi}; Holm p = {v.p:.2g} over {v.m}; {v.reason}; the single pairs per seed "
-                "(calibrated SSLMem): " + ", ".join(f"{x:+.4f}" for x in diff)
+                f"{len(d)}; {v.sesoi}; Holm p = {v.p:.2g} over {v.m}; {v.reason}"
             )
+            if len(diff):
+                stat += "; the single pairs per seed (calibrated SSLMem): " + ", ".join(f"{x:+.4f}" for x in diff)
             add("S17", v.status, stat, len(d))
         elif sup:
             if "S17" in ver:
