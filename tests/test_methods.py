@@ -314,6 +314,18 @@ def test_the_guide_adds_a_method(guide_method, fmnist_small, tmp_path, monkeypat
     run = ns["run"]
     assert np.isfinite(run.result.raw).all() and np.all(np.abs(run.result.score) <= 1)
 
+    # The guide's chapter step: chapter 03's parameters cell takes the new method by name, and its design plans
+    # the method's encoders (config and design only: the chapter's training is tested in test_regularizer).
+    step = re.search(r"`methods = \[([^\]]*)\]`", text).group(1)
+    methods = [m.strip().strip('"') for m in step.split(",")]
+    assert name in methods
+    from memlib.experiments.registry import get_experiment
+
+    exp = get_experiment("regularization")
+    cfg = exp.config("smoke", methods=methods)
+    planned = {m for d in exp.design(cfg) for m, _ in d.members}  # (method, λ) → its families
+    assert name in planned
+
     # The error the guide shows for an unknown name.
     shown = re.search(r"ValueError: (method='\w+' is unknown; choose one of )", text).group(1)
     with pytest.raises(ValueError) as err:

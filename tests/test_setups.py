@@ -58,9 +58,98 @@ def test_chapter_reads_back_from_the_store_alone(tmp_path):
     assert not (tmp_path / "empty" / "encoders").exists()  # nothing trained or loaded
     for name in ("table1_runs", "candidate_scores", "feldman", "measure_aug", "dejavu", "dynamics", "overlap"):
         pd.testing.assert_frame_equal(getattr(first, name), getattr(again, name))
+    pd.testing.assert_frame_equal(first.inout_encoders(), again.inout_encoders())
+    assert set(first.inout) == {("base", "SimCLR-ResNet"), ("supervised", "Supervised-ResNet"), ("train_aug", "noise"),
+                                ("measure_aug", "simclr"), ("measure_aug", "rotation")}  # fmt: skip
     pd.testing.assert_frame_equal(first.claims(), again.claims())
     snaps = EvidenceStore(store).load("encoders")
     assert (snaps.kind == "snapshot").sum() == 2 * len(first.dynamics)  # f and g at every snapshot epoch
     assert first.measure_aug.loc["simclr", "SSLMem"] == first.table1().loc["SimCLR-ResNet", "SSLMem"]
     with pytest.raises(LookupError, match="memlib-evidence add --chapter 06"):
         run_setups("smoke", store=tmp_path / "other", cache_dir=tmp_path / "empty", train=False, **kw)
+
+
+def test_inout_levels_pair_rows_with_chapter_01b():
+    """Every in/out level is chapter 01b's subset design (same pool, the first k rows of its inclusion, the same
+    model seed per row) with one setup's recipe; the base and measuring levels are 01b's own encoders."""
+    import numpy as np
+
+    from memlib.experiments.setups_evidence import inout_designs, setups_config
+    from memlib.experiments.subset_study import SubsetSettings, subset_design
+
+    cfg = setups_config("smoke")
+    full = subset_design(*SubsetSettings.for_preset("smoke"), 0)
+    levels = inout_designs(cfg)
+    assert {t for t, _ in levels} == {"base", "supervised", "measure_aug", "train_aug", "mask_ratio"}
+    for (table, level), d in levels.items():
+        k = len(d.specs)
+        assert np.array_equal(d.ids, full.ids) and np.array_equal(d.inclusion, full.inclusion[:k])
+        assert [s.train.seed for s in d.specs] == [s.train.seed for s in full.specs[:k]]
+        if table in ("base", "measure_aug"):
+            assert d.keys() == full.keys()[:k]
+            assert d.scoring["augmentation"] == (level if table == "measure_aug" else full.scoring["augmentation"])
+        else:
+            assert not set(d.keys()) & set(full.keys())  # another recipe: other encoders
+    assert levels[("mask_ratio", 0.5)].specs[0].method == "mae"
+    assert len({d.name for d in levels.values()}) == len(levels)  # each level's roles are its own
+    with pytest.raises(ValueError, match="exceed chapter 01b's"):
+        inout_designs(setups_config("smoke", inout={"supervised": 4 * 100}))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        setups_config("smoke", inout={"supervised": 6})
+
+
+def _planted(design, rows, memorisation, accuracy, rng):
+    """A SubsetStudy of ``rows`` encoders whose in-versus-out contrast is ``memorisation`` (plus noise)."""
+    import numpy as np
+    import pandas as pd
+
+    from memlib.experiments.subset_study import SubsetStudy
+    from memlib.memorization.subset import balanced_inclusion, subset_sslmem_from_alignment
+
+    inc = balanced_inclusion(40, rows, 0)
+    y = 1.0 + rng.normal(0, 0.05, (rows, 1)) + rng.normal(0, 0.1, (1, 40)) + rng.normal(0, 0.01, (rows, 40))
+    y = y - inc * (memorisation + rng.normal(0, 0.002, (rows, 1)))
+    probe = pd.DataFrame({"linear_acc": accuracy + rng.normal(0, 0.002, rows)})
+    return SubsetStudy(design, subset_sslmem_from_alignment(y, inc), np.zeros(40), probe, {})
+
+
+@pytest.mark.parametrize("planted", [True, False])
+def test_inout_claims_find_a_planted_difference_and_only_then(planted):
+    """S17 and S28 from planted in/out levels: a real difference between levels (supervised memorises more; crop
+    memorises more and probes better) is reproduced; with none planted they are not."""
+    import dataclasses
+
+    import numpy as np
+    import pandas as pd
+
+    from memlib.experiments.setups_run import SETUPS_SETTINGS, SetupsRun, SetupsSettings
+
+    rng = np.random.default_rng(1)
+    gap = 0.03 if planted else 0.0
+    levels = {
+        ("base", "SimCLR-ResNet"): (0.02, 0.80),
+        ("supervised", "Supervised-ResNet"): (0.02 + gap, 0.80),
+        ("train_aug", "crop_flip"): (0.02 + gap, 0.80 + gap),
+        ("train_aug", "noise"): (0.02, 0.80),
+        ("train_aug", "mask"): (0.02, 0.80),
+    }
+    inout = {k: _planted(None, 16, m, a, rng) for k, (m, a) in levels.items()}
+    s = dataclasses.replace(SetupsSettings(**SETUPS_SETTINGS["smoke"]), train_augmentation="simclr")
+    empty = pd.DataFrame()
+    run = SetupsRun(get_preset("cpu"), s, pd.DataFrame(columns=["setup", "seed", "method", "beats_floor"]),
+                    pd.DataFrame(), empty, empty, empty, {}, empty, {}, empty, {}, {}, empty, empty, {}, {}, None,
+                    inout=inout)  # fmt: skip
+    ev = run.evidence()
+    assert set(ev) == {"S17", *(f"S28 {c}: crop_flip > {lv}" for c in ("relative memorisation", "linear acc")
+                                for lv in ("noise", "mask"))}  # fmt: skip
+    assert all(e.n == 16 for e in ev.values())
+    plan = run.planned_n()
+    assert plan.loc["S17", "n now"] == 16 and plan.loc["S17", "encoders per unit"] == 1
+    from memlib.verdicts import REPRODUCED, decide, parts_status
+
+    ver = decide(ev)
+    s28 = parts_status([ver[k].status for k in ev if k.startswith("S28")])
+    if planted:
+        assert ver["S17"].status == REPRODUCED and s28 == REPRODUCED
+    else:
+        assert ver["S17"].status != REPRODUCED and s28 != REPRODUCED

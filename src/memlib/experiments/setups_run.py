@@ -385,7 +385,7 @@ class SetupsRun:
         """
         s, runs = self.settings, self.table1_runs
         inout = self.inout_evidence()
-        m = max(len(SETUPS_TESTS), (2 if "S17" not in inout else 1) + sum(len(t) for _, t in inout.values()))
+        m = max(len(SETUPS_TESTS), len(self.evidence()))
         n_t1 = int(((runs["method"] != "supervised") & runs["beats_floor"]).sum())
         n17 = len(set(runs.loc[runs.setup == BASE_SETUP, "seed"]) & set(runs.loc[runs.method == "supervised", "seed"]))
         d_n = plan_n(0.5, 1.0, alpha=alpha, m=m)
@@ -450,28 +450,22 @@ class SetupsRun:
         return tau, p
 
     # ---- claims -------------------------------------------------------------------------------------
-    def claims(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Verdicts on S10, S13, S15–S18 and S26–S29 by :mod:`memlib.verdicts`, each over its unit of replication.
+    def evidence(self) -> dict:
+        """The chapter's tests before correction, one Holm family (:func:`~memlib.verdicts.decide`): S13, S17
+        (from the in/out rows where they ran, else the pairs per seed) and every part of S27–S29 from the in/out
+        levels."""
+        return self._evidence()[0]
 
-        Table 1's claims (S13, S17) have one encoder pair per setup and seed, so their unit is the run or the
-        seed. The ablations (S10, S15, S16, S18, S26–S29) run at the first seed with one encoder pair per
-        level: the rule makes them inconclusive (one pair has no estimate of training noise); the statistic
-        still reports what the test alone gives. The decided claims (S13, S17) share one Holm correction
-        (:func:`~memlib.verdicts.decide`); S13's p is exact (or a permutation test with ties), S17 is refuted
-        below its SESOI (d = 0.5 over seeds).
-        """
-        p = self.preset
-        out: list[Claim] = []
+    def _evidence(self) -> tuple[dict, np.ndarray, dict]:
         runs = self.table1_runs
         t1 = runs[(runs["method"] != "supervised") & runs["beats_floor"]]
-        tau0, _ = self.tau_matrix()
-        sup = [c for c in tau0.columns if c in SETUPS and SETUPS[c][0] == "supervised"]
         ev = {}
         if len(t1) >= 3:
             hi = kendall_test(t1["sslmem_calibrated"], t1["linear_acc"], "greater")
             lo = kendall_test(t1["sslmem_calibrated"], t1["linear_acc"], "less")
             ev["S13"] = Evidence(len(t1), hi["p"], lo["p"], None, hi["tau"], Sesoi(0.2, "a weak rank association"))
         diff = np.array([])
+        sup = [c for c in self.candidate_scores.columns if c in SETUPS and SETUPS[c][0] == "supervised"]
         if sup:
             tr = runs[runs["beats_floor"]].set_index(["setup", "seed"])["sslmem_calibrated"]
             seeds = [x for x in self.settings["seeds"] if (sup[0], x) in tr.index and (BASE_SETUP, x) in tr.index]
@@ -480,12 +474,33 @@ class SetupsRun:
                 why = "the paper's gap is at 100 epochs of ImageNet-scale training"
                 ev["S17"] = mean_evidence(diff, sesoi=standardised_sesoi(diff, why=why))
         # The in/out levels decide S17 and S27–S29 where they ran (declared with the design: more units than the
-        # single pairs, and S17's 8 encoder rows against 3 seeds of pairs).
+        # single pairs; at cpu S17 has 56 encoder rows against 3 seeds of pairs).
         inout = self.inout_evidence()
         why = "an effect between in/out levels has no counterpart at the paper's scale"
         for cid, (_, tests) in inout.items():
             for k, d in tests.items():
                 ev[k] = mean_evidence(d, sesoi=standardised_sesoi(d, why=why))
+        return ev, diff, inout
+
+    def claims(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Verdicts on S10, S13, S15–S18 and S26–S29 by :mod:`memlib.verdicts`, each over its unit of replication.
+
+        S13 has one encoder pair per setup and seed, so its unit is the run. S17 and S27–S29 are decided from
+        the in/out levels where they ran (:meth:`inout_evidence`: encoder rows as units, each claim's parts all
+        needed, :func:`~memlib.verdicts.parts_status`); without them S17 is tested over seeds of pairs and
+        S27–S29 rest on one pair per level. The other ablations (S10, S15, S16, S18, S26) run at the first seed
+        with one encoder pair per level: the rule makes them inconclusive (one pair has no estimate of training
+        noise); the statistic still reports what the test alone gives. Every test shares one Holm correction
+        (:meth:`evidence`, :func:`~memlib.verdicts.decide`); S13's p is exact (or a permutation test with ties);
+        the t-tests are refuted below their SESOI (d = 0.5 over units).
+        """
+        p = self.preset
+        out: list[Claim] = []
+        runs = self.table1_runs
+        t1 = runs[(runs["method"] != "supervised") & runs["beats_floor"]]
+        tau0, _ = self.tau_matrix()
+        sup = [c for c in tau0.columns if c in SETUPS and SETUPS[c][0] == "supervised"]
+        ev, diff, inout = self._evidence()
         ver = decide(ev, alpha=alpha)
 
         def add(cid, status, stat, n):
