@@ -32,11 +32,12 @@ from ..atomic import CorruptFileError
 from ..data.augment import build_augmentation
 from ..data.datasets import load_dataset, test_point_ids
 from ..device import resolve_device
-from ..evidence import EvidenceStore, open_store
+from ..evidence import EvidenceStore, batch_provenance, open_store
 from ..memorization.dejavu import DejaVuResult, dejavu_hits
 from ..memorization.feldman import label_probability
 from ..memorization.sslmem import alignment_loss, sslmem_from_alignment
 from ..models import build_encoder, channel_stats
+from ..probing import atypicality, embed
 from ..provenance import provenance
 from ..training.loop import fingerprint
 from .artifacts import check_cache_dir
@@ -197,7 +198,72 @@ def inout_designs(cfg: ChapterConfig, data_root=None) -> dict[tuple[str, object]
     for r in s["mask_ratios"] if "mask_ratio" in ks else ():
         mae = setup_preset(p, s, "MAE-ViT", method_kwargs=mask_ratio_kwargs(r))
         out[("mask_ratio", r)] = level("mask_ratio", r, mae, ks["mask_ratio"])
+    if "dynamics" in ks:  # S10: the base encoders of the first rows, retrained keeping snapshots
+        d = level("dynamics", "snapshots", base_p, ks["dynamics"])
+        specs = [dataclasses.replace(x, snapshots=True) for x in d.specs]
+        for e in snapshot_epochs(specs[0]):
+            out[("dynamics", e)] = SnapshotLevel(**{**vars(d), "specs": specs, "epoch": e})
     return out
+
+
+@dataclass(frozen=True)
+class SnapshotLevel(SubsetDesign):
+    """An in/out level of training snapshots: row i's encoder as it was at ``epoch`` (store keys
+    :func:`snapshot_key`; each row's last snapshot stands for its training, as the extras' pair does)."""
+
+    epoch: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{super().name}, epoch {self.epoch}"
+
+    def keys(self) -> list[str]:
+        return [snapshot_key(x, self.epoch) for x in self.specs]
+
+    def trained_keys(self) -> list[str]:
+        last = snapshot_epochs(self.specs[0])[-1]
+        return self.keys() if self.epoch == last else []
+
+
+def fill_snapshots(
+    levels: list[SnapshotLevel], *, store, device="cpu", cache_dir=None, data_root=None, progress=True
+) -> None:
+    """Train ``levels``' rows keeping snapshots (or load them), then score, embed and probe every snapshot of
+    every level the store lacks, and append the rows as one batch."""
+    t0 = time.perf_counter()
+    levels = [d for d in levels if subset_missing(store, d)]
+    if not levels:
+        return
+    dev, cache, d0 = resolve_device(device), check_cache_dir(cache_dir), levels[0]
+    p = d0.preset
+    train_set, test_set, _ = load_with_splits(p, d0.seed, data_root)
+    fitted = fit(d0.specs, train_set, cache, dev, progress=progress)
+    images, labels = train_set.images[d0.ids], train_set.labels[d0.ids]
+    aug = build_augmentation(d0.scoring["augmentation"], train_set.image_size)
+    probe_tr, probe_te = probe_sets(p, train_set, test_set, probe_rng(d0.seed))
+    opts = scoring_options(p, d0.seed, dev)
+    rows = {k: [] for k in ("encoders", "roles", "alignments", "point_stats", "probes")}
+    for d in levels:
+        for i, (spec, fit_) in enumerate(zip(d.specs, fitted)):
+            key = snapshot_key(spec, d.epoch)
+            path = spec.checkpoint(cache).parent / "snapshots" / f"epoch{d.epoch:04d}.pt"
+            enc = _load_snapshot(spec.arch, train_set, path)
+            ckpt = torch.load(spec.checkpoint(cache), map_location="cpu", weights_only=False, mmap=True)
+            loss = {int(h["epoch"]): h.get("loss") for h in fit_.history}.get(d.epoch)
+            rows["encoders"].append(_snapshot_row(spec, key, d.epoch, loss, ckpt))
+            rows["roles"].append(pd.DataFrame([{"experiment": EXPERIMENT, "design": d.name, "encoder": key,
+                                                "role": "subset snapshot", "member": i}]))  # fmt: skip
+            al = alignment_loss([enc], images, aug, ids=d.ids, options=opts)[0]
+            rows["alignments"].append(_alignment_rows(key, p.dataset, d.ids, d.scoring, al))
+            aty = atypicality(embed(enc, images), labels, 5).cpu().numpy()
+            for stat, v in (("included", d.inclusion[i].astype(np.float64)), ("atypicality", aty)):
+                rows["point_stats"].append(_stat_rows(key, p.dataset, d.ids, stat, d.context, v))
+            pr = probe_encoder(enc, probe_tr, probe_te, p.probe_epochs, d.seed, dev)
+            rows["probes"].append(pd.DataFrame([{"encoder": key, "probe": k, "context": d.probe_context,
+                                                 "value": float(pr[k])} for k in pr]))  # fmt: skip
+    name = f"in/out snapshots of {len(d0.specs)} rows, epochs {', '.join(str(d.epoch) for d in levels)}"
+    prov = batch_provenance(EXPERIMENT, name, p.name, d0.seed, dev, time.perf_counter() - t0)
+    store.append({k: pd.concat(v, ignore_index=True) for k, v in rows.items() if v}, prov)
 
 
 def _run_designs(cfg: ChapterConfig, data_root=None) -> tuple[dict, dict]:
@@ -470,7 +536,10 @@ def fill(d, *, store, train=True, device="cpu", cache_dir=None, data_root=None, 
                 f"the evidence store {store.path} lacks {', '.join(lack)} of {d.name}; run with train=True, or "
                 f"`memlib-evidence add --chapter {CHAPTER}`"
             )
-        if lack:
+        if lack and isinstance(d, SnapshotLevel):
+            fill_snapshots([d], store=store, device=device, cache_dir=cache_dir, data_root=data_root,
+                           progress=progress)  # fmt: skip
+        elif lack:
             subset_fill(d, store=store, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress)
         return subset_from_store(store, d)
     if isinstance(d, ExtrasDesign):
@@ -511,6 +580,9 @@ def run_chapter(
     runs = {entry: read[key] for entry, key in index.items()}
     extras = fill(extras_d, **kw)
     inout_d = inout_designs(cfg, data_root)
+    snaps = [d for d in inout_d.values() if isinstance(d, SnapshotLevel)]
+    if train and snaps:  # every snapshot level in one pass over the snapshots
+        fill_snapshots(snaps, store=st, device=device, cache_dir=cache_dir, data_root=data_root, progress=progress)
     inout = {key: fill(d, **kw) for key, d in inout_d.items()}
     floor = pd.concat(
         [r.floor.assign(arch=d.preset.arch) for key, d in designs.items() if d.floor for r in [read[key]]],

@@ -84,13 +84,14 @@ SETUPS_SETTINGS: dict[str, dict] = {
     # so only the supervised ones train): 36 trainings, about 90 minutes.
     # In/out levels (declared 2026-12-04 before any of their encoders trained or were scored): chapter 01b's
     # pool and the first k rows of its inclusion (whole balanced blocks), one encoder per row per level, so
-    # levels pair by row; S17, S27–S29 are tested over those rows (see SetupsRun.inout_evidence). The planned n
-    # for d = 0.5 at α/17 (the chapter's 17 tests) is 56 rows. S17 (8 s per supervised encoder) and S27 (no
-    # training: chapter 01b's 88 encoders re-scored) reach it; S28 and S29 (24 SimCLR and 32 MAE encoders
-    # at 8 rows, about 45 minutes on two workers) are set by the budget and say what they would need.
+    # levels pair by row; S10, S17, S27–S29 are tested over those rows (see SetupsRun.inout_evidence). The
+    # planned n for d = 0.5 at α/18 (the chapter's 18 tests) is 57 rows. S17 (46 s per supervised encoder; 60
+    # rows, whole blocks) and S27 (no training: chapter 01b's 88 encoders re-scored) reach it; S10 (8 base
+    # encoders retrained keeping snapshots, each snapshot scored and probed), S28 and S29 (24 SimCLR and 32 MAE
+    # encoders at 8 rows, about 45 minutes on two workers) are set by the budget and say what they would need.
     "cpu": {"seeds": (0, 1, 2), "models_per_family": 1,
             "seed_setups": ("SimCLR-ResNet", "Supervised-ResNet"),
-            "inout": {"supervised": 56, "measure_aug": 88, "train_aug": 8, "mask_ratio": 8}},
+            "inout": {"dynamics": 8, "supervised": 60, "measure_aug": 88, "train_aug": 8, "mask_ratio": 8}},
     "gpu": {"seeds": (0, 1, 2)},
     "paper": {"seeds": (0, 1, 2)},
 }
@@ -120,7 +121,7 @@ class SetupsSettings(Settings):
     #: Encoder rows of each in/out table (``supervised``, ``measure_aug``, ``train_aug``, ``mask_ratio``):
     #: the first k rows of chapter 01b's inclusion; ``None``: no in/out levels.
     inout: dict | None = field(
-        default_factory=lambda: {"supervised": 8, "measure_aug": 8, "train_aug": 8, "mask_ratio": 8}
+        default_factory=lambda: {"dynamics": 8, "supervised": 8, "measure_aug": 8, "train_aug": 8, "mask_ratio": 8}
     )
 
     def __post_init__(self):
@@ -316,6 +317,8 @@ class SetupsRun:
         differences})``. Every test is a one-sided paired t-test over encoder rows (the unit)
         of a difference between levels, against 0 and a SESOI of d = 0.5 standardised:
 
+        - S10: relative memorisation at the last snapshot − at the accuracy plateau (the first snapshot whose
+          mean linear accuracy over rows is within 1 point of the best);
         - S17: relative memorisation, supervised − base setup;
         - S27: relative memorisation, training augmentation − each other measuring augmentation (base encoders);
         - S28: crop + flip − each other training augmentation, in relative memorisation and in linear accuracy;
@@ -337,6 +340,15 @@ class SetupsRun:
             return d if len(d) >= 2 else None
 
         out = {}
+        dyn = df[df["table"] == "dynamics"]
+        if dyn["level"].nunique() >= 2:
+            acc = dyn.groupby("level")["linear acc"].mean()
+            plateau, end = acc.index[acc >= acc.max() - 0.01].min(), acc.index.max()
+            if plateau < end:
+                d = diff("relative memorisation", ("dynamics", end), ("dynamics", plateau))
+                if d is not None:
+                    key = f"S10 relative memorisation: epoch {end} > epoch {plateau} (plateau)"
+                    out["S10"] = ("encoder row (one in/out encoder, at two snapshots)", {key: d})
         base = ("base", BASE_SETUP)
         sup = [lv for t, lv in wide["relative memorisation"].columns if t == "supervised"]
         if sup:
@@ -410,7 +422,7 @@ class SetupsRun:
         }
         # The in/out levels replace the single pairs where they ran: a row trains one encoder per level it
         # adds (S17: the supervised one, SimCLR's is chapter 01b's; S27: none, it re-scores 01b's).
-        new = {"S17": 1, "S27": 0, "S28": len(s["train_augmentations"]), "S29": len(s["mask_ratios"])}
+        new = {"S10": 1, "S17": 1, "S27": 0, "S28": len(s["train_augmentations"]), "S29": len(s["mask_ratios"])}
         for cid, (unit, tests) in inout.items():
             plan[cid] = (unit, min(len(d) for d in tests.values()), "d = 0.5", d_n, new[cid])
         df = pd.DataFrame.from_dict(
@@ -530,12 +542,22 @@ class SetupsRun:
         def single(stat, unit="one encoder pair per level"):  # one unit: the test alone, never a verdict
             return verdict_rule(n=1, p=1.0, p_opposite=1.0).status, f"{stat}; {unit}: inconclusive"
 
-        # S10: SSLMem keeps rising after the probe accuracy plateaus (one pair with snapshots).
+        # S10: SSLMem keeps rising after the probe accuracy plateaus (in/out snapshots, else one pair's).
         d = self.dynamics
         best = d["linear_acc"].max()
         plateau = int(d.loc[d["linear_acc"] >= best - 0.01, "epoch"].min())
         end = int(d["epoch"].max())
-        if plateau < end:
+        snaps = sorted(lv for t, lv in self.inout if t == "dynamics")
+        if inout_claim("S10"):
+            pass
+        elif len(snaps) >= 2:
+            add(
+                "S10",
+                INCONCLUSIVE,
+                f"in/out snapshots: the mean accuracy peaks only at the last (epoch {snaps[-1]})",
+                0,
+            )
+        elif plateau < end:
             a, b = self.dynamics_points[end], self.dynamics_points[plateau]
             w = st.wilcoxon(a, b, alternative="greater")
             add(
@@ -682,7 +704,7 @@ class SetupsRun:
 
 
 #: The in/out tables (:func:`~memlib.experiments.setups_evidence.inout_designs`) and the claim each decides.
-INOUT_TABLES = {"supervised": "S17", "measure_aug": "S27", "train_aug": "S28", "mask_ratio": "S29"}
+INOUT_TABLES = {"dynamics": "S10", "supervised": "S17", "measure_aug": "S27", "train_aug": "S28", "mask_ratio": "S29"}
 
 #: The test of every claim decided from the in/out levels.
 INOUT_TEST = (
