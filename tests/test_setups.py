@@ -59,11 +59,14 @@ def test_chapter_reads_back_from_the_store_alone(tmp_path):
     for name in ("table1_runs", "candidate_scores", "feldman", "measure_aug", "dejavu", "dynamics", "overlap"):
         pd.testing.assert_frame_equal(getattr(first, name), getattr(again, name))
     pd.testing.assert_frame_equal(first.inout_encoders(), again.inout_encoders())
-    assert set(first.inout) == {("base", "SimCLR-ResNet"), ("supervised", "Supervised-ResNet"), ("train_aug", "noise"),
-                                ("measure_aug", "simclr"), ("measure_aug", "rotation")}  # fmt: skip
+    assert {k for k in first.inout if k[0] != "dynamics"} == {
+        ("base", "SimCLR-ResNet"), ("supervised", "Supervised-ResNet"), ("train_aug", "noise"),
+        ("measure_aug", "simclr"), ("measure_aug", "rotation")}  # fmt: skip
+    assert sorted(e for t, e in first.inout if t == "dynamics") == sorted(first.dynamics["epoch"])
     pd.testing.assert_frame_equal(first.claims(), again.claims())
     snaps = EvidenceStore(store).load("encoders")
-    assert (snaps.kind == "snapshot").sum() == 2 * len(first.dynamics)  # f and g at every snapshot epoch
+    rows = first.settings["inout"]["dynamics"]  # f and g, and every in/out row, at every snapshot epoch
+    assert (snaps.kind == "snapshot").sum() == (2 + rows) * len(first.dynamics)
     assert first.measure_aug.loc["simclr", "SSLMem"] == first.table1().loc["SimCLR-ResNet", "SSLMem"]
     with pytest.raises(LookupError, match="memlib-evidence add --chapter 06"):
         run_setups("smoke", store=tmp_path / "other", cache_dir=tmp_path / "empty", train=False, **kw)
@@ -80,7 +83,7 @@ def test_inout_levels_pair_rows_with_chapter_01b():
     cfg = setups_config("smoke")
     full = subset_design(*SubsetSettings.for_preset("smoke"), 0)
     levels = inout_designs(cfg)
-    assert {t for t, _ in levels} == {"base", "supervised", "measure_aug", "train_aug", "mask_ratio"}
+    assert {t for t, _ in levels} == {"base", "supervised", "measure_aug", "train_aug", "mask_ratio", "dynamics"}
     for (table, level), d in levels.items():
         k = len(d.specs)
         assert np.array_equal(d.ids, full.ids) and np.array_equal(d.inclusion, full.inclusion[:k])
@@ -91,6 +94,10 @@ def test_inout_levels_pair_rows_with_chapter_01b():
         else:
             assert not set(d.keys()) & set(full.keys())  # another recipe: other encoders
     assert levels[("mask_ratio", 0.5)].specs[0].method == "mae"
+    snaps = [d for (t, _), d in levels.items() if t == "dynamics"]
+    assert all(x.snapshots for d in snaps for x in d.specs)
+    assert [x.key() for x in snaps[0].specs] == full.keys()[: len(snaps[0].specs)]  # 01b's encoders, retrained
+    assert len({k for d in snaps for k in d.keys()}) == len(snaps) * len(snaps[0].specs)  # a key per snapshot
     assert len({d.name for d in levels.values()}) == len(levels)  # each level's roles are its own
     with pytest.raises(ValueError, match="exceed chapter 01b's"):
         inout_designs(setups_config("smoke", inout={"supervised": 4 * 100}))
