@@ -109,7 +109,7 @@ glue("n_runs", run.timings["sslmem_experiments"], display=False)
 # {glue:text}`n_encoders` trained encoders in all. For the pair designs every
 # planned n lies far beyond it, so those ablations stay inconclusive by design
 # and S13 is tested at the n it has. S17 and S27 reach their planned n with
-# in/out encoders; S28 and S29 are tested at the rows the budget allowed. The
+# in/out encoders; S10, S28 and S29 are tested at the rows the budget allowed. The
 # table says what each would need.
 
 # %% tags=["remove-input"]
@@ -309,6 +309,10 @@ plt.close(fig)
 # memorisation divided by its mean alignment loss over the pool. Declared
 # before any of these encoders trained:
 #
+# - **S10**: chapter 01's first encoders retrained keeping a snapshot every
+#   tenth of training, each snapshot an in/out level: relative memorisation at
+#   the last snapshot minus at the accuracy plateau (the first snapshot whose
+#   mean linear accuracy is within 1 point of the best).
 # - **S17**: supervised − SimCLR, per row (SimCLR's encoders are chapter 01's).
 # - **S27**: chapter 01's encoders measured with their training augmentation
 #   minus each other measuring augmentation, per encoder (nothing trains).
@@ -326,15 +330,19 @@ glue("inout_pool", len(next(iter(run.inout.values())).design.ids) if run.inout e
 glue("inout_new", int(sum(len(d.design.keys()) for (t, _), d in run.inout.items()
                           if t in ("supervised", "train_aug", "mask_ratio"))), display=False)
 if len(lv):
-    panels = [t for t in ("supervised", "measure_aug", "train_aug", "mask_ratio") if (lv["table"] == t).any()]
-    titles = {"supervised": "S17: supervised vs SimCLR", "measure_aug": "S27: measuring augmentation",
-              "train_aug": "S28: training augmentation", "mask_ratio": "S29: MAE mask ratio"}
+    panels = [t for t in ("dynamics", "supervised", "measure_aug", "train_aug", "mask_ratio")
+              if (lv["table"] == t).any()]
+    titles = {"dynamics": "S10: epoch (line: linear acc)", "supervised": "S17: supervised vs SimCLR",
+              "measure_aug": "S27: measuring augmentation", "train_aug": "S28: training augmentation",
+              "mask_ratio": "S29: MAE mask ratio"}
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
     for ax, t in zip(axes[0], panels):
         g = lv[lv["table"].isin([t, "base"] if t == "supervised" else [t])]
         m = g["relative memorisation"]
-        ax.errorbar([str(v) for v in g["level"]], m, yerr=[m - g["ci95 low"], g["ci95 high"] - m], fmt="o",
-                    capsize=3)
+        x = g["level"].astype(float) if t == "dynamics" else [str(v) for v in g["level"]]
+        ax.errorbar(x, m, yerr=[m - g["ci95 low"], g["ci95 high"] - m], fmt="o", capsize=3)
+        if t == "dynamics":
+            ax.twinx().plot(x, g["linear acc"], color="gray", lw=1)
         ax.axhline(0, color="gray", lw=0.5)
         ax.set_title(titles[t], fontsize=9)
         ax.tick_params(axis="x", rotation=30, labelsize=8)
@@ -348,7 +356,8 @@ if len(lv):
 # ```{glue:figure} fig_inout
 # :name: fig-setups-inout
 # Relative memorisation per in/out level: mean over encoders with its 95 %
-# interval (t). Each panel's levels share their rows (points and seeds).
+# interval (t). Each panel's levels share their rows (points and seeds); in
+# the first, the gray line is the mean linear accuracy (right axis).
 # ```
 #
 # ## Verdicts on the claims
@@ -356,19 +365,19 @@ if len(lv):
 # Verdicts follow the one rule of `memlib.verdicts` over each claim's unit of
 # replication (see [How to read a chapter](../reading.md)). Table 1 has one
 # encoder pair per setup and seed, so S13 is tested over the SSL runs (setup ×
-# seed). S17 and S27–S29 are decided from the in/out encoders above (encoder
-# rows as units); S17's pairs per seed are still reported. The other
-# ablations (S10, S15, S16, S18, S26) train one encoder pair per level at the
+# seed). S10, S17 and S27–S29 are decided from the in/out encoders above
+# (encoder rows as units); S17's pairs per seed are still reported. The other
+# ablations (S15, S16, S18, S26) train one encoder pair per level at the
 # first seed: one pair carries no estimate of training noise, so they are
 # inconclusive at this preset whatever their tests say; the statistic column
 # still reports the test alone.
 #
-# - **S10**: the first snapshot whose linear accuracy is within 1 point of the
-#   best is the plateau; Wilcoxon test over the candidates, last snapshot
-#   against the plateau (one pair).
+# - **S10**: the in/out part listed above (without in/out levels: the
+#   plateau of one pair's snapshots and a Wilcoxon test over its candidates,
+#   inconclusive).
 # - **S13**: one-sided Kendall's τ between mean calibrated SSLMem and accuracy
 #   over the SSL runs (setup × seed) above the random floor, in both directions
-#   (exact p); S13, S17 and the parts of S27–S29 share one Holm correction.
+#   (exact p); S13 and every in/out part share one Holm correction.
 # - **S15**: the candidates' mean score at 70, 80 and 85 % overlap (one pair each).
 # - **S16**: Kendall's τ between setups' rankings, among SSL setups and between
 #   SSL and supervised (one split).

@@ -3,7 +3,9 @@
 The chapter's designs are its SSLMem runs, one :class:`~memlib.experiments.sslmem_evidence.RunDesign` per
 distinct (setup preset, seed) of :func:`~memlib.experiments.setups_run.plan` (stored as chapter 01's runs
 are, under this experiment's roles), and one :class:`ExtrasDesign` for what the chapter measures on those
-encoders beyond SSLMem. :func:`run_setups` fills what the store lacks (training only what the cache lacks),
+encoders beyond SSLMem, and the in/out levels of the ablations (:func:`inout_designs`: chapter 01b's subset design
+trained with each level's recipe, :class:`SnapshotLevel` for training snapshots). :func:`run_setups` fills what
+the store lacks (training only what the cache lacks),
 then analyses from stored rows only (:func:`~memlib.experiments.setups_run.setups_analysis`).
 
 Rows of the extras

@@ -19,7 +19,9 @@ score the *same* candidates:
 Each setup is an SSLMem run (:func:`~memlib.experiments.sslmem_experiment.run_sslmem`)
 with a few preset fields changed, so encoders are cached and shared with the
 other chapters (the SimCLR encoders of seed 0 are chapter 01's first pair, and their rows in the store too).
-The ablations (Tables 7–9, Fig. 2b) use the first seed only.
+The ablations (Tables 7–9, Fig. 2b) use the first seed only, with one encoder pair per level; S10, S17 and
+S27–S29 are decided instead from in/out levels (:meth:`SetupsRun.inout_evidence`), where each encoder trained
+on a random half of chapter 01b's pool is a unit of replication.
 """
 
 from __future__ import annotations
