@@ -87,7 +87,7 @@ SETUPS_SETTINGS: dict[str, dict] = {
     # In/out levels (declared 2026-12-04 before any of their encoders trained or were scored): chapter 01b's
     # pool and the first k rows of its inclusion (whole balanced blocks), one encoder per row per level, so
     # levels pair by row; S10, S17, S27 and S28 are tested over those rows (see SetupsRun.inout_evidence). The
-    # planned n for d = 0.5 at α/12 (the chapter's 12 tests) is 51 rows. S17 (46 s per supervised encoder; 60
+    # planned n for d = 0.5 at α/12 (the chapter's 12 tests) is 52 rows. S17 (46 s per supervised encoder; 60
     # rows, whole blocks) and S27 (no training: chapter 01b's 88 encoders re-scored) reach it; S10 (8 base
     # encoders retrained keeping snapshots, each snapshot scored and probed) and S28 (24 SimCLR encoders at 8
     # rows) are set by the budget and say what they would need. S29's in/out levels (32 MAE encoders, about 76
