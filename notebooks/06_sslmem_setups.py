@@ -360,6 +360,27 @@ if len(lv):
 # the first, the gray line is the mean linear accuracy (right axis).
 # ```
 #
+# **The scale matters.** Relative memorisation was declared because alignment
+# losses differ in scale between augmentations (the table's "mean alignment"
+# column), and it can change which level ranks first: among the measuring augmentations, the
+# highest relative memorisation is {glue:text}`s27_rel_top`'s and the highest
+# raw contrast (not declared; shown for comparison) is
+# {glue:text}`s27_raw_top`'s; among the training augmentations, the highest
+# relative memorisation is {glue:text}`s28_rel_top`'s and the highest raw
+# contrast {glue:text}`s28_raw_top`'s. The verdicts follow the declared
+# statistic.
+
+# %% tags=["remove-input"]
+def top(table, col):
+    g = lv[lv["table"] == table] if len(lv) else lv
+    return str(g.loc[g[col].idxmax(), "level"]) if len(g) else "none (no in/out levels)"
+
+
+for t, key in (("measure_aug", "s27"), ("train_aug", "s28")):
+    glue(f"{key}_rel_top", top(t, "relative memorisation"), display=False)
+    glue(f"{key}_raw_top", top(t, "memorisation"), display=False)
+
+# %% [markdown]
 # ## Verdicts on the claims
 #
 # Verdicts follow the one rule of `memlib.verdicts` over each claim's unit of
