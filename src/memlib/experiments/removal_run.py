@@ -60,8 +60,9 @@ REMOVAL_SETTINGS: dict[str, dict] = {
     # 2 fractions × 4 seeds = 8 retrained pairs (16 retrains and one encoder on the whole half, about 25 min on
     # one core). Planned n, declared before the run: 41 pairs (d = 0.5 at α = 0.05/4, 80 % power). Topped up
     # toward it by whole seeds as compute allows (the stopping point set by the session's spare core, not by
-    # the results): seeds 0–3 (8 pairs, 2026-12-04 afternoon), then 0–9 (20 pairs, 2026-12-04 evening).
-    "cpu": {"half": 150, "fractions": (0.08, 0.32), "seeds": tuple(range(10)), "rank_encoders": 48, "probe_train": 2000,
+    # the results): seeds 0–3 (8 pairs, 2026-12-04 afternoon), then 0–9 (20 pairs, 2026-12-04 evening), then
+    # 0–20 (42 pairs, the planned n, 2026-12-04 night).
+    "cpu": {"half": 150, "fractions": (0.08, 0.32), "seeds": tuple(range(21)), "rank_encoders": 48, "probe_train": 2000,
             "probe_test": 1000, "probe_epochs": 100, "downstream_train": None, "downstream_test": None},
     "gpu": {"half": 5000, "fractions": (0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "seeds": (0, 1, 2),
             "rank_encoders": 32, "downstream_train": None, "downstream_test": None},
